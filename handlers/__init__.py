@@ -1,0 +1,1 @@
+"""Built-in trio-tls handler plugins, registered through the `trio_tls.handlers` entry points."""

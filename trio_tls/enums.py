@@ -1,0 +1,104 @@
+"""Wire constants from the TLS registries (RFC 5246 §7.2, §7.4, IANA TLS parameters).
+
+Messages keep wire values as plain ints, so a value we do not know (GREASE, a new extension) stays
+what it was on the wire; these IntEnums compare equal to those ints and name the ones we act on.
+"""
+
+from enum import IntEnum
+
+TLS12 = 0x0303
+TLS13 = 0x0304
+
+
+class ContentType(IntEnum):
+    change_cipher_spec = 20
+    alert = 21
+    handshake = 22
+    application_data = 23
+
+
+class HandshakeType(IntEnum):
+    hello_request = 0
+    client_hello = 1
+    server_hello = 2
+    new_session_ticket = 4
+    certificate = 11
+    server_key_exchange = 12
+    certificate_request = 13
+    server_hello_done = 14
+    certificate_verify = 15
+    client_key_exchange = 16
+    finished = 20
+
+
+class AlertLevel(IntEnum):
+    warning = 1
+    fatal = 2
+
+
+class AlertDescription(IntEnum):
+    close_notify = 0
+    unexpected_message = 10
+    bad_record_mac = 20
+    record_overflow = 22
+    handshake_failure = 40
+    bad_certificate = 42
+    unsupported_certificate = 43
+    certificate_revoked = 44
+    certificate_expired = 45
+    certificate_unknown = 46
+    illegal_parameter = 47
+    unknown_ca = 48
+    access_denied = 49
+    decode_error = 50
+    decrypt_error = 51
+    protocol_version = 70
+    insufficient_security = 71
+    internal_error = 80
+    inappropriate_fallback = 86
+    user_canceled = 90
+    no_renegotiation = 100
+    unsupported_extension = 110
+    unrecognized_name = 112
+    no_application_protocol = 120
+
+
+class ExtensionType(IntEnum):
+    server_name = 0
+    supported_groups = 10
+    ec_point_formats = 11
+    signature_algorithms = 13
+    application_layer_protocol_negotiation = 16
+    extended_master_secret = 23
+    session_ticket = 35
+    supported_versions = 43
+    renegotiation_info = 0xFF01
+
+
+class NamedGroup(IntEnum):
+    secp256r1 = 23
+    secp384r1 = 24
+    x25519 = 29
+
+
+class SignatureScheme(IntEnum):
+    rsa_pkcs1_sha256 = 0x0401
+    rsa_pkcs1_sha384 = 0x0501
+    rsa_pkcs1_sha512 = 0x0601
+    ecdsa_secp256r1_sha256 = 0x0403
+    ecdsa_secp384r1_sha384 = 0x0503
+    rsa_pss_rsae_sha256 = 0x0804
+    rsa_pss_rsae_sha384 = 0x0805
+    rsa_pss_rsae_sha512 = 0x0806
+
+
+class ECPointFormat(IntEnum):
+    uncompressed = 0
+
+
+# Signalling cipher suite values: not suites, flags carried in the cipher_suites list.
+TLS_EMPTY_RENEGOTIATION_INFO_SCSV = 0x00FF  # RFC 5746 §3.3
+TLS_FALLBACK_SCSV = 0x5600  # RFC 7507 §2
+
+CURVE_TYPE_NAMED_CURVE = 3  # RFC 8422 §5.4 ECCurveType.named_curve
+COMPRESSION_NULL = 0

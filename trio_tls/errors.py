@@ -1,0 +1,110 @@
+"""Protocol errors, and the one place that decides which alert each failure sends.
+
+Code inside the engine raises a subclass of LocalProtocolError named after the alert RFC 5246
+§7.2 (and its updates) prescribes for that failure; `ServerConnection` queues that alert, enters
+its error state, and re-raises input failures as RemoteProtocolError, in the manner of h11. Callers
+therefore catch `TLSError` and read `.alert` to learn what was sent.
+"""
+
+from __future__ import annotations
+
+from .enums import AlertDescription, AlertLevel
+
+
+class TLSError(Exception):
+    """Base of every protocol error; `.alert` is the alert sent to the peer (None if none)."""
+
+    alert: AlertDescription | None = AlertDescription.internal_error
+    level: AlertLevel = AlertLevel.fatal
+
+    def __init__(self, message: str, alert: AlertDescription | None = None) -> None:
+        super().__init__(message)
+        if alert is not None:
+            self.alert = alert
+
+
+class LocalProtocolError(TLSError):
+    """Raised where a failure is detected; the connection turns input failures remote."""
+
+
+class RemoteProtocolError(TLSError):
+    """The peer broke the protocol (or sent a fatal alert); the connection is dead."""
+
+
+class DecodeError(LocalProtocolError):
+    """A length disagrees, a field is out of range, or bytes trail a structure."""
+
+    alert = AlertDescription.decode_error
+
+
+class IllegalParameter(LocalProtocolError):
+    """A field is well formed but its value is not allowed here."""
+
+    alert = AlertDescription.illegal_parameter
+
+
+class UnexpectedMessage(LocalProtocolError):
+    """A record or handshake message arrived out of order or has an unknown type."""
+
+    alert = AlertDescription.unexpected_message
+
+
+class HandshakeFailure(LocalProtocolError):
+    """No acceptable set of security parameters is shared with the peer."""
+
+    alert = AlertDescription.handshake_failure
+
+
+class ProtocolVersionError(LocalProtocolError):
+    """The peer does not speak TLS 1.2."""
+
+    alert = AlertDescription.protocol_version
+
+
+class InappropriateFallback(LocalProtocolError):
+    """RFC 7507: a fallback connection to a server that supports a higher version."""
+
+    alert = AlertDescription.inappropriate_fallback
+
+
+class BadRecordMac(LocalProtocolError):
+    """A record failed AEAD authentication."""
+
+    alert = AlertDescription.bad_record_mac
+
+
+class RecordOverflow(LocalProtocolError):
+    """A record is longer than RFC 5246 §6.2 allows."""
+
+    alert = AlertDescription.record_overflow
+
+
+class DecryptError(LocalProtocolError):
+    """A handshake check on secrets failed: Finished verify_data or a signature."""
+
+    alert = AlertDescription.decrypt_error
+
+
+class NoApplicationProtocol(LocalProtocolError):
+    """RFC 7301 §3.2: none of the client's ALPN protocols is one we serve."""
+
+    alert = AlertDescription.no_application_protocol
+
+
+class UnrecognizedName(LocalProtocolError):
+    """RFC 6066 §3: strict SNI and a host name we have no certificate for."""
+
+    alert = AlertDescription.unrecognized_name
+
+
+class NoRenegotiation(LocalProtocolError):
+    """A ClientHello after the handshake: renegotiation is refused (RFC 5246 §7.2.2)."""
+
+    alert = AlertDescription.no_renegotiation
+    level = AlertLevel.warning
+
+
+class InternalError(LocalProtocolError):
+    """Our own limit or invariant, not the peer's fault (sequence numbers exhausted, ...)."""
+
+    alert = AlertDescription.internal_error
