@@ -59,6 +59,10 @@ class Reader:
         d = self._data
         return (d[pos] << 16) | (d[pos + 1] << 8) | d[pos + 2]
 
+    def u32(self) -> int:
+        pos = self._take(4)
+        return _U32.unpack_from(self._data, pos)[0]  # type: ignore[no-any-return]
+
     def raw(self, n: int) -> bytes:
         pos = self._take(n)
         return bytes(self._data[pos : pos + n])
@@ -122,6 +126,9 @@ class Writer:
 
     def u24(self, value: int) -> None:
         self.buffer += _U32.pack(value)[1:]
+
+    def u32(self, value: int) -> None:
+        self.buffer += _U32.pack(value)
 
     def raw(self, data: bytes | bytearray | memoryview) -> None:
         self.buffer += data

@@ -1,0 +1,108 @@
+"""ServerConfig: everything a connection needs to negotiate, validated once and shared.
+
+A config is frozen and made once per server, so per-connection work is only lookups: the
+Certificate message of each chain is encoded here, once, and reused by every handshake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .kx import SUPPORTED_GROUPS, PrivateKey
+from .messages import Certificate, encode_handshake
+from .suites import DEFAULT_SUITES, AuthKind, CipherSuite
+
+
+def _dns_names(certificate: x509.Certificate) -> tuple[str, ...]:
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(name.lower() for name in san.value.get_values_for_type(x509.DNSName))
+
+
+@attrs.frozen
+class CertifiedKey:
+    """A certificate chain (leaf first) and the private key of its leaf."""
+
+    chain: tuple[x509.Certificate, ...]
+    key: PrivateKey = attrs.field(repr=False)
+    auth: AuthKind = attrs.field(init=False)
+    dns_names: tuple[str, ...] = attrs.field(init=False)
+    certificate: Certificate = attrs.field(init=False, repr=False)
+    certificate_message: bytes = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.chain:
+            raise ValueError("a certificate chain needs at least the leaf certificate")
+        if not isinstance(self.key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise TypeError("only RSA and ECDSA keys are supported")
+        leaf_public = (
+            self.chain[0].public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        )
+        key_public = self.key.public_key().public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+        )
+        if leaf_public != key_public:
+            raise ValueError("the private key does not match the leaf certificate")
+        der = tuple(cert.public_bytes(Encoding.DER) for cert in self.chain)
+        object.__setattr__(
+            self, "auth", "rsa" if isinstance(self.key, rsa.RSAPrivateKey) else "ecdsa"
+        )
+        object.__setattr__(self, "dns_names", _dns_names(self.chain[0]))
+        object.__setattr__(self, "certificate", Certificate(der))
+        object.__setattr__(self, "certificate_message", encode_handshake(self.certificate))
+
+    def matches(self, host_name: str) -> bool:
+        """RFC 6125 §6.4: exact match, or a wildcard standing for exactly the leftmost label."""
+        parent = host_name.split(".", 1)[1] if "." in host_name else None
+        return any(
+            name == host_name or (name.startswith("*.") and name[2:] == parent)
+            for name in self.dns_names
+        )
+
+
+def _tuple_of_suites(value: Sequence[CipherSuite]) -> tuple[CipherSuite, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class ServerConfig:
+    certificates: tuple[CertifiedKey, ...] = attrs.field(converter=tuple)
+    cipher_suites: tuple[CipherSuite, ...] = attrs.field(
+        default=DEFAULT_SUITES, converter=_tuple_of_suites
+    )
+    groups: tuple[int, ...] = attrs.field(default=SUPPORTED_GROUPS, converter=tuple)
+    alpn_protocols: tuple[bytes, ...] = attrs.field(default=(), converter=tuple)
+
+    @certificates.validator
+    def _check_certificates(self, _: object, value: tuple[CertifiedKey, ...]) -> None:
+        if not value:
+            raise ValueError("a server needs at least one certificate")
+
+    @groups.validator
+    def _check_groups(self, _: object, value: tuple[int, ...]) -> None:
+        unknown = set(value) - set(SUPPORTED_GROUPS)
+        if unknown or not value:
+            raise ValueError(f"unsupported groups: {sorted(unknown)}")
+
+    @cipher_suites.validator
+    def _check_suites(self, _: object, value: tuple[CipherSuite, ...]) -> None:
+        if not value:
+            raise ValueError("at least one cipher suite is needed")
+
+    def certificate_for(self, auth: AuthKind, host_name: str | None) -> CertifiedKey | None:
+        """The certificate for `auth` whose names match the SNI host, else the first of `auth`."""
+        fallback = None
+        for certified in self.certificates:
+            if certified.auth != auth:
+                continue
+            if host_name is not None and certified.matches(host_name):
+                return certified
+            fallback = fallback or certified
+        return fallback

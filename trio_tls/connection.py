@@ -1,0 +1,240 @@
+"""ServerConnection: the sans-IO TLS 1.2 server (h11's contract, RFC 5246's protocol).
+
+Feed it bytes with `receive_data()` (b"" for EOF), pull `next_event()` until NEED_DATA, and
+write out whatever `data_to_send()` returns after each step. It never touches a socket or a
+clock, so it runs the same under trio, asyncio, threads or a test.
+
+Failures: engine code raises a LocalProtocolError subclass naming the alert to send. Here it
+becomes fatal: the queued handshake flight is dropped, the alert is queued (under the current
+write protection, as RFC 5246 §7.2 wants), the connection enters the error state, and the
+error is re-raised as RemoteProtocolError (the peer's fault) with the same `.alert`. After that,
+`next_event()` only raises; `data_to_send()` still hands over the alert.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .codec import Reader
+from .config import ServerConfig
+from .enums import AlertDescription, AlertLevel, ContentType
+from .errors import (
+    DecodeError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    TLSError,
+    UnexpectedMessage,
+)
+from .events import (
+    NEED_DATA,
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    ConnectionInfo,
+    Event,
+    HandshakeComplete,
+    MessageObserved,
+    NeedData,
+    Observer,
+)
+from .messages import (
+    CLIENT_MESSAGES,
+    Alert,
+    ChangeCipherSpec,
+    HandshakeMessage,
+    encode_body,
+    encode_handshake,
+)
+from .protection import Buffer, NullProtection, RecordProtection
+from .records import HandshakeAssembler, RecordReader, write_records
+from .states import ExpectClientHello, State
+
+_CHANGE_CIPHER_SPEC = encode_body(ChangeCipherSpec())
+
+
+class ServerConnection:
+    """One TLS 1.2 server connection's protocol state; see the module docstring."""
+
+    def __init__(self, config: ServerConfig, observer: Observer | None = None) -> None:
+        self._config = config
+        self._observer = observer
+        self._reader = RecordReader(NullProtection())
+        self._write_protection: RecordProtection = NullProtection()
+        self._handshake = HandshakeAssembler()
+        self._state: State = ExpectClientHello()
+        self._flight = bytearray()  # handshake messages waiting to be framed into records
+        self._outgoing = bytearray()
+        self._events: deque[Event] = deque()
+        self._eof = False
+        self._error: TLSError | None = None
+        self._peer_closed = False
+        self._we_closed = False
+        self.info: ConnectionInfo | None = None
+
+    # -- the public contract ------------------------------------------------------------------
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self.info is not None
+
+    @property
+    def errored(self) -> bool:
+        return self._error is not None
+
+    def receive_data(self, data: Buffer) -> None:
+        """Add bytes from the transport; b"" means the transport reached EOF."""
+        if data:
+            self._reader.feed(data)
+        else:
+            self._eof = True
+
+    def next_event(self) -> Event | NeedData:
+        if self._error is not None:
+            raise RemoteProtocolError("the connection has failed", alert=None) from self._error
+        try:
+            while not self._events:
+                if self._peer_closed:
+                    return ConnectionClosed(close_notify=True)
+                record = self._reader.next_record()
+                if record is None:
+                    if not self._eof:
+                        return NEED_DATA
+                    self._end_of_input()
+                    continue
+                self._dispatch(*record)
+                self._flush_flight()
+        except LocalProtocolError as exc:
+            self._fail(exc)
+            raise RemoteProtocolError(str(exc), exc.alert) from exc
+        return self._events.popleft()
+
+    def send(self, data: Buffer) -> None:
+        """Queue application data; only between the handshake and close."""
+        if self.info is None or self._we_closed or self._error is not None:
+            raise LocalProtocolError("cannot send application data now", alert=None)
+        if data:
+            write_records(
+                self._outgoing, self._write_protection, ContentType.application_data, data
+            )
+
+    def close(self) -> None:
+        """Queue close_notify (RFC 5246 §7.2.1); later sends are refused. Idempotent."""
+        if not self._we_closed and self._error is None:
+            self._we_closed = True
+            self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
+
+    def data_to_send(self) -> bytearray:
+        out = self._outgoing
+        self._outgoing = bytearray()
+        return out
+
+    # -- input --------------------------------------------------------------------------------
+
+    def _end_of_input(self) -> None:
+        if self._reader.buffered() or not self._handshake.is_empty():
+            raise LocalProtocolError("the transport closed in the middle of a record", alert=None)
+        if self.info is None:
+            raise LocalProtocolError("the transport closed during the handshake", alert=None)
+        self._peer_closed = True
+        self._events.append(ConnectionClosed(close_notify=False))
+
+    def _dispatch(self, content_type: int, payload: Buffer) -> None:
+        if content_type == ContentType.handshake:
+            self._handshake.feed(payload)
+            while (message := self._handshake.next_message()) is not None:
+                self._handle_handshake(*message)
+            return
+        if not self._handshake.is_empty():
+            # RFC 8446 §5.1 (and the TLS 1.2 practice): no interleaving inside a message.
+            raise UnexpectedMessage("record interleaved with a fragmented handshake message")
+        if content_type == ContentType.application_data:
+            if not self._state.accepts_application_data:
+                raise UnexpectedMessage("application data before the handshake finished")
+            if payload:
+                self._events.append(ApplicationData(bytes(payload)))
+        elif content_type == ContentType.change_cipher_spec:
+            reader = Reader(payload)
+            ChangeCipherSpec.decode(reader)
+            reader.end()
+            self._state = self._state.handle_change_cipher_spec(self)
+        else:
+            self._handle_alert(payload)
+
+    def _handle_handshake(self, handshake_type: int, raw: bytes) -> None:
+        message_class = CLIENT_MESSAGES.get(handshake_type)
+        if message_class is None:
+            raise UnexpectedMessage(f"handshake message type {handshake_type}")
+        reader = Reader(raw)
+        reader.raw(4)
+        message = message_class.decode(reader)
+        reader.end()
+        if self._observer is not None:
+            self._observer(MessageObserved("received", message))
+        self._state = self._state.handle_handshake(self, message, raw)
+
+    def _handle_alert(self, payload: Buffer) -> None:
+        reader = Reader(payload)
+        alert = Alert.decode(reader)
+        if not reader.at_end():
+            raise DecodeError("alert record is not exactly one alert")
+        self._events.append(AlertReceived(alert.level, alert.description))
+        if alert.description == AlertDescription.close_notify:
+            self._peer_closed = True
+        elif alert.level == AlertLevel.fatal:
+            # RFC 5246 §7.2.2: the connection ends at once; nothing more is read or sent.
+            self._peer_closed = True
+            self._we_closed = True
+
+    def _fail(self, exc: TLSError) -> None:
+        self._error = exc
+        self._flight.clear()
+        if exc.alert is not None and not self._we_closed:
+            self._we_closed = True
+            self._send_alert(exc.level, exc.alert)
+
+    # -- output (HandshakeContext for the states) ---------------------------------------------
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._config
+
+    @property
+    def observer(self) -> Observer | None:
+        return self._observer
+
+    def send_handshake(self, message: HandshakeMessage, encoded: bytes | None = None) -> bytes:
+        if encoded is None:
+            encoded = encode_handshake(message)
+        if self._observer is not None:
+            self._observer(MessageObserved("sent", message))
+        self._flight += encoded
+        return encoded
+
+    def negotiated_version(self) -> None:
+        self._reader.strict_version = True
+
+    def set_read_protection(self, protection: RecordProtection) -> None:
+        self._reader.protection = protection
+
+    def change_write_protection(self, protection: RecordProtection) -> None:
+        self._flush_flight()
+        self._outgoing += self._write_protection.seal(
+            ContentType.change_cipher_spec, _CHANGE_CIPHER_SPEC
+        )
+        self._write_protection = protection
+
+    def handshake_complete_event(self, info: ConnectionInfo) -> None:
+        self.info = info
+        self._events.append(HandshakeComplete(info))
+
+    def _flush_flight(self) -> None:
+        if self._flight:
+            write_records(
+                self._outgoing, self._write_protection, ContentType.handshake, self._flight
+            )
+            self._flight.clear()
+
+    def _send_alert(self, level: int, description: int) -> None:
+        self._outgoing += self._write_protection.seal(
+            ContentType.alert, bytes((level, description))
+        )

@@ -1,0 +1,82 @@
+"""What a ServerConnection reports: events for its user, observations for an observer.
+
+Events come out of `ServerConnection.next_event()` in order; NEED_DATA means "feed me more
+bytes". Observations go to the optional observer callback as the handshake runs (messages as
+decoded or encoded, the suite chosen, the secrets made), so a key log or a trace can be built on
+top without the engine knowing about either. All are frozen: they are facts, not handles.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Literal
+
+import attrs
+
+
+class _Sentinel(enum.Enum):
+    NEED_DATA = enum.auto()
+
+
+NEED_DATA: Literal[_Sentinel.NEED_DATA] = _Sentinel.NEED_DATA
+NeedData = Literal[_Sentinel.NEED_DATA]
+
+
+@attrs.frozen
+class ConnectionInfo:
+    """The negotiated parameters of one connection, as a handler sees them on `stream.info`."""
+
+    version: str
+    cipher_suite: str
+    sni: str | None
+    alpn: str | None
+    resumed: bool
+    extended_master_secret: bool
+    group: str
+    signature_scheme: str
+    peer: object = None
+
+
+@attrs.frozen
+class HandshakeComplete:
+    info: ConnectionInfo
+
+
+@attrs.frozen
+class ApplicationData:
+    data: bytes
+
+
+@attrs.frozen
+class AlertReceived:
+    level: int
+    description: int
+
+
+@attrs.frozen
+class ConnectionClosed:
+    """The peer's side ended: `close_notify` is False when the transport closed without one."""
+
+    close_notify: bool
+
+
+Event = HandshakeComplete | ApplicationData | AlertReceived | ConnectionClosed
+
+
+@attrs.frozen
+class MessageObserved:
+    direction: Literal["received", "sent"]
+    message: object
+
+
+@attrs.frozen
+class SecretsEstablished:
+    """The handshake's master secret, tied to its client random (what a key log records)."""
+
+    client_random: bytes
+    master_secret: bytes = attrs.field(repr=False)
+
+
+Observation = MessageObserved | SecretsEstablished
+Observer = Callable[[Observation], None]

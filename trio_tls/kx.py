@@ -1,0 +1,120 @@
+"""Ephemeral ECDH (RFC 8422 §5.4, §5.7; RFC 7748 for X25519) and handshake signatures.
+
+Peer points are validated before use: uncompressed form only (RFC 8422 §5.1.2), on the curve
+(cryptography checks this when it loads the point), and an all-zero X25519 result is refused
+(RFC 7748 §6.1). Any failure is illegal_parameter. The signature schemes a key can make are a
+table, in server preference order: PSS before PKCS#1 v1.5 (RFC 8446 deprecates the latter's use
+in handshakes), and for ECDSA the scheme that matches the key's curve first.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .enums import NamedGroup, SignatureScheme
+from .errors import HandshakeFailure, IllegalParameter
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+_CURVES: dict[int, ec.EllipticCurve] = {
+    NamedGroup.secp256r1: ec.SECP256R1(),
+    NamedGroup.secp384r1: ec.SECP384R1(),
+}
+SUPPORTED_GROUPS = (NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)
+
+
+class EphemeralKey:
+    """One ECDHE key pair of `group`, used for a single handshake."""
+
+    __slots__ = ("_private", "group", "public")
+
+    def __init__(self, group: int) -> None:
+        self.group = group
+        self._private: x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
+        if group == NamedGroup.x25519:
+            self._private = x25519.X25519PrivateKey.generate()
+            self.public = self._private.public_key().public_bytes_raw()
+        else:
+            self._private = ec.generate_private_key(_CURVES[group])
+            self.public = self._private.public_key().public_bytes(
+                Encoding.X962, PublicFormat.UncompressedPoint
+            )
+
+    def exchange(self, peer_public: bytes) -> bytes:
+        """The pre-master secret (RFC 8422 §5.10: the x coordinate for NIST curves)."""
+        private = self._private
+        if isinstance(private, x25519.X25519PrivateKey):
+            if len(peer_public) != 32:
+                raise IllegalParameter("X25519 public key is not 32 bytes")
+            try:
+                return private.exchange(x25519.X25519PublicKey.from_public_bytes(peer_public))
+            except ValueError:  # all-zero shared secret: a small-order point
+                raise IllegalParameter("X25519 public key of small order") from None
+        if len(peer_public) != len(self.public) or peer_public[0] != 4:
+            raise IllegalParameter("EC point is not an uncompressed point of the curve")
+        try:
+            peer = ec.EllipticCurvePublicKey.from_encoded_point(private.curve, peer_public)
+        except ValueError:
+            raise IllegalParameter("EC point is not on the curve") from None
+        return private.exchange(ec.ECDH(), peer)
+
+
+@attrs.frozen
+class SchemeInfo:
+    kind: Literal["rsa_pss", "rsa_pkcs1", "ecdsa"]
+    hash: type[hashes.HashAlgorithm]
+    curve: str | None = None  # the ECDSA curve name the scheme is meant for
+
+
+SCHEMES: dict[int, SchemeInfo] = {
+    SignatureScheme.rsa_pss_rsae_sha256: SchemeInfo("rsa_pss", hashes.SHA256),
+    SignatureScheme.rsa_pss_rsae_sha384: SchemeInfo("rsa_pss", hashes.SHA384),
+    SignatureScheme.rsa_pss_rsae_sha512: SchemeInfo("rsa_pss", hashes.SHA512),
+    SignatureScheme.rsa_pkcs1_sha256: SchemeInfo("rsa_pkcs1", hashes.SHA256),
+    SignatureScheme.rsa_pkcs1_sha384: SchemeInfo("rsa_pkcs1", hashes.SHA384),
+    SignatureScheme.rsa_pkcs1_sha512: SchemeInfo("rsa_pkcs1", hashes.SHA512),
+    SignatureScheme.ecdsa_secp256r1_sha256: SchemeInfo("ecdsa", hashes.SHA256, "secp256r1"),
+    SignatureScheme.ecdsa_secp384r1_sha384: SchemeInfo("ecdsa", hashes.SHA384, "secp384r1"),
+}
+
+
+def schemes_for_key(key: PrivateKey) -> tuple[int, ...]:
+    """The schemes `key` can sign with, most preferred first."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return tuple(s for s, info in SCHEMES.items() if info.kind != "ecdsa")
+    matching = [s for s, info in SCHEMES.items() if info.curve == key.curve.name]
+    others = [s for s, info in SCHEMES.items() if info.kind == "ecdsa" and s not in matching]
+    return (*matching, *others)
+
+
+def choose_scheme(key: PrivateKey, offered: tuple[int, ...] | None) -> int:
+    """Pick our most preferred scheme the client offered.
+
+    A client that sends no signature_algorithms gets SHA-256 with PKCS#1 v1.5 (or ECDSA): RFC
+    5246 §7.4.1.4.1 would allow SHA-1, which we never sign with.
+    """
+    ours = schemes_for_key(key)
+    if offered is None:
+        if isinstance(key, rsa.RSAPrivateKey):
+            return SignatureScheme.rsa_pkcs1_sha256
+        return ours[0]
+    for scheme in ours:
+        if scheme in offered:
+            return scheme
+    raise HandshakeFailure("no signature scheme in common with the client")
+
+
+def sign(key: PrivateKey, scheme: int, data: bytes) -> bytes:
+    info = SCHEMES[scheme]
+    algorithm = info.hash()
+    if isinstance(key, rsa.RSAPrivateKey):
+        if info.kind == "rsa_pss":
+            pss = padding.PSS(padding.MGF1(algorithm), padding.PSS.DIGEST_LENGTH)
+            return key.sign(data, pss, algorithm)
+        return key.sign(data, padding.PKCS1v15(), algorithm)
+    return key.sign(data, ec.ECDSA(algorithm))

@@ -1,0 +1,524 @@
+"""TLS 1.2 handshake messages and extensions as frozen attrs classes (RFC 5246 §7.4, §7.1, §7.2).
+
+Each class is named after its RFC struct and knows its own wire form: `decode(reader)` reads the
+body from a Reader bounded to exactly that body and `encode(writer)` appends it. Decoding is
+strict: vector bounds come from the RFC, and the caller's `reader.end()` rejects trailing bytes.
+Extensions we act on are decoded into classes; the rest stay raw as UnknownExtension so GREASE
+and future extensions pass through untouched. The ECDHE-only key exchange (RFC 8422) fixes the
+shape of ServerKeyExchange and ClientKeyExchange.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol, Self, TypeVar
+
+import attrs
+
+from .codec import Reader, Writer
+from .enums import (
+    CURVE_TYPE_NAMED_CURVE,
+    AlertDescription,
+    AlertLevel,
+    ExtensionType,
+    HandshakeType,
+)
+from .errors import DecodeError, IllegalParameter
+
+RANDOM_LENGTH = 32
+MAX_SESSION_ID = 32
+
+
+class Extension(Protocol):
+    extension_type: ClassVar[int]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self: ...
+
+    def encode(self, writer: Writer) -> None: ...
+
+
+@attrs.frozen
+class ServerName:
+    """RFC 6066 §3. From the client: one host_name; from the server: an empty acknowledgement."""
+
+    extension_type: ClassVar[int] = ExtensionType.server_name
+    host_name: str = ""
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        names = reader.vec16(minimum=1)
+        host_name: str | None = None
+        while not names.at_end():
+            name_type = names.u8()
+            name = names.opaque16(minimum=1)
+            if name_type != 0:  # only host_name (0) is defined; others are skipped
+                continue
+            if host_name is not None:
+                raise DecodeError("server_name lists two host names")
+            if not name.isascii() or b"\x00" in name or name.endswith(b"."):
+                raise DecodeError("server_name host name is not an ASCII DNS name")
+            host_name = name.decode("ascii").lower()
+        return cls(host_name or "")
+
+    def encode(self, writer: Writer) -> None:
+        if self.host_name:
+            name = self.host_name.encode("ascii")
+            with writer.prefixed(2):
+                writer.u8(0)
+                writer.opaque16(name)
+
+
+@attrs.frozen
+class SupportedGroups:
+    """RFC 8422 §5.1.1 (named_curve list), RFC 7919."""
+
+    extension_type: ClassVar[int] = ExtensionType.supported_groups
+    groups: tuple[int, ...]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.vec16(minimum=2).u16_list())
+
+    def encode(self, writer: Writer) -> None:
+        with writer.prefixed(2):
+            writer.u16_list(self.groups)
+
+
+@attrs.frozen
+class ECPointFormats:
+    """RFC 8422 §5.1.2."""
+
+    extension_type: ClassVar[int] = ExtensionType.ec_point_formats
+    formats: tuple[int, ...]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.vec8(minimum=1).u8_list())
+
+    def encode(self, writer: Writer) -> None:
+        writer.opaque8(bytes(self.formats))
+
+
+@attrs.frozen
+class SignatureAlgorithms:
+    """RFC 5246 §7.4.1.4.1, with RFC 8446 SignatureScheme code points."""
+
+    extension_type: ClassVar[int] = ExtensionType.signature_algorithms
+    schemes: tuple[int, ...]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.vec16(minimum=2).u16_list())
+
+    def encode(self, writer: Writer) -> None:
+        with writer.prefixed(2):
+            writer.u16_list(self.schemes)
+
+
+@attrs.frozen
+class ApplicationLayerProtocolNegotiation:
+    """RFC 7301 §3.1: the client's list, or the server's single choice."""
+
+    extension_type: ClassVar[int] = ExtensionType.application_layer_protocol_negotiation
+    protocols: tuple[bytes, ...]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        names = reader.vec16(minimum=2)
+        protocols = []
+        while not names.at_end():
+            protocols.append(names.opaque8(minimum=1))
+        return cls(tuple(protocols))
+
+    def encode(self, writer: Writer) -> None:
+        with writer.prefixed(2):
+            for name in self.protocols:
+                writer.opaque8(name)
+
+
+@attrs.frozen
+class ExtendedMasterSecret:
+    """RFC 7627 §5.1: empty in both directions."""
+
+    extension_type: ClassVar[int] = ExtensionType.extended_master_secret
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls()
+
+    def encode(self, writer: Writer) -> None:
+        pass
+
+
+@attrs.frozen
+class RenegotiationInfo:
+    """RFC 5746 §3.2: empty renegotiated_connection on an initial handshake."""
+
+    extension_type: ClassVar[int] = ExtensionType.renegotiation_info
+    renegotiated_connection: bytes = b""
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.opaque8())
+
+    def encode(self, writer: Writer) -> None:
+        writer.opaque8(self.renegotiated_connection)
+
+
+@attrs.frozen
+class SessionTicket:
+    """RFC 5077 §3.2: the client's ticket (possibly empty); empty from the server."""
+
+    extension_type: ClassVar[int] = ExtensionType.session_ticket
+    ticket: bytes = b""
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.rest())
+
+    def encode(self, writer: Writer) -> None:
+        writer.raw(self.ticket)
+
+
+@attrs.frozen
+class SupportedVersions:
+    """RFC 8446 §4.2.1, ClientHello form. Read only to learn that TLS 1.2 is acceptable."""
+
+    extension_type: ClassVar[int] = ExtensionType.supported_versions
+    versions: tuple[int, ...]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.vec8(minimum=2, maximum=254).u16_list())
+
+    def encode(self, writer: Writer) -> None:
+        with writer.prefixed(1):
+            writer.u16_list(self.versions)
+
+
+@attrs.frozen
+class UnknownExtension:
+    """Any extension we do not interpret, kept byte for byte."""
+
+    extension_type: int
+    data: bytes
+
+    def encode(self, writer: Writer) -> None:
+        writer.raw(self.data)
+
+
+KNOWN_EXTENSIONS: dict[int, type[Extension]] = {
+    cls.extension_type: cls
+    for cls in (
+        ServerName,
+        SupportedGroups,
+        ECPointFormats,
+        SignatureAlgorithms,
+        ApplicationLayerProtocolNegotiation,
+        ExtendedMasterSecret,
+        RenegotiationInfo,
+        SessionTicket,
+        SupportedVersions,
+    )
+}
+
+AnyExtension = Extension | UnknownExtension
+E = TypeVar("E", bound=Extension)
+
+
+def decode_extensions(reader: Reader) -> tuple[AnyExtension, ...]:
+    """An extensions block (RFC 5246 §7.4.1.4); absent means none. Duplicates are rejected."""
+    if reader.at_end():
+        return ()
+    block = reader.vec16()
+    seen: set[int] = set()
+    extensions: list[AnyExtension] = []
+    while not block.at_end():
+        extension_type = block.u16()
+        body = block.vec16()
+        if extension_type in seen:
+            raise DecodeError(f"duplicate extension {extension_type}")
+        seen.add(extension_type)
+        known = KNOWN_EXTENSIONS.get(extension_type)
+        if known is None:
+            extensions.append(UnknownExtension(extension_type, body.rest()))
+        else:
+            extensions.append(known.decode(body))
+            body.end()
+    return tuple(extensions)
+
+
+def encode_extensions(writer: Writer, extensions: tuple[AnyExtension, ...]) -> None:
+    if not extensions:
+        return
+    with writer.prefixed(2):
+        for extension in extensions:
+            writer.u16(extension.extension_type)
+            with writer.prefixed(2):
+                extension.encode(writer)
+
+
+def find_extension(extensions: tuple[AnyExtension, ...], cls: type[E]) -> E | None:
+    for extension in extensions:
+        if isinstance(extension, cls):
+            return extension
+    return None
+
+
+class HandshakeMessage(Protocol):
+    handshake_type: ClassVar[int]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self: ...
+
+    def encode(self, writer: Writer) -> None: ...
+
+
+@attrs.frozen
+class ClientHello:
+    """RFC 5246 §7.4.1.2."""
+
+    handshake_type: ClassVar[int] = HandshakeType.client_hello
+    client_version: int
+    random: bytes
+    session_id: bytes
+    cipher_suites: tuple[int, ...]
+    compression_methods: bytes
+    extensions: tuple[AnyExtension, ...] = ()
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        client_version = reader.u16()
+        random = reader.raw(RANDOM_LENGTH)
+        session_id = reader.opaque8(maximum=MAX_SESSION_ID)
+        cipher_suites = reader.vec16(minimum=2, maximum=0xFFFE).u16_list()
+        compression_methods = reader.opaque8(minimum=1)
+        extensions = decode_extensions(reader)
+        return cls(
+            client_version, random, session_id, cipher_suites, compression_methods, extensions
+        )
+
+    def encode(self, writer: Writer) -> None:
+        writer.u16(self.client_version)
+        writer.raw(self.random)
+        writer.opaque8(self.session_id)
+        with writer.prefixed(2):
+            writer.u16_list(self.cipher_suites)
+        writer.opaque8(self.compression_methods)
+        encode_extensions(writer, self.extensions)
+
+    def extension(self, cls: type[E]) -> E | None:
+        return find_extension(self.extensions, cls)
+
+
+@attrs.frozen
+class ServerHello:
+    """RFC 5246 §7.4.1.3."""
+
+    handshake_type: ClassVar[int] = HandshakeType.server_hello
+    server_version: int
+    random: bytes
+    session_id: bytes
+    cipher_suite: int
+    compression_method: int = 0
+    extensions: tuple[AnyExtension, ...] = ()
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        server_version = reader.u16()
+        random = reader.raw(RANDOM_LENGTH)
+        session_id = reader.opaque8(maximum=MAX_SESSION_ID)
+        cipher_suite = reader.u16()
+        compression_method = reader.u8()
+        extensions = decode_extensions(reader)
+        return cls(server_version, random, session_id, cipher_suite, compression_method, extensions)
+
+    def encode(self, writer: Writer) -> None:
+        writer.u16(self.server_version)
+        writer.raw(self.random)
+        writer.opaque8(self.session_id)
+        writer.u16(self.cipher_suite)
+        writer.u8(self.compression_method)
+        encode_extensions(writer, self.extensions)
+
+    def extension(self, cls: type[E]) -> E | None:
+        return find_extension(self.extensions, cls)
+
+
+@attrs.frozen
+class Certificate:
+    """RFC 5246 §7.4.2: the chain, leaf first, as DER."""
+
+    handshake_type: ClassVar[int] = HandshakeType.certificate
+    certificate_list: tuple[bytes, ...]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        entries = reader.vec24()
+        certificates = []
+        while not entries.at_end():
+            certificates.append(entries.opaque24(minimum=1))
+        return cls(tuple(certificates))
+
+    def encode(self, writer: Writer) -> None:
+        with writer.prefixed(3):
+            for der in self.certificate_list:
+                writer.opaque24(der)
+
+
+@attrs.frozen
+class ServerKeyExchange:
+    """RFC 8422 §5.4: ServerECDHParams (named curve only) and its digitally-signed block."""
+
+    handshake_type: ClassVar[int] = HandshakeType.server_key_exchange
+    named_curve: int
+    public: bytes
+    signature_scheme: int
+    signature: bytes
+
+    @staticmethod
+    def encode_params(named_curve: int, public: bytes) -> bytes:
+        """The ServerECDHParams bytes, which are what the signature covers (after the randoms)."""
+        writer = Writer()
+        writer.u8(CURVE_TYPE_NAMED_CURVE)
+        writer.u16(named_curve)
+        writer.opaque8(public)
+        return writer.getvalue()
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        if reader.u8() != CURVE_TYPE_NAMED_CURVE:
+            raise IllegalParameter("only named_curve ECDH parameters are allowed")
+        named_curve = reader.u16()
+        public = reader.opaque8(minimum=1)
+        scheme = reader.u16()
+        signature = reader.opaque16()
+        return cls(named_curve, public, scheme, signature)
+
+    def encode(self, writer: Writer) -> None:
+        writer.raw(self.encode_params(self.named_curve, self.public))
+        writer.u16(self.signature_scheme)
+        writer.opaque16(self.signature)
+
+
+@attrs.frozen
+class ServerHelloDone:
+    """RFC 5246 §7.4.5."""
+
+    handshake_type: ClassVar[int] = HandshakeType.server_hello_done
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls()
+
+    def encode(self, writer: Writer) -> None:
+        pass
+
+
+@attrs.frozen
+class ClientKeyExchange:
+    """RFC 8422 §5.7: ClientECDiffieHellmanPublic, explicit form (the only one we accept)."""
+
+    handshake_type: ClassVar[int] = HandshakeType.client_key_exchange
+    public: bytes
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.opaque8(minimum=1))
+
+    def encode(self, writer: Writer) -> None:
+        writer.opaque8(self.public)
+
+
+@attrs.frozen
+class Finished:
+    """RFC 5246 §7.4.9. The length of verify_data is the suite's (12 for all of ours)."""
+
+    handshake_type: ClassVar[int] = HandshakeType.finished
+    verify_data: bytes
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.rest())
+
+    def encode(self, writer: Writer) -> None:
+        writer.raw(self.verify_data)
+
+
+@attrs.frozen
+class NewSessionTicket:
+    """RFC 5077 §3.3."""
+
+    handshake_type: ClassVar[int] = HandshakeType.new_session_ticket
+    lifetime_hint: int
+    ticket: bytes
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.u32(), reader.opaque16())
+
+    def encode(self, writer: Writer) -> None:
+        writer.u32(self.lifetime_hint)
+        writer.opaque16(self.ticket)
+
+
+@attrs.frozen
+class ChangeCipherSpec:
+    """RFC 5246 §7.1: its own content type, one byte of value 1."""
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        if reader.u8() != 1:
+            raise DecodeError("ChangeCipherSpec value is not 1")
+        return cls()
+
+    def encode(self, writer: Writer) -> None:
+        writer.u8(1)
+
+
+@attrs.frozen
+class Alert:
+    """RFC 5246 §7.2. Unknown descriptions stay plain ints."""
+
+    level: int
+    description: int
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        level = reader.u8()
+        description = reader.u8()
+        if level not in (AlertLevel.warning, AlertLevel.fatal):
+            raise IllegalParameter(f"alert level {level}")
+        return cls(level, description)
+
+    def encode(self, writer: Writer) -> None:
+        writer.u8(self.level)
+        writer.u8(self.description)
+
+    @property
+    def name(self) -> str:
+        try:
+            return AlertDescription(self.description).name
+        except ValueError:
+            return f"alert({self.description})"
+
+
+# The handshake messages a server may receive in the flights it supports.
+CLIENT_MESSAGES: dict[int, type[HandshakeMessage]] = {
+    cls.handshake_type: cls for cls in (ClientHello, ClientKeyExchange, Finished)
+}
+
+
+def encode_handshake(message: HandshakeMessage) -> bytes:
+    """Handshake framing (RFC 5246 §7.4): msg_type, uint24 length, body."""
+    writer = Writer()
+    writer.u8(message.handshake_type)
+    with writer.prefixed(3):
+        message.encode(writer)
+    return writer.getvalue()
+
+
+def encode_body(message: ChangeCipherSpec | Alert) -> bytes:
+    writer = Writer()
+    message.encode(writer)
+    return writer.getvalue()

@@ -1,0 +1,130 @@
+"""Record protection, one object per direction (Go's halfConn): RFC 5246 §6.2.3.3 AEAD records.
+
+Each object holds its AEAD (made once per key), its IV and its own sequence number. AES-GCM
+(RFC 5288 §3) sends an 8-byte explicit nonce — we use the sequence number, so the nonce is
+salt ‖ seq and never repeats; ChaCha20-Poly1305 (RFC 7905 §2) sends none and uses iv XOR seq.
+The additional data is seq ‖ type ‖ version ‖ plaintext length. A record is built in one piece:
+header, explicit nonce and ciphertext joined once.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from .enums import TLS12
+from .errors import BadRecordMac, InternalError, RecordOverflow
+
+MAX_PLAINTEXT = 2**14
+TAG_LENGTH = 16
+_HEADER = struct.Struct("!BHH")
+_AAD = struct.Struct("!QBHH")
+_SEQ = struct.Struct("!Q")
+_MAX_SEQUENCE = 2**64 - 1
+
+Aead = AESGCM | ChaCha20Poly1305
+Buffer = bytes | bytearray | memoryview
+
+
+class RecordProtection(Protocol):
+    """What the record layer needs from either the null or an AEAD protection."""
+
+    def seal(self, content_type: int, plaintext: Buffer) -> bytes:
+        """Return a whole record (header included) carrying `plaintext`."""
+        ...
+
+    def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
+        """Return the plaintext of a record's fragment, or raise the matching alert."""
+        ...
+
+
+class NullProtection:
+    """TLS_NULL_WITH_NULL_NULL: the state before ChangeCipherSpec."""
+
+    def seal(self, content_type: int, plaintext: Buffer) -> bytes:
+        return _HEADER.pack(content_type, TLS12, len(plaintext)) + plaintext
+
+    def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
+        if len(fragment) > MAX_PLAINTEXT:
+            raise RecordOverflow(f"plaintext record of {len(fragment)} bytes")
+        return fragment
+
+
+class ExplicitNonceAEAD:
+    """AES-GCM records (RFC 5288): nonce = 4-byte salt ‖ 8-byte explicit part carried in clear."""
+
+    __slots__ = ("_aead", "_salt", "_sequence")
+
+    def __init__(self, aead: Aead, salt: bytes) -> None:
+        self._aead = aead
+        self._salt = salt
+        self._sequence = 0
+
+    def _next_sequence(self) -> int:
+        sequence = self._sequence
+        if sequence >= _MAX_SEQUENCE:
+            raise InternalError("record sequence number exhausted")
+        self._sequence = sequence + 1
+        return sequence
+
+    def seal(self, content_type: int, plaintext: Buffer) -> bytes:
+        sequence = self._next_sequence()
+        explicit = _SEQ.pack(sequence)
+        aad = _AAD.pack(sequence, content_type, TLS12, len(plaintext))
+        ciphertext = self._aead.encrypt(self._salt + explicit, plaintext, aad)
+        header = _HEADER.pack(content_type, TLS12, 8 + len(ciphertext))
+        return b"".join((header, explicit, ciphertext))
+
+    def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
+        sequence = self._next_sequence()
+        length = len(fragment) - 8 - TAG_LENGTH
+        if length < 0:
+            raise BadRecordMac("record too short to hold a nonce and a tag")
+        if length > MAX_PLAINTEXT:
+            raise RecordOverflow(f"ciphertext for {length} bytes of plaintext")
+        aad = _AAD.pack(sequence, content_type, version, length)
+        view = memoryview(fragment)
+        try:
+            return self._aead.decrypt(self._salt + bytes(view[:8]), view[8:], aad)
+        except InvalidTag:
+            raise BadRecordMac("record authentication failed") from None
+
+
+class XorNonceAEAD:
+    """ChaCha20-Poly1305 records (RFC 7905 §2): nonce = iv XOR padded sequence number."""
+
+    __slots__ = ("_aead", "_iv", "_sequence")
+
+    def __init__(self, aead: Aead, iv: bytes) -> None:
+        self._aead = aead
+        self._iv = int.from_bytes(iv, "big")
+        self._sequence = 0
+
+    def _next_nonce(self) -> tuple[int, bytes]:
+        sequence = self._sequence
+        if sequence >= _MAX_SEQUENCE:
+            raise InternalError("record sequence number exhausted")
+        self._sequence = sequence + 1
+        return sequence, (self._iv ^ sequence).to_bytes(12, "big")
+
+    def seal(self, content_type: int, plaintext: Buffer) -> bytes:
+        sequence, nonce = self._next_nonce()
+        aad = _AAD.pack(sequence, content_type, TLS12, len(plaintext))
+        ciphertext = self._aead.encrypt(nonce, plaintext, aad)
+        return _HEADER.pack(content_type, TLS12, len(ciphertext)) + ciphertext
+
+    def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
+        sequence, nonce = self._next_nonce()
+        length = len(fragment) - TAG_LENGTH
+        if length < 0:
+            raise BadRecordMac("record too short to hold a tag")
+        if length > MAX_PLAINTEXT:
+            raise RecordOverflow(f"ciphertext for {length} bytes of plaintext")
+        aad = _AAD.pack(sequence, content_type, version, length)
+        try:
+            return self._aead.decrypt(nonce, fragment, aad)
+        except InvalidTag:
+            raise BadRecordMac("record authentication failed") from None
