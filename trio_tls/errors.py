@@ -8,7 +8,15 @@ therefore catch `TLSError` and read `.alert` to learn what was sent.
 
 from __future__ import annotations
 
+import enum
+
 from .enums import AlertDescription, AlertLevel
+
+
+class _Default(enum.Enum):
+    # Distinguishes "no alert argument" (keep the class's alert) from an explicit alert=None
+    # (send no alert), which a plain `None` default cannot do.
+    ALERT = enum.auto()
 
 
 class TLSError(Exception):
@@ -17,9 +25,11 @@ class TLSError(Exception):
     alert: AlertDescription | None = AlertDescription.internal_error
     level: AlertLevel = AlertLevel.fatal
 
-    def __init__(self, message: str, alert: AlertDescription | None = None) -> None:
+    def __init__(
+        self, message: str, alert: AlertDescription | _Default | None = _Default.ALERT
+    ) -> None:
         super().__init__(message)
-        if alert is not None:
+        if alert is not _Default.ALERT:
             self.alert = alert
 
 

@@ -1,0 +1,98 @@
+"""The `hello` handler: answer every HTTP/1.1 request with a fixed plain-text 200.
+
+h11 does all the HTTP: it parses requests, frames our responses, and decides keep-alive. The
+loop only moves bytes between the stream and the h11 Connection and answers each Request as
+soon as it is parsed; any request body is read and dropped, and once both sides finish a cycle
+`start_next_cycle()` readies the connection for the next request. A malformed request gets a
+400 (or h11's more precise status hint, e.g. 431 for oversized headers) and the connection ends.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Mapping
+
+import h11
+import trio
+
+from trio_tls.plugins import Handler
+
+CHUNK = 65536
+# A request head bigger than this is refused rather than buffered without bound.
+MAX_HEADER_SIZE = 16 * 1024
+DEFAULT_BODY = "Hello from Python TLS!"
+_OPTIONS = frozenset({"body"})
+
+
+def make_handler(options: Mapping[str, str]) -> Handler:
+    """Build the responder; `body=TEXT` replaces the greeting."""
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise ValueError(f"hello: unknown option {unknown[0]!r}")
+    body = options.get("body", DEFAULT_BODY).encode()
+
+    async def hello(stream: trio.abc.Stream) -> None:
+        await _serve(stream, body)
+
+    return hello
+
+
+async def _serve(stream: trio.abc.Stream, body: bytes) -> None:
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_SIZE)
+    peer_closed = False
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            # After the client hung up mid-request there is nobody to read a 400.
+            if not peer_closed and conn.our_state in {h11.IDLE, h11.SEND_RESPONSE}:
+                await stream.send_all(_error_response(conn, exc.error_status_hint))
+            return
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(CHUNK)
+            peer_closed = not data
+            conn.receive_data(bytes(data))  # b"" tells h11 about EOF
+            continue
+        if isinstance(event, h11.ConnectionClosed):
+            return
+        if isinstance(event, h11.Request):
+            await stream.send_all(_response(conn, event, body))
+        if conn.our_state is h11.MUST_CLOSE:
+            return
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+
+
+def _response(conn: h11.Connection, request: h11.Request, body: bytes) -> bytes:
+    """The whole response as one buffer, so it goes out in one send_all (one TLS write)."""
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+    ]
+    # For HEAD, h11 keeps the GET headers (Content-Length included) and we omit the body.
+    events: list[h11.Event] = [h11.Response(status_code=200, headers=headers, reason=b"OK")]
+    if request.method != b"HEAD":
+        events.append(h11.Data(data=body))
+    events.append(h11.EndOfMessage())
+    return _bytes_for(conn, events)
+
+
+def _error_response(conn: h11.Connection, status: int) -> bytes:
+    reason = http.HTTPStatus(status).phrase
+    body = f"{status} {reason}\n".encode()
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+    ]
+    events: list[h11.Event] = [
+        # h11 sends no reason phrase unless given one; clients and people expect it.
+        h11.Response(status_code=status, headers=headers, reason=reason.encode()),
+        h11.Data(data=body),
+        h11.EndOfMessage(),
+    ]
+    return _bytes_for(conn, events)
+
+
+def _bytes_for(conn: h11.Connection, events: list[h11.Event]) -> bytes:
+    return b"".join(conn.send(event) or b"" for event in events)

@@ -1,0 +1,271 @@
+"""Certificate and key loading and the generated dev certificate, against trustme and ssl."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import ssl
+import stat
+from pathlib import Path
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from trio_tls.certs import (
+    CertificateError,
+    check_key_matches,
+    ensure_dev_certificate,
+    fingerprint_sha256,
+    load_certificate_chain,
+    load_private_key,
+    make_self_signed,
+)
+
+KEY_TYPES = [trustme.KeyType.RSA, trustme.KeyType.ECDSA]
+
+
+@pytest.fixture(params=KEY_TYPES, ids=["rsa", "ecdsa"])
+def issued(request: pytest.FixtureRequest) -> trustme.LeafCert:
+    """A leaf signed by an intermediate, so the chain has two certificates."""
+    root = trustme.CA(key_type=request.param)
+    intermediate = root.create_child_ca(key_type=request.param)
+    return intermediate.issue_cert("localhost", key_type=request.param)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def pkcs8(key: PrivateKeyTypes) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def test_pem_chain_keeps_leaf_first(tmp_path: Path, issued: trustme.LeafCert) -> None:
+    pems = [blob.bytes() for blob in issued.cert_chain_pems]
+    chain = load_certificate_chain(write(tmp_path / "chain.pem", b"".join(pems)))
+    assert len(chain) == 2
+    assert [der(c) for c in chain] == [der(x509.load_pem_x509_certificate(p)) for p in pems]
+    assert chain[0].issuer == chain[1].subject
+
+
+def test_pem_chain_with_key_in_same_file(tmp_path: Path, issued: trustme.LeafCert) -> None:
+    path = tmp_path / "both.pem"
+    issued.private_key_and_cert_chain_pem.write_to_path(str(path))
+    chain = load_certificate_chain(path)
+    key = load_private_key(path)
+    assert len(chain) == 2
+    check_key_matches(chain[0], key)
+
+
+def test_der_certificate_and_keys(tmp_path: Path, issued: trustme.LeafCert) -> None:
+    leaf = x509.load_pem_x509_certificate(issued.cert_chain_pems[0].bytes())
+    # Extension deliberately says PEM: detection goes by content.
+    chain = load_certificate_chain(write(tmp_path / "leaf.pem", der(leaf)))
+    assert [der(c) for c in chain] == [der(leaf)]
+
+    pem_key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), None)
+    for fmt in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL):
+        blob = pem_key.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())
+        key = load_private_key(write(tmp_path / "key.der", blob))
+        assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+        check_key_matches(leaf, key)
+
+
+@pytest.mark.parametrize("encoding", [serialization.Encoding.PEM, serialization.Encoding.DER])
+def test_encrypted_key(
+    tmp_path: Path, issued: trustme.LeafCert, encoding: serialization.Encoding
+) -> None:
+    plain = serialization.load_pem_private_key(issued.private_key_pem.bytes(), None)
+    blob = plain.private_bytes(
+        encoding, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"s3")
+    )
+    path = write(tmp_path / "enc.key", blob)
+
+    key = load_private_key(path, password=b"s3")
+    assert pkcs8(key) == pkcs8(plain)
+
+    with pytest.raises(CertificateError, match="wrong password") as wrong:
+        load_private_key(path, password=b"nope")
+    assert str(wrong.value) == f"cannot read key file {path}: wrong password"
+
+    with pytest.raises(CertificateError, match="is encrypted; a password is needed"):
+        load_private_key(path)
+
+
+def test_password_for_plain_key_is_reported(tmp_path: Path, issued: trustme.LeafCert) -> None:
+    path = write(tmp_path / "plain.key", issued.private_key_pem.bytes())
+    with pytest.raises(CertificateError, match="not encrypted, but a password was given"):
+        load_private_key(path, password=b"x")
+
+
+def test_mismatched_key(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    first, second = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    leaf = load_certificate_chain(write(tmp_path / "a.crt", first.cert_chain_pems[0].bytes()))[0]
+    other = load_private_key(write(tmp_path / "b.key", second.private_key_pem.bytes()))
+    with pytest.raises(CertificateError, match="does not match the certificate"):
+        check_key_matches(leaf, other)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [ed25519.Ed25519PrivateKey.generate(), dsa.generate_private_key(key_size=2048)],
+    ids=["ed25519", "dsa"],
+)
+def test_unsupported_key_type(tmp_path: Path, key: PrivateKeyTypes) -> None:
+    blob = pkcs8(key)
+    with pytest.raises(CertificateError, match="only RSA and ECDSA keys are supported"):
+        load_private_key(write(tmp_path / "odd.key", blob))
+
+
+def test_missing_files(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.crt"
+    with pytest.raises(CertificateError) as cert_error:
+        load_certificate_chain(missing)
+    assert str(cert_error.value) == f"certificate file {missing} not found"
+    with pytest.raises(CertificateError, match=r"^key file .*nope\.crt not found$"):
+        load_private_key(missing)
+    with pytest.raises(CertificateError, match="is a directory"):
+        load_certificate_chain(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"garbage\x00\x01",
+        b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    ],
+    ids=["empty", "binary", "bad-pem"],
+)
+def test_garbage_files(tmp_path: Path, data: bytes) -> None:
+    path = write(tmp_path / "garbage", data)
+    with pytest.raises(CertificateError) as cert_error:
+        load_certificate_chain(path)
+    assert str(cert_error.value) == f"no certificate found in {path}"
+    with pytest.raises(CertificateError) as key_error:
+        load_private_key(path)
+    assert str(key_error.value) == f"no private key found in {path}"
+
+
+def test_key_file_given_as_certificate(tmp_path: Path, issued: trustme.LeafCert) -> None:
+    path = write(tmp_path / "server.key", issued.private_key_pem.bytes())
+    with pytest.raises(CertificateError, match="no certificate found in"):
+        load_certificate_chain(path)
+
+
+@pytest.mark.parametrize("key_type", ["rsa", "ecdsa"])
+def test_generated_certificate(tmp_path: Path, key_type: str) -> None:
+    directory = tmp_path / "new" / "certs"
+    dev = make_self_signed(directory, key_type=key_type)  # type: ignore[arg-type]
+    assert dev.cert_path == directory / "server.crt"
+    assert dev.key_path == directory / "server.key"
+    assert stat.S_IMODE(os.stat(dev.key_path).st_mode) == 0o600
+
+    (certificate,) = load_certificate_chain(dev.cert_path)
+    assert load_certificate_chain(dev.der_path) == [certificate]
+    assert dev.der_path.read_bytes() == der(certificate)
+    key = load_private_key(dev.key_path)
+    check_key_matches(certificate, key)
+    assert dev.key_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+
+    if key_type == "rsa":
+        assert isinstance(key, rsa.RSAPrivateKey)
+        assert key.key_size == 2048
+        assert key.private_numbers().public_numbers.e == 65537
+    else:
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        assert isinstance(key.curve, ec.SECP256R1)
+
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    ]
+    usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature
+    assert usage.key_encipherment == (key_type == "rsa")
+    assert not certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    validity = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert validity.days == 365
+
+
+def test_generated_key_file_is_made_private(tmp_path: Path) -> None:
+    key_path = tmp_path / "server.key"
+    key_path.write_bytes(b"old")
+    key_path.chmod(0o644)
+    make_self_signed(tmp_path)
+    assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+
+
+def test_generated_certificate_completes_an_ssl_handshake(tmp_path: Path) -> None:
+    """OpenSSL, via Python's ssl, must accept the pair as a server and trust it as a client."""
+    dev = make_self_signed(tmp_path, key_type="ecdsa")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(dev.cert_path, dev.key_path)
+    client_ctx = ssl.create_default_context(cafile=str(dev.cert_path))
+    client_ctx.verify_flags |= ssl.VERIFY_X509_STRICT  # the default from Python 3.13 on
+
+    for hostname in ("localhost", "127.0.0.1", "::1"):
+        c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+        client = client_ctx.wrap_bio(c_in, c_out, server_hostname=hostname)
+        server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+        done = {client: False, server: False}
+        for _ in range(10):
+            for side in (client, server):
+                try:
+                    side.do_handshake()
+                    done[side] = True
+                except ssl.SSLWantReadError:
+                    pass
+            s_in.write(c_out.read())
+            c_in.write(s_out.read())
+            if all(done.values()):
+                break
+        assert all(done.values()), hostname
+
+
+def test_ensure_dev_certificate_is_idempotent(tmp_path: Path) -> None:
+    first, created = ensure_dev_certificate(tmp_path)
+    assert created
+    cert_bytes = first.cert_path.read_bytes()
+    key_bytes = first.key_path.read_bytes()
+
+    second, created_again = ensure_dev_certificate(tmp_path)
+    assert not created_again
+    assert second == first
+    assert second.cert_path.read_bytes() == cert_bytes
+    assert second.key_path.read_bytes() == key_bytes
+
+    second.der_path.unlink()
+    third, _ = ensure_dev_certificate(tmp_path)
+    assert third.der_path.read_bytes() == der(load_certificate_chain(third.cert_path)[0])
+
+    first.key_path.unlink()
+    fourth, created_after_loss = ensure_dev_certificate(tmp_path)
+    assert created_after_loss
+    assert fourth.cert_path.read_bytes() != cert_bytes
+
+
+def test_fingerprint_format(tmp_path: Path) -> None:
+    dev = make_self_signed(tmp_path, key_type="ecdsa")
+    (certificate,) = load_certificate_chain(dev.cert_path)
+    fingerprint = fingerprint_sha256(certificate)
+    digest = hashlib.sha256(dev.der_path.read_bytes()).hexdigest().upper()
+    assert fingerprint == ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+    assert len(fingerprint) == 32 * 3 - 1

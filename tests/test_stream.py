@@ -1,0 +1,127 @@
+"""TLSStream as a trio Stream, with trio's SSLStream (stdlib ssl, OpenSSL) as the client."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+import trustme
+
+from trio_tls.config import ServerConfig
+from trio_tls.stream import TLSStream
+
+from .openssl_peer import client_context
+
+StreamPair = tuple[trio.abc.Stream, trio.abc.Stream]
+
+
+def make_pair(
+    ca: trustme.CA,
+    config: ServerConfig,
+    transport: Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]],
+    **kwargs: bool,
+) -> tuple[trio.SSLStream[trio.abc.Stream], TLSStream]:
+    client_transport, server_transport = transport()
+    client = trio.SSLStream(client_transport, client_context(ca), server_hostname="localhost")
+    server = TLSStream(server_transport, config, **kwargs)  # type: ignore[arg-type]
+    return client, server
+
+
+async def test_check_two_way_stream(ca: trustme.CA, rsa_config: ServerConfig) -> None:
+    async def stream_maker() -> StreamPair:
+        return make_pair(ca, rsa_config, trio.testing.memory_stream_pair)
+
+    async def clogged_stream_maker() -> StreamPair:
+        client, server = make_pair(ca, rsa_config, trio.testing.lockstep_stream_pair)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.do_handshake)
+            nursery.start_soon(server.do_handshake)
+        return client, server
+
+    await trio.testing.check_two_way_stream(stream_maker, clogged_stream_maker)
+
+
+async def test_info_after_handshake(ca: trustme.CA, rsa_config: ServerConfig) -> None:
+    client, server = make_pair(ca, rsa_config, trio.testing.memory_stream_pair)
+    with pytest.raises(trio.BrokenResourceError):
+        server.info  # noqa: B018
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        nursery.start_soon(server.do_handshake)
+    assert server.info.version == "TLSv1.2"
+    assert server.info.cipher_suite == "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+    assert server.info.sni == "localhost"
+
+
+async def test_concurrent_handshake_callers_share_one(
+    ca: trustme.CA, rsa_config: ServerConfig
+) -> None:
+    client, server = make_pair(ca, rsa_config, trio.testing.memory_stream_pair)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        for _ in range(3):
+            nursery.start_soon(server.do_handshake)
+    assert server.info.version == "TLSv1.2"
+
+
+async def test_protocol_error_is_broken_resource_with_cause(rsa_config: ServerConfig) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    server = TLSStream(server_transport, rsa_config)
+    await client_transport.send_all(b"GET / HTTP/1.1\r\n\r\n")
+    with pytest.raises(trio.BrokenResourceError) as info:
+        await server.do_handshake()
+    assert info.value.__cause__ is not None
+    # The unexpected_message alert reached the client before the stream broke.
+    assert await client_transport.receive_some() == b"\x15\x03\x03\x00\x02\x02\x0a"
+    with pytest.raises(trio.BrokenResourceError):
+        await server.receive_some()
+    await server.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await server.send_all(b"x")
+
+
+async def test_eof_without_close_notify(ca: trustme.CA, rsa_config: ServerConfig) -> None:
+    for https_compatible in (False, True):
+        client, server = make_pair(
+            ca, rsa_config, trio.testing.memory_stream_pair, https_compatible=https_compatible
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.do_handshake)
+            nursery.start_soon(server.do_handshake)
+        await client.transport_stream.aclose()
+        if https_compatible:
+            assert await server.receive_some() == b""
+        else:
+            with pytest.raises(trio.BrokenResourceError):
+                await server.receive_some()
+
+
+async def test_handshake_failure_with_openssl_client(
+    ca: trustme.CA, rsa_config: ServerConfig
+) -> None:
+    client, server = make_pair(ca, rsa_config, trio.testing.memory_stream_pair)
+    client = trio.SSLStream(
+        client.transport_stream,
+        client_context(ca, "ECDHE-ECDSA-AES128-GCM-SHA256"),
+        server_hostname="localhost",
+    )
+    errors: list[BaseException] = []
+
+    async def run(step: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await step()
+        except trio.BrokenResourceError as exc:
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, client.do_handshake)
+        nursery.start_soon(run, server.do_handshake)
+    assert len(errors) == 2
+    client_error = errors[0].__cause__ if errors[0].__cause__ else errors[1].__cause__
+    assert any(
+        isinstance(e.__cause__, ssl.SSLError) and "HANDSHAKE_FAILURE" in str(e.__cause__)
+        for e in errors
+    ), client_error

@@ -1,0 +1,263 @@
+"""Load the server's certificate chain and private key; make a self-signed dev certificate.
+
+Everything cryptographic is `cryptography`'s: this module only reads files, tells PEM from DER
+by content (a PEM file has a `-----BEGIN` armour line, whatever its extension says), and turns the
+library's assorted exceptions into one CertificateError whose message a user can act on. The
+dev certificate is what `trio-tls` serves when no certificate is given: valid for localhost,
+127.0.0.1 and ::1, written next to its key, and the key file is created 0600 from the first byte.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import attrs
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+"""The key types a TLS 1.2 server here can sign ServerKeyExchange with (RSA and ECDSA suites)."""
+
+_KeyLoader = Callable[[bytes, bytes | None], PrivateKeyTypes]
+
+CERT_FILE = "server.crt"
+KEY_FILE = "server.key"
+DER_FILE = "server.der"
+
+_PEM_MARKER = b"-----BEGIN"
+_VALIDITY = datetime.timedelta(days=365)
+# Backdating absorbs clock skew between this machine and the client checking notBefore.
+_BACKDATE = datetime.timedelta(hours=1)
+
+
+class CertificateError(Exception):
+    """A certificate or key problem, worded as one line for the person running the server."""
+
+
+@attrs.frozen
+class DevCertificate:
+    """Where the self-signed development certificate and its key live."""
+
+    cert_path: Path
+    key_path: Path
+    der_path: Path
+
+
+def _read(path: str | os.PathLike[str], what: str) -> bytes:
+    """Read a whole file, mapping OS errors to messages that name the file and its role."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CertificateError(f"{what} file {os.fspath(path)} not found") from None
+    except IsADirectoryError:
+        raise CertificateError(f"{what} file {os.fspath(path)} is a directory") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise CertificateError(f"cannot read {what} file {os.fspath(path)}: {reason}") from exc
+
+
+def load_certificate_chain(path: str | os.PathLike[str]) -> list[x509.Certificate]:
+    """Load the chain to send in the Certificate message: leaf first, then intermediates.
+
+    A PEM file may hold several certificates (and other blocks, such as the key, which are
+    skipped); a DER file holds exactly one. The order is kept as written because RFC 5246
+    §7.4.2 requires the sender's certificate first and we do not second-guess the operator.
+    """
+    data = _read(path, "certificate")
+    try:
+        if _PEM_MARKER in data:
+            chain = x509.load_pem_x509_certificates(data)
+        else:
+            chain = [x509.load_der_x509_certificate(data)]
+    except ValueError as exc:
+        raise CertificateError(f"no certificate found in {os.fspath(path)}") from exc
+    return chain
+
+
+def load_private_key(path: str | os.PathLike[str], password: bytes | None = None) -> PrivateKey:
+    """Load an RSA or ECDSA private key (PKCS#8 or traditional, PEM or DER, maybe encrypted)."""
+    data = _read(path, "key")
+    load: _KeyLoader = (
+        serialization.load_pem_private_key
+        if _PEM_MARKER in data
+        else serialization.load_der_private_key
+    )
+    try:
+        key = load(data, password)
+    except TypeError as exc:
+        # cryptography signals "password needed" and "password not needed" with TypeError.
+        if password is None:
+            message = f"key file {os.fspath(path)} is encrypted; a password is needed"
+        else:
+            message = f"key file {os.fspath(path)} is not encrypted, but a password was given"
+        raise CertificateError(message) from exc
+    except ValueError as exc:
+        # Both a wrong password and a corrupt file are ValueError; loading again without the
+        # password tells them apart without depending on the library's message wording.
+        if password is not None and _is_encrypted(load, data):
+            message = f"cannot read key file {os.fspath(path)}: wrong password"
+        else:
+            message = f"no private key found in {os.fspath(path)}"
+        raise CertificateError(message) from exc
+    except UnsupportedAlgorithm as exc:
+        raise CertificateError(
+            f"key in {os.fspath(path)} uses an unsupported algorithm: {exc}"
+        ) from exc
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise CertificateError(
+            f"key in {os.fspath(path)} is {_key_kind(key)}; only RSA and ECDSA keys are supported"
+        )
+    return key
+
+
+def _is_encrypted(load: _KeyLoader, data: bytes) -> bool:
+    try:
+        load(data, None)
+    except TypeError:
+        return True
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    return False
+
+
+def _key_kind(key: object) -> str:
+    """A short human name for a key class, e.g. 'an Ed25519 key' for Ed25519PrivateKey."""
+    name = type(key).__name__.removesuffix("PrivateKey")
+    article = "an" if name[:1].upper() in "AEIOU" else "a"
+    return f"{article} {name} key"
+
+
+def check_key_matches(certificate: x509.Certificate, key: PrivateKey) -> None:
+    """Fail early if the key cannot sign for the certificate.
+
+    Otherwise every handshake would fail at the client with an opaque decrypt or signature
+    error. Comparing the encoded SubjectPublicKeyInfo covers both RSA and EC keys in one way.
+    """
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if certificate.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        subject = certificate.subject.rfc4514_string() or "(empty subject)"
+        raise CertificateError(f"private key does not match the certificate for {subject}")
+
+
+def fingerprint_sha256(certificate: x509.Certificate) -> str:
+    """The SHA-256 fingerprint as browsers and `openssl x509 -fingerprint` print it."""
+    return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def make_self_signed(
+    directory: str | os.PathLike[str], key_type: Literal["rsa", "ecdsa"] = "rsa"
+) -> DevCertificate:
+    """Generate a fresh key and a self-signed localhost certificate and write them to directory.
+
+    The extensions are the ones modern clients insist on (SAN, not CN, names the host; serverAuth
+    EKU; CA=false), so `curl --cacert server.crt https://localhost:...` works with no flags.
+    """
+    key: PrivateKey
+    if key_type == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif key_type == "ecdsa":
+        key = ec.generate_private_key(ec.SECP256R1())
+    else:
+        raise ValueError(f"unknown key type {key_type!r}; expected 'rsa' or 'ecdsa'")
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now - _BACKDATE + _VALIDITY)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.IPv6Address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                # RSA key exchange encrypts the premaster secret to this key.
+                key_encipherment=key_type == "rsa",
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        # Key identifiers: Python 3.13's default VERIFY_X509_STRICT checks for them.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    paths = DevCertificate(
+        cert_path=target / CERT_FILE, key_path=target / KEY_FILE, der_path=target / DER_FILE
+    )
+    _write_private(
+        paths.key_path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    paths.cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    paths.der_path.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+    return paths
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a secret so that it is never readable by others, not even for an instant.
+
+    Creating with mode 0600 covers a new file; the fchmod covers an existing file, whose mode
+    O_CREAT leaves alone, and a umask that would have loosened nothing anyway.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(data)
+
+
+def ensure_dev_certificate(directory: str | os.PathLike[str]) -> tuple[DevCertificate, bool]:
+    """Reuse the dev certificate if there is one, so clients that trusted it keep trusting it.
+
+    Returns the paths and whether they were just created (the CLI then says how to trust it).
+    """
+    target = Path(directory)
+    existing = DevCertificate(
+        cert_path=target / CERT_FILE, key_path=target / KEY_FILE, der_path=target / DER_FILE
+    )
+    if existing.cert_path.is_file() and existing.key_path.is_file():
+        if not existing.der_path.is_file():
+            # The DER copy is a convenience for clients that import only DER; rebuild it.
+            certificate = load_certificate_chain(existing.cert_path)[0]
+            existing.der_path.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+        return existing, False
+    return make_self_signed(target), True

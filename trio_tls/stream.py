@@ -1,0 +1,239 @@
+"""TLSStream: a trio.abc.Stream that speaks TLS 1.2 (server side) over another stream.
+
+Theory of operation, after trio's SSLStream: all protocol state lives in a sans-IO
+ServerConnection; this class only moves bytes between it and the transport and maps failures to
+trio's vocabulary. Any protocol error or transport failure breaks the stream for good
+(`trio.BrokenResourceError`, cause chained); use after `aclose()` is `trio.ClosedResourceError`;
+two tasks sending at once (or receiving at once) is `trio.BusyResourceError`.
+
+The handshake runs once, on the first call that needs it (or `do_handshake()`); concurrent
+callers wait for it. Every transport write goes through one lock and takes the connection's
+pending bytes *inside* it, so records reach the wire in sequence-number order even when the
+receive side has to send (an alert) while a send is in flight. Cancellation during a write or
+during the handshake leaves the stream broken, since the peer may have seen half a record. We
+never renegotiate, so unlike SSLStream there is no retry loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import operator
+from contextlib import suppress
+
+import attrs
+import trio
+
+from .config import ServerConfig
+from .connection import ServerConnection
+from .enums import AlertLevel
+from .errors import TLSError
+from .events import (
+    NEED_DATA,
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    ConnectionInfo,
+    Event,
+    HandshakeComplete,
+    NeedData,
+    Observer,
+)
+
+DEFAULT_RECEIVE_SIZE = 64 * 1024
+# The peer may already be gone when we say goodbye: that is not an error.
+_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class _State(enum.Enum):
+    OK = "ok"
+    BROKEN = "broken"
+    CLOSED = "closed"
+
+
+class _ConflictDetector:
+    """Raise BusyResourceError when two tasks use the same direction at once."""
+
+    __slots__ = ("_held", "_message")
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+        self._held = False
+
+    def __enter__(self) -> None:
+        if self._held:
+            raise trio.BusyResourceError(self._message)
+        self._held = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._held = False
+
+
+class TLSStream(trio.abc.Stream):
+    """The server side of a TLS 1.2 connection over `transport_stream`."""
+
+    def __init__(
+        self,
+        transport_stream: trio.abc.Stream,
+        config: ServerConfig,
+        *,
+        observer: Observer | None = None,
+        https_compatible: bool = False,
+        peer: object = None,
+        receive_size: int = DEFAULT_RECEIVE_SIZE,
+    ) -> None:
+        self.transport_stream = transport_stream
+        self._connection = ServerConnection(config, observer)
+        self._https_compatible = https_compatible
+        self._peer = peer
+        self._receive_size = receive_size
+        self._state = _State.OK
+        self._info: ConnectionInfo | None = None
+        self._handshake_lock = trio.Lock()
+        self._write_lock = trio.StrictFIFOLock()
+        self._send_conflict = _ConflictDetector("another task is sending on this TLSStream")
+        self._receive_conflict = _ConflictDetector("another task is receiving on this TLSStream")
+        self._received = bytearray()  # decrypted bytes not yet returned by receive_some
+
+    @property
+    def info(self) -> ConnectionInfo:
+        """What was negotiated; available once the handshake is complete."""
+        if self._info is None:
+            raise trio.BrokenResourceError("the TLS handshake has not completed")
+        return self._info
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._state is _State.CLOSED:
+            raise trio.ClosedResourceError("this TLSStream is closed")
+        if self._state is _State.BROKEN:
+            raise trio.BrokenResourceError("this TLSStream is broken")
+
+    async def _flush(self) -> None:
+        """Write what the connection has queued, in order, as one transport write."""
+        async with self._write_lock:
+            data = self._connection.data_to_send()
+            if data:
+                await self.transport_stream.send_all(data)
+
+    async def _fail(
+        self, exc: BaseException
+    ) -> trio.BrokenResourceError | trio.ClosedResourceError:
+        """Break the stream; if a protocol error left an alert queued, try to deliver it."""
+        if self._state is _State.CLOSED:  # aclose() ran while this task was blocked
+            return trio.ClosedResourceError("this TLSStream was closed")
+        self._state = _State.BROKEN
+        if isinstance(exc, TLSError) and not self._write_lock.locked():
+            with trio.move_on_after(1), suppress(*_TRANSPORT_ERRORS):
+                await self._flush()
+        return trio.BrokenResourceError(str(exc) or type(exc).__name__)
+
+    async def _next_event(self) -> Event | NeedData:
+        """The connection's next event, reading from the transport when it needs data."""
+        while True:
+            try:
+                event = self._connection.next_event()
+            except TLSError as exc:
+                raise await self._fail(exc) from exc
+            if event is not NEED_DATA:
+                return event
+            try:
+                await self._flush()
+                data = await self.transport_stream.receive_some(self._receive_size)
+            except _TRANSPORT_ERRORS as exc:
+                raise await self._fail(exc) from exc
+            self._connection.receive_data(data)
+
+    # -- trio.abc.Stream ----------------------------------------------------------------------
+
+    async def do_handshake(self) -> None:
+        """Run the handshake if nobody has yet; wait for it if another task is running it."""
+        self._check_usable()
+        async with self._handshake_lock:
+            if self._info is not None:
+                return
+            self._check_usable()
+            try:
+                while True:
+                    event = await self._next_event()
+                    if isinstance(event, HandshakeComplete):
+                        await self._flush()
+                        self._info = attrs.evolve(event.info, peer=self._peer)
+                        return
+                    if isinstance(event, ConnectionClosed):
+                        raise await self._fail(
+                            ConnectionError("the peer closed the connection during the handshake")
+                        )
+                    if isinstance(event, AlertReceived) and event.level == AlertLevel.fatal:
+                        raise await self._fail(ConnectionError(f"the peer sent alert {event}"))
+            except trio.Cancelled:
+                self._state = _State.BROKEN
+                raise
+            except _TRANSPORT_ERRORS as exc:
+                if self._state is _State.OK:
+                    raise await self._fail(exc) from exc
+                raise
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        with self._receive_conflict:
+            if max_bytes is not None and operator.index(max_bytes) < 1:
+                raise ValueError("max_bytes must be >= 1")
+            await self.do_handshake()
+            self._check_usable()
+            while not self._received:
+                event = await self._next_event()
+                if isinstance(event, ApplicationData):
+                    self._received += event.data
+                elif isinstance(event, ConnectionClosed):
+                    if event.close_notify or self._https_compatible:
+                        return b""
+                    raise await self._fail(
+                        ConnectionError("the peer closed the connection without close_notify")
+                    )
+                elif isinstance(event, AlertReceived) and event.level == AlertLevel.fatal:
+                    raise await self._fail(ConnectionError(f"the peer sent alert {event}"))
+            size = len(self._received) if max_bytes is None else max_bytes
+            chunk = bytes(self._received[:size])
+            del self._received[:size]
+            return chunk
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        with self._send_conflict:
+            await self.do_handshake()
+            self._check_usable()
+            try:
+                self._connection.send(data)
+            except TLSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            try:
+                await self._flush()
+            except trio.Cancelled:
+                self._state = _State.BROKEN
+                raise
+            except _TRANSPORT_ERRORS as exc:
+                raise await self._fail(exc) from exc
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with self._send_conflict:
+            self._check_usable()
+            await self.transport_stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        """Send close_notify (without waiting for the peer's) and close the transport."""
+        if self._state is _State.CLOSED:
+            await trio.lowlevel.checkpoint()
+            return
+        send_close_notify = (
+            self._state is _State.OK
+            and self._info is not None
+            and not self._https_compatible
+            and not self._write_lock.locked()
+        )
+        self._state = _State.CLOSED
+        try:
+            if send_close_notify:
+                self._connection.close()
+                with suppress(*_TRANSPORT_ERRORS):
+                    await self._flush()
+        finally:
+            await self.transport_stream.aclose()
