@@ -24,8 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-"""The key types a TLS 1.2 server here can sign ServerKeyExchange with (RSA and ECDSA suites)."""
+from .kx import PrivateKey
 
 _KeyLoader = Callable[[bytes, bytes | None], PrivateKeyTypes]
 

@@ -6,7 +6,7 @@ Certificate message of each chain is encoded here, once, and reused by every han
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import attrs
 from cryptography import x509
@@ -67,18 +67,29 @@ class CertifiedKey:
         )
 
 
-def _tuple_of_suites(value: Sequence[CipherSuite]) -> tuple[CipherSuite, ...]:
+# Explicit converters, so type checkers see what the constructor accepts.
+def _certificates(value: Iterable[CertifiedKey]) -> tuple[CertifiedKey, ...]:
+    return tuple(value)
+
+
+def _suites(value: Iterable[CipherSuite]) -> tuple[CipherSuite, ...]:
+    return tuple(value)
+
+
+def _ints(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(value)
+
+
+def _protocols(value: Iterable[bytes]) -> tuple[bytes, ...]:
     return tuple(value)
 
 
 @attrs.frozen
 class ServerConfig:
-    certificates: tuple[CertifiedKey, ...] = attrs.field(converter=tuple)
-    cipher_suites: tuple[CipherSuite, ...] = attrs.field(
-        default=DEFAULT_SUITES, converter=_tuple_of_suites
-    )
-    groups: tuple[int, ...] = attrs.field(default=SUPPORTED_GROUPS, converter=tuple)
-    alpn_protocols: tuple[bytes, ...] = attrs.field(default=(), converter=tuple)
+    certificates: tuple[CertifiedKey, ...] = attrs.field(converter=_certificates)
+    cipher_suites: tuple[CipherSuite, ...] = attrs.field(default=DEFAULT_SUITES, converter=_suites)
+    groups: tuple[int, ...] = attrs.field(default=SUPPORTED_GROUPS, converter=_ints)
+    alpn_protocols: tuple[bytes, ...] = attrs.field(default=(), converter=_protocols)
 
     @certificates.validator
     def _check_certificates(self, _: object, value: tuple[CertifiedKey, ...]) -> None:

@@ -95,6 +95,10 @@ class TLSStream(trio.abc.Stream):
         self._received = bytearray()  # decrypted bytes not yet returned by receive_some
 
     @property
+    def handshake_done(self) -> bool:
+        return self._info is not None
+
+    @property
     def info(self) -> ConnectionInfo:
         """What was negotiated; available once the handshake is complete."""
         if self._info is None:

@@ -1,0 +1,192 @@
+"""The `trio-tls` command: serve, certs, handlers.
+
+Everything a user can get wrong (a missing or unreadable certificate, a wrong key password, a
+key that does not match, a port in use, an unknown handler) ends as one line on stderr and a
+non-zero exit, never a traceback: those are configuration mistakes, not bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from .certs import (
+    CertificateError,
+    check_key_matches,
+    ensure_dev_certificate,
+    fingerprint_sha256,
+    load_certificate_chain,
+    load_private_key,
+    make_self_signed,
+)
+from .config import CertifiedKey, ServerConfig
+from .keylog import KeyLogFile
+from .plugins import PluginError, installed_handlers, load_handler, parse_handler_options
+from .server import DEFAULT_HOST, DEFAULT_PORT, serve
+
+log = logging.getLogger("trio_tls")
+DEV_CERT_DIR = Path("certs")
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in its files; printed as one line."""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trio-tls", description="A TLS 1.2 server written in Python, on trio."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("serve", help="serve TLS with a handler plugin")
+    run.add_argument("--host", default=DEFAULT_HOST)
+    run.add_argument("--port", type=int, default=DEFAULT_PORT)
+    run.add_argument("--handler", default="hello", help="handler plugin name (default: hello)")
+    run.add_argument(
+        "--handler-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option for the handler (repeatable)",
+    )
+    run.add_argument("--certfile", help="certificate chain, PEM or DER (leaf first)")
+    run.add_argument("--keyfile", help="private key, PEM or DER (default: inside --certfile)")
+    run.add_argument(
+        "--keyfile-password-env",
+        metavar="NAME",
+        help="environment variable holding the key's password",
+    )
+    run.add_argument("--handshake-timeout", type=float, default=10.0, metavar="SECONDS")
+    run.add_argument("--max-connections", type=int, default=1000)
+    run.add_argument(
+        "--key-log-file",
+        help="append NSS key log lines here (debugging only; also $SSLKEYLOGFILE)",
+    )
+    run.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+
+    certs = commands.add_parser("certs", help="make a self-signed development certificate")
+    certs.add_argument("--key-type", choices=["rsa", "ecdsa"], default="rsa")
+    certs.add_argument("--out", type=Path, default=DEV_CERT_DIR)
+
+    commands.add_parser("handlers", help="list installed handler plugins")
+    return parser
+
+
+def _certified_key(args: argparse.Namespace) -> CertifiedKey:
+    if args.certfile is None:
+        if args.keyfile is not None:
+            raise UsageError("--keyfile needs --certfile")
+        dev, created = ensure_dev_certificate(DEV_CERT_DIR)
+        certfile, keyfile = dev.cert_path, dev.key_path
+        if created:
+            print(f"made a self-signed development certificate in {DEV_CERT_DIR}/")
+    else:
+        certfile = args.certfile
+        keyfile = args.keyfile or args.certfile
+    password = None
+    if args.keyfile_password_env:
+        value = os.environ.get(args.keyfile_password_env)
+        if value is None:
+            raise UsageError(f"environment variable {args.keyfile_password_env} is not set")
+        password = value.encode()
+    chain = load_certificate_chain(certfile)
+    key = load_private_key(keyfile, password)
+    try:
+        check_key_matches(chain[0], key)
+    except CertificateError:
+        raise UsageError(
+            f"the key in {keyfile} does not match the certificate in {certfile}"
+        ) from None
+    print(f"certificate {certfile}: SHA-256 fingerprint {fingerprint_sha256(chain[0])}")
+    return CertifiedKey(tuple(chain), key)
+
+
+async def _serve_until_signalled(
+    args: argparse.Namespace, config: ServerConfig, keylog: KeyLogFile | None
+) -> None:
+    handler = load_handler(args.handler, parse_handler_options(args.handler_opt))
+    shutdown = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                partial(
+                    serve,
+                    handler,
+                    config,
+                    args.host,
+                    args.port,
+                    handshake_timeout=args.handshake_timeout,
+                    max_connections=args.max_connections,
+                    shutdown=shutdown,
+                    observer=keylog,
+                )
+            )
+            port = listeners[0].socket.getsockname()[1]
+            print(f"serving handler {args.handler!r} on https://{args.host}:{port}/", flush=True)
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    if shutdown.is_set():  # a second signal: stop now
+                        nursery.cancel_scope.cancel()
+                    log.info("received %s: shutting down", signal.Signals(signum).name)
+                    shutdown.set()
+
+            nursery.start_soon(watch_signals)
+            await shutdown.wait()
+        # serve() has drained; the signal watcher was cancelled with the nursery
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    # Build the handler and configuration before listening, so mistakes surface at once.
+    load_handler(args.handler, parse_handler_options(args.handler_opt))
+    config = ServerConfig([_certified_key(args)])
+    keylog_path = args.key_log_file or os.environ.get("SSLKEYLOGFILE")
+    keylog = KeyLogFile(keylog_path) if keylog_path else None
+    if keylog is not None:
+        log.warning("writing TLS secrets to %s: anyone with it can decrypt traffic", keylog_path)
+    try:
+        trio.run(_serve_until_signalled, args, config, keylog)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    finally:
+        if keylog is not None:
+            keylog.close()
+
+
+def _cmd_certs(args: argparse.Namespace) -> None:
+    dev = make_self_signed(args.out, args.key_type)
+    chain = load_certificate_chain(dev.cert_path)
+    print(f"wrote {dev.cert_path}, {dev.der_path} and {dev.key_path} (mode 0600)")
+    print(f"SHA-256 fingerprint {fingerprint_sha256(chain[0])}")
+
+
+def _cmd_handlers(args: argparse.Namespace) -> None:
+    for info in installed_handlers().values():
+        origin = f"{info.distribution} {info.version}" if info.distribution else "?"
+        print(f"{info.name:16} {info.value:40} ({origin})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    command = {"serve": _cmd_serve, "certs": _cmd_certs, "handlers": _cmd_handlers}
+    try:
+        command[args.command](args)
+    except (UsageError, CertificateError, PluginError, ValueError) as exc:
+        print(f"trio-tls: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
