@@ -129,23 +129,31 @@ async def serve(
         sockname = listener.socket.getsockname()
         log.info("listening on %s port %s", sockname[0], sockname[1])
     task_status.started(listeners)
-    async with trio.open_nursery() as connections:
-        async with trio.open_nursery() as acceptors:
-            for listener in listeners:
-                acceptors.start_soon(
-                    _accept_loop,
-                    listener,
-                    connections,
-                    limiter,
-                    handler,
-                    config,
-                    handshake_timeout,
-                    observer,
-                )
-            if shutdown is not None:
-                await shutdown.wait()
-                acceptors.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as acceptors:
+                for listener in listeners:
+                    acceptors.start_soon(
+                        _accept_loop,
+                        listener,
+                        connections,
+                        limiter,
+                        handler,
+                        config,
+                        handshake_timeout,
+                        observer,
+                    )
+                if shutdown is not None:
+                    await shutdown.wait()
+                    acceptors.cancel_scope.cancel()
+            await _close_listeners(listeners)
+            log.info("shutting down: %d connection(s) open", limiter.borrowed_tokens)
+            connections.cancel_scope.deadline = trio.current_time() + shutdown_grace
+    finally:
+        await _close_listeners(listeners)
+
+
+async def _close_listeners(listeners: Sequence[trio.SocketListener]) -> None:
+    with trio.CancelScope(shield=True):
         for listener in listeners:
             await listener.aclose()
-        log.info("shutting down: %d connection(s) open", limiter.borrowed_tokens)
-        connections.cancel_scope.deadline = trio.current_time() + shutdown_grace

@@ -1,0 +1,235 @@
+"""serve() on real loopback sockets, with OpenSSL clients (trio.SSLStream over TCP)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import h11
+import pytest
+import trio
+import trio.testing
+import trustme
+
+from trio_tls.config import ServerConfig
+from trio_tls.plugins import Handler, load_handler
+from trio_tls.server import serve
+
+from .openssl_peer import client_context
+
+
+async def start(
+    nursery: trio.Nursery, handler: Handler, config: ServerConfig, **kwargs: object
+) -> int:
+    async def run(task_status: trio.TaskStatus[Sequence[trio.SocketListener]]) -> None:
+        await serve(handler, config, "127.0.0.1", 0, task_status=task_status, **kwargs)  # type: ignore[arg-type]
+
+    listeners: Sequence[trio.SocketListener] = await nursery.start(run)
+    port: int = listeners[0].socket.getsockname()[1]
+    return port
+
+
+async def connect(ca: trustme.CA, port: int) -> trio.SSLStream[trio.SocketStream]:
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    client = trio.SSLStream(tcp, client_context(ca), server_hostname="localhost")
+    await client.do_handshake()
+    return client
+
+
+async def http_get(client: trio.abc.Stream, conn: h11.Connection, method: str = "GET") -> bytes:
+    request = h11.Request(method=method, target="/", headers=[("Host", "localhost")])
+    await client.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
+    body = b""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await client.receive_some(65536))
+        elif isinstance(event, h11.Response):
+            assert event.status_code == 200
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            conn.start_next_cycle()
+            return body
+
+
+@pytest.fixture
+async def server_nursery() -> AsyncIterator[trio.Nursery]:
+    async with trio.open_nursery() as nursery:
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+async def test_keep_alive_requests_on_one_connection(
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery
+) -> None:
+    port = await start(server_nursery, load_handler("hello"), rsa_config)
+    client = await connect(ca, port)
+    assert client.cipher() is not None
+    assert client.cipher()[0] == "ECDHE-RSA-AES128-GCM-SHA256"  # type: ignore[index]
+    conn = h11.Connection(h11.CLIENT)
+    for _ in range(3):
+        assert await http_get(client, conn) == b"Hello from Python TLS!"
+    assert await http_get(client, conn, "HEAD") == b""
+    await client.aclose()
+
+
+async def test_echo_8_mib(
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery
+) -> None:
+    port = await start(server_nursery, load_handler("echo"), rsa_config)
+    client = await connect(ca, port)
+    payload = bytes(range(256)) * (8 * 1024 * 4)
+    received = bytearray()
+
+    async def reader() -> None:
+        while len(received) < len(payload):
+            received.extend(await client.receive_some(1 << 20))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await client.send_all(payload)
+    assert received == payload
+    await client.aclose()
+
+
+async def test_200_concurrent_clients(
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery
+) -> None:
+    port = await start(server_nursery, load_handler("hello"), rsa_config)
+    bodies: list[bytes] = []
+
+    async def one() -> None:
+        client = await connect(ca, port)
+        bodies.append(await http_get(client, h11.Connection(h11.CLIENT)))
+        await client.aclose()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for _ in range(200):
+                nursery.start_soon(one)
+    assert bodies == [b"Hello from Python TLS!"] * 200
+
+
+async def test_silent_client_dropped_at_handshake_timeout(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    port = await start(server_nursery, load_handler("hello"), rsa_config, handshake_timeout=0.5)
+    silent = await trio.open_tcp_stream("127.0.0.1", port)
+    start_time = trio.current_time()
+    client = await connect(ca, port)  # others are served meanwhile
+    assert await http_get(client, h11.Connection(h11.CLIENT)) == b"Hello from Python TLS!"
+    with trio.fail_after(5):
+        assert await silent.receive_some() == b""  # the server hung up
+    assert 0.4 < trio.current_time() - start_time < 3
+    await trio.testing.wait_all_tasks_blocked()
+    assert any("handshake timeout" in r.getMessage() for r in caplog.records)
+    await client.aclose()
+    await silent.aclose()
+
+
+async def test_handler_exception_is_logged_and_server_survives(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = 0
+
+    async def flaky(stream: trio.abc.Stream) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        await stream.send_all(b"fine")
+
+    port = await start(server_nursery, flaky, rsa_config)
+    first = await connect(ca, port)
+    assert await first.receive_some() == b""  # closed with close_notify after the error
+    second = await connect(ca, port)
+    assert await second.receive_some() == b"fine"
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "127.0.0.1" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_protocol_failure_is_logged_with_its_alert(
+    rsa_config: ServerConfig, server_nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    port = await start(server_nursery, load_handler("hello"), rsa_config)
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    await tcp.send_all(b"GET / HTTP/1.1\r\n\r\n")
+    assert await tcp.receive_some() == b"\x15\x03\x03\x00\x02\x02\x0a"
+    assert await tcp.receive_some() == b""
+    await tcp.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    assert any("unexpected_message" in r.getMessage() for r in caplog.records)
+
+
+async def test_max_connections_queues_the_excess(
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery
+) -> None:
+    release = trio.Event()
+    active = 0
+    peak = 0
+
+    async def slow(stream: trio.abc.Stream) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await release.wait()
+        await stream.send_all(b"done")
+        active -= 1
+
+    port = await start(server_nursery, slow, rsa_config, max_connections=2)
+    results: list[bytes] = []
+
+    async def one() -> None:
+        client = await connect(ca, port)
+        results.append(await client.receive_some())
+        await client.aclose()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(one)
+        await trio.sleep(0.3)
+        assert peak == 2
+        release.set()
+    assert results == [b"done"] * 4
+
+
+async def test_graceful_shutdown(ca: trustme.CA, rsa_config: ServerConfig) -> None:
+    shutdown = trio.Event()
+    handler_cancelled = False
+
+    async def lingering(stream: trio.abc.Stream) -> None:
+        nonlocal handler_cancelled
+        try:
+            await stream.receive_some()
+        except trio.Cancelled:
+            handler_cancelled = True
+            raise
+
+    # serve() returns by itself once shutdown is set and the grace period has run out.
+    with trio.fail_after(3):
+        async with trio.open_nursery() as nursery:
+            port = await start(
+                nursery, lingering, rsa_config, shutdown=shutdown, shutdown_grace=0.5
+            )
+            client = await connect(ca, port)
+            shutdown.set()
+            await trio.sleep(0.1)
+            with pytest.raises(OSError):
+                await trio.open_tcp_stream("127.0.0.1", port)  # no longer accepting
+    assert handler_cancelled
+    # The cancelled connection still said goodbye with close_notify: a clean EOF.
+    assert await client.receive_some() == b""
+    await client.aclose()
