@@ -1,1 +1,36 @@
-"""trio-tls: a TLS 1.2 server whose protocol is written in Python, on trio."""
+"""trio-tls: a TLS 1.2 server whose protocol is written in Python, on trio.
+
+`ServerConnection` is the sans-IO engine; `TLSStream` adapts it to trio; `serve()` runs a
+handler on every accepted connection.
+"""
+
+from .config import CertifiedKey, ServerConfig
+from .connection import ServerConnection
+from .errors import LocalProtocolError, RemoteProtocolError, TLSError
+from .events import (
+    NEED_DATA,
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    ConnectionInfo,
+    HandshakeComplete,
+)
+from .server import serve
+from .stream import TLSStream
+
+__all__ = [
+    "NEED_DATA",
+    "AlertReceived",
+    "ApplicationData",
+    "CertifiedKey",
+    "ConnectionClosed",
+    "ConnectionInfo",
+    "HandshakeComplete",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "ServerConfig",
+    "ServerConnection",
+    "TLSError",
+    "TLSStream",
+    "serve",
+]
