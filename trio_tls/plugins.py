@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import attrs
-import trio
+
+if TYPE_CHECKING:
+    from .stream import TLSStream
 
 ENTRY_POINT_GROUP = "trio_tls.handlers"
 
@@ -23,7 +25,7 @@ ENTRY_POINT_GROUP = "trio_tls.handlers"
 class Handler(Protocol):
     """Serve one connection; the server closes the stream afterwards, whatever happens."""
 
-    async def __call__(self, stream: trio.abc.Stream) -> None: ...
+    async def __call__(self, stream: TLSStream, /) -> None: ...
 
 
 HandlerFactory = Callable[[Mapping[str, str]], Handler]
@@ -40,7 +42,7 @@ class UnknownHandlerError(PluginError):
 
 @attrs.frozen
 class HandlerInfo:
-    """One discoverable handler, as `trio-tls --list-handlers` shows it."""
+    """One discoverable handler, as `trio-tls handlers` shows it."""
 
     name: str
     value: str
