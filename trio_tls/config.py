@@ -6,7 +6,8 @@ Certificate message of each chain is encoded here, once, and reused by every han
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import attrs
 from cryptography import x509
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .kx import SUPPORTED_GROUPS, PrivateKey
 from .messages import Certificate, encode_handshake
+from .sessions import SessionCache, TicketKeys
 from .suites import DEFAULT_SUITES, AuthKind, CipherSuite
 
 
@@ -90,6 +92,12 @@ class ServerConfig:
     cipher_suites: tuple[CipherSuite, ...] = attrs.field(default=DEFAULT_SUITES, converter=_suites)
     groups: tuple[int, ...] = attrs.field(default=SUPPORTED_GROUPS, converter=_ints)
     alpn_protocols: tuple[bytes, ...] = attrs.field(default=(), converter=_protocols)
+    # RFC 6066 §3: refuse (unrecognized_name) a host name no certificate is for.
+    strict_sni: bool = False
+    session_cache: SessionCache | None = None
+    ticket_keys: TicketKeys | None = None
+    # Sessions age by this clock; tests replace it to travel in time.
+    clock: Callable[[], float] = time.time
 
     @certificates.validator
     def _check_certificates(self, _: object, value: tuple[CertifiedKey, ...]) -> None:
@@ -107,13 +115,12 @@ class ServerConfig:
         if not value:
             raise ValueError("at least one cipher suite is needed")
 
-    def certificate_for(self, auth: AuthKind, host_name: str | None) -> CertifiedKey | None:
-        """The certificate for `auth` whose names match the SNI host, else the first of `auth`."""
-        fallback = None
-        for certified in self.certificates:
-            if certified.auth != auth:
-                continue
-            if host_name is not None and certified.matches(host_name):
-                return certified
-            fallback = fallback or certified
-        return fallback
+    def certificates_for(self, host_name: str | None) -> tuple[CertifiedKey, ...]:
+        """Certificates in the order to try for this SNI host: those it names first."""
+        if host_name is None:
+            return self.certificates
+        named = tuple(c for c in self.certificates if c.matches(host_name))
+        return named + tuple(c for c in self.certificates if c not in named)
+
+    def knows_host(self, host_name: str) -> bool:
+        return any(c.matches(host_name) for c in self.certificates)

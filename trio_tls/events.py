@@ -33,8 +33,8 @@ class ConnectionInfo:
     alpn: str | None
     resumed: bool
     extended_master_secret: bool
-    group: str
-    signature_scheme: str
+    group: str | None  # None when resumed: no key exchange took place
+    signature_scheme: str | None
     peer: object = None
 
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .enums import NamedGroup, SignatureScheme
-from .errors import HandshakeFailure, IllegalParameter
+from .errors import IllegalParameter
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -92,8 +92,8 @@ def schemes_for_key(key: PrivateKey) -> tuple[int, ...]:
     return (*matching, *others)
 
 
-def choose_scheme(key: PrivateKey, offered: tuple[int, ...] | None) -> int:
-    """Pick our most preferred scheme the client offered.
+def choose_scheme(key: PrivateKey, offered: tuple[int, ...] | None) -> int | None:
+    """Pick our most preferred scheme the client offered (None: this key cannot serve it).
 
     A client that sends no signature_algorithms gets SHA-256 with PKCS#1 v1.5 (or ECDSA): RFC
     5246 §7.4.1.4.1 would allow SHA-1, which we never sign with.
@@ -106,7 +106,7 @@ def choose_scheme(key: PrivateKey, offered: tuple[int, ...] | None) -> int:
     for scheme in ours:
         if scheme in offered:
             return scheme
-    raise HandshakeFailure("no signature scheme in common with the client")
+    return None
 
 
 def sign(key: PrivateKey, scheme: int, data: bytes) -> bytes:

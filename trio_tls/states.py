@@ -36,6 +36,7 @@ from .errors import (
     NoRenegotiation,
     ProtocolVersionError,
     UnexpectedMessage,
+    UnrecognizedName,
 )
 from .events import ConnectionInfo, Observer, SecretsEstablished
 from .keys import (
@@ -57,16 +58,19 @@ from .messages import (
     ExtendedMasterSecret,
     Finished,
     HandshakeMessage,
+    NewSessionTicket,
     RenegotiationInfo,
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
     ServerName,
+    SessionTicket,
     SignatureAlgorithms,
     SupportedGroups,
 )
 from .protection import RecordProtection
-from .suites import CipherSuite
+from .sessions import SessionState
+from .suites import SUITES_BY_ID, CipherSuite
 
 
 class HandshakeContext(Protocol):
@@ -114,14 +118,18 @@ class Negotiated:
     """The parameters fixed by ClientHello / ServerHello."""
 
     suite: CipherSuite
-    certified: CertifiedKey
-    group: int
-    signature_scheme: int
     client_random: bytes
     server_random: bytes
     extended_master_secret: bool
     sni: str | None
     alpn: bytes | None
+    resumed: bool = False
+    session_id: bytes = b""  # where a full handshake will be cached (b"" for none)
+    issue_ticket: bool = False
+    # Full handshakes only: a resumed session proves itself with the old master secret.
+    certified: CertifiedKey | None = None
+    group: int | None = None
+    signature_scheme: int | None = None
 
     def info(self) -> ConnectionInfo:
         return ConnectionInfo(
@@ -129,14 +137,16 @@ class Negotiated:
             cipher_suite=self.suite.name,
             sni=self.sni,
             alpn=self.alpn.decode("ascii", "replace") if self.alpn is not None else None,
-            resumed=False,
+            resumed=self.resumed,
             extended_master_secret=self.extended_master_secret,
             group=_name(NamedGroup, self.group),
             signature_scheme=_name(SignatureScheme, self.signature_scheme),
         )
 
 
-def _name(enum: type[NamedGroup] | type[SignatureScheme], value: int) -> str:
+def _name(enum: type[NamedGroup] | type[SignatureScheme], value: int | None) -> str | None:
+    if value is None:
+        return None
     try:
         return enum(value).name
     except ValueError:
@@ -150,6 +160,30 @@ def _check_version(hello: ClientHello) -> None:
     if TLS_FALLBACK_SCSV in hello.cipher_suites:
         raise InappropriateFallback("fallback below TLS 1.2, which this server supports")
     raise ProtocolVersionError(f"client version {hello.client_version:#06x} is below TLS 1.2")
+
+
+def _check_hello(hello: ClientHello) -> None:
+    """The ClientHello rules that hold whatever is negotiated."""
+    _check_version(hello)
+    if 0 not in hello.compression_methods:
+        raise IllegalParameter("the client does not offer null compression")
+    renegotiation = hello.extension(RenegotiationInfo)
+    if renegotiation is not None and renegotiation.renegotiated_connection:
+        # RFC 5746 §3.6
+        raise HandshakeFailure("renegotiation_info is not empty on an initial handshake")
+    point_formats = hello.extension(ECPointFormats)
+    if point_formats is not None and ECPointFormat.uncompressed not in point_formats.formats:
+        # RFC 8422 §5.1.2
+        raise IllegalParameter("the client does not accept uncompressed points")
+
+
+def _server_name(config: ServerConfig, hello: ClientHello) -> str | None:
+    extension = hello.extension(ServerName)
+    if extension is None or not extension.host_name:
+        return None
+    if config.strict_sni and not config.knows_host(extension.host_name):
+        raise UnrecognizedName(f"no certificate for {extension.host_name!r}")
+    return extension.host_name
 
 
 def _choose_group(config: ServerConfig, offered: SupportedGroups | None) -> int:
@@ -167,14 +201,22 @@ def _choose_group(config: ServerConfig, offered: SupportedGroups | None) -> int:
 
 def _choose_suite(
     config: ServerConfig, hello: ClientHello, sni: str | None
-) -> tuple[CipherSuite, CertifiedKey]:
-    """Server preference: the first of our suites the client offers that a certificate serves."""
+) -> tuple[CipherSuite, CertifiedKey, int]:
+    """Server preference: our first suite the client offers for which a certificate can sign
+    with a scheme the client accepts; certificates named by the SNI host are tried first."""
+    extension = hello.extension(SignatureAlgorithms)
+    offered_schemes = extension.schemes if extension is not None else None
+    candidates = config.certificates_for(sni)
     for suite in config.cipher_suites:
-        if suite.id in hello.cipher_suites:
-            certified = config.certificate_for(suite.auth, sni)
-            if certified is not None:
-                return suite, certified
-    raise HandshakeFailure("no cipher suite in common with the client")
+        if suite.id not in hello.cipher_suites:
+            continue
+        for certified in candidates:
+            if certified.auth != suite.auth:
+                continue
+            scheme = choose_scheme(certified.key, offered_schemes)
+            if scheme is not None:
+                return suite, certified, scheme
+    raise HandshakeFailure("no cipher suite, certificate and signature scheme fit the client")
 
 
 def _choose_alpn(
@@ -189,6 +231,67 @@ def _choose_alpn(
     raise NoApplicationProtocol("none of the client's ALPN protocols is served here")
 
 
+def _find_session(
+    config: ServerConfig, hello: ClientHello, sni: str | None, ems: bool
+) -> SessionState | None:
+    """A session the client may resume: from its ticket, else from its session ID.
+
+    Anything doubtful — unknown, expired or tampered, another SNI, a suite no longer offered —
+    means a full handshake. The one exception is RFC 7627 §5.3: a session made with the
+    extended master secret offered without it is a downgrade, and the handshake is aborted.
+    """
+    now = config.clock()
+    state = None
+    ticket = hello.extension(SessionTicket)
+    if ticket is not None and ticket.ticket and config.ticket_keys is not None:
+        state = config.ticket_keys.open(ticket.ticket, now)
+    if state is None and hello.session_id and config.session_cache is not None:
+        state = config.session_cache.lookup(hello.session_id, now)
+    if state is None or state.sni != sni or state.suite_id not in hello.cipher_suites:
+        return None
+    if all(suite.id != state.suite_id for suite in config.cipher_suites):
+        return None
+    if state.extended_master_secret and not ems:
+        raise HandshakeFailure("resuming an extended-master-secret session without it")
+    if ems and not state.extended_master_secret:
+        return None
+    return state
+
+
+def _server_hello_extensions(
+    hello: ClientHello, negotiated: Negotiated, *, acknowledge_sni: bool
+) -> tuple[AnyExtension, ...]:
+    extensions: list[AnyExtension] = []
+    if (
+        hello.extension(RenegotiationInfo) is not None
+        or TLS_EMPTY_RENEGOTIATION_INFO_SCSV in hello.cipher_suites
+    ):
+        extensions.append(RenegotiationInfo())
+    if negotiated.extended_master_secret:
+        extensions.append(ExtendedMasterSecret())
+    if hello.extension(ECPointFormats) is not None:
+        extensions.append(ECPointFormats((ECPointFormat.uncompressed,)))
+    if acknowledge_sni:  # RFC 6066 §3: never when resuming
+        extensions.append(ServerName())
+    if negotiated.alpn is not None:
+        extensions.append(ApplicationLayerProtocolNegotiation((negotiated.alpn,)))
+    if negotiated.issue_ticket:
+        extensions.append(SessionTicket())
+    return tuple(extensions)
+
+
+def _traffic_keys(negotiated: Negotiated, master: bytes) -> TrafficKeys:
+    suite = negotiated.suite
+    return key_block(
+        suite.prf_hash,
+        master,
+        negotiated.client_random,
+        negotiated.server_random,
+        suite.key_length,
+        suite.iv_length,
+    )
+
+
 class ExpectClientHello(State):
     def handle_handshake(
         self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
@@ -197,57 +300,50 @@ class ExpectClientHello(State):
             return super().handle_handshake(ctx, message, raw)
         hello = message
         config = ctx.config
-        _check_version(hello)
-        if 0 not in hello.compression_methods:
-            raise IllegalParameter("the client does not offer null compression")
-        renegotiation = hello.extension(RenegotiationInfo)
-        if renegotiation is not None and renegotiation.renegotiated_connection:
-            raise HandshakeFailure("renegotiation_info is not empty on an initial handshake")
-        point_formats = hello.extension(ECPointFormats)
-        if point_formats is not None and ECPointFormat.uncompressed not in point_formats.formats:
-            raise IllegalParameter("the client does not accept uncompressed points")
-        server_name = hello.extension(ServerName)
-        sni = server_name.host_name if server_name is not None and server_name.host_name else None
-        suite, certified = _choose_suite(config, hello, sni)
-        group = _choose_group(config, hello.extension(SupportedGroups))
-        signature_algorithms = hello.extension(SignatureAlgorithms)
-        scheme = choose_scheme(
-            certified.key,
-            signature_algorithms.schemes if signature_algorithms is not None else None,
-        )
+        _check_hello(hello)
+        sni = _server_name(config, hello)
+        ems = hello.extension(ExtendedMasterSecret) is not None
         alpn = _choose_alpn(config, hello.extension(ApplicationLayerProtocolNegotiation))
+        session = _find_session(config, hello, sni, ems)
+        if session is not None:
+            return self._resume(ctx, hello, raw, session, alpn)
+        return self._full_handshake(ctx, hello, raw, sni, ems, alpn)
 
+    def _full_handshake(
+        self,
+        ctx: HandshakeContext,
+        hello: ClientHello,
+        raw: bytes,
+        sni: str | None,
+        ems: bool,
+        alpn: bytes | None,
+    ) -> State:
+        config = ctx.config
+        suite, certified, scheme = _choose_suite(config, hello, sni)
+        group = _choose_group(config, hello.extension(SupportedGroups))
+        issue_ticket = config.ticket_keys is not None and hello.extension(SessionTicket) is not None
+        cache_session = config.session_cache is not None and not issue_ticket
         negotiated = Negotiated(
             suite=suite,
+            client_random=hello.random,
+            server_random=os.urandom(32),
+            extended_master_secret=ems,
+            sni=sni,
+            alpn=alpn,
+            session_id=os.urandom(32) if cache_session else b"",
+            issue_ticket=issue_ticket,
             certified=certified,
             group=group,
             signature_scheme=scheme,
-            client_random=hello.random,
-            server_random=os.urandom(32),
-            extended_master_secret=hello.extension(ExtendedMasterSecret) is not None,
-            sni=sni,
-            alpn=alpn,
         )
-        extensions: list[AnyExtension] = []
-        if renegotiation is not None or TLS_EMPTY_RENEGOTIATION_INFO_SCSV in hello.cipher_suites:
-            extensions.append(RenegotiationInfo())
-        if negotiated.extended_master_secret:
-            extensions.append(ExtendedMasterSecret())
-        if point_formats is not None:
-            extensions.append(ECPointFormats((ECPointFormat.uncompressed,)))
-        if sni is not None:
-            extensions.append(ServerName())
-        if alpn is not None:
-            extensions.append(ApplicationLayerProtocolNegotiation((alpn,)))
-
         transcript = Transcript(suite.prf_hash)
         transcript.update(raw)
         server_hello = ServerHello(
             server_version=TLS12,
             random=negotiated.server_random,
-            session_id=b"",
+            session_id=negotiated.session_id,
             cipher_suite=suite.id,
-            extensions=tuple(extensions),
+            extensions=_server_hello_extensions(hello, negotiated, acknowledge_sni=sni is not None),
         )
         transcript.update(ctx.send_handshake(server_hello))
         ctx.negotiated_version()
@@ -255,13 +351,51 @@ class ExpectClientHello(State):
 
         ephemeral = EphemeralKey(group)
         params = ServerKeyExchange.encode_params(group, ephemeral.public)
-        signature = sign(
-            certified.key, scheme, negotiated.client_random + negotiated.server_random + params
-        )
+        signature = sign(certified.key, scheme, hello.random + negotiated.server_random + params)
         key_exchange = ServerKeyExchange(group, ephemeral.public, scheme, signature)
         transcript.update(ctx.send_handshake(key_exchange))
         transcript.update(ctx.send_handshake(ServerHelloDone()))
         return ExpectClientKeyExchange(negotiated, transcript, ephemeral)
+
+    def _resume(
+        self,
+        ctx: HandshakeContext,
+        hello: ClientHello,
+        raw: bytes,
+        session: SessionState,
+        alpn: bytes | None,
+    ) -> State:
+        """RFC 5246 §7.3 abbreviated handshake: ServerHello, ChangeCipherSpec, Finished."""
+        negotiated = Negotiated(
+            suite=SUITES_BY_ID[session.suite_id],
+            client_random=hello.random,
+            server_random=os.urandom(32),
+            extended_master_secret=session.extended_master_secret,
+            sni=session.sni,
+            alpn=alpn,
+            resumed=True,
+        )
+        suite = negotiated.suite
+        transcript = Transcript(suite.prf_hash)
+        transcript.update(raw)
+        server_hello = ServerHello(
+            server_version=TLS12,
+            random=negotiated.server_random,
+            # RFC 5077 §3.4 / RFC 5246 §7.4.1.3: echoing the ID tells the client it resumed.
+            session_id=hello.session_id,
+            cipher_suite=suite.id,
+            extensions=_server_hello_extensions(hello, negotiated, acknowledge_sni=False),
+        )
+        transcript.update(ctx.send_handshake(server_hello))
+        ctx.negotiated_version()
+        master = session.master_secret
+        if ctx.observer is not None:
+            ctx.observer(SecretsEstablished(hello.random, master))
+        keys = _traffic_keys(negotiated, master)
+        ctx.change_write_protection(suite.make_protection(keys.server_key, keys.server_iv))
+        server_verify = verify_data(suite.prf_hash, master, b"server finished", transcript.digest())
+        transcript.update(ctx.send_handshake(Finished(server_verify)))
+        return ExpectChangeCipherSpec(negotiated, transcript, master, keys)
 
 
 @attrs.define
@@ -292,14 +426,7 @@ class ExpectClientKeyExchange(State):
             )
         if ctx.observer is not None:
             ctx.observer(SecretsEstablished(negotiated.client_random, master))
-        keys = key_block(
-            suite.prf_hash,
-            master,
-            negotiated.client_random,
-            negotiated.server_random,
-            suite.key_length,
-            suite.iv_length,
-        )
+        keys = _traffic_keys(negotiated, master)
         return ExpectChangeCipherSpec(negotiated, self.transcript, master, keys)
 
 
@@ -337,16 +464,36 @@ class ExpectFinished(State):
         if not hmac.compare_digest(expected, message.verify_data):
             raise DecryptError("the client's Finished does not verify")
         self.transcript.update(raw)
-
-        ctx.change_write_protection(
-            suite.make_protection(self.keys.server_key, self.keys.server_iv)
-        )
-        server_verify = verify_data(
-            suite.prf_hash, self.master_secret, b"server finished", self.transcript.digest()
-        )
-        ctx.send_handshake(Finished(server_verify))
+        if not self.negotiated.resumed:  # a resumption sent its Finished first
+            self._remember_session(ctx)
+            ctx.change_write_protection(
+                suite.make_protection(self.keys.server_key, self.keys.server_iv)
+            )
+            server_verify = verify_data(
+                suite.prf_hash, self.master_secret, b"server finished", self.transcript.digest()
+            )
+            ctx.send_handshake(Finished(server_verify))
         ctx.handshake_complete_event(self.negotiated.info())
         return Traffic()
+
+    def _remember_session(self, ctx: HandshakeContext) -> None:
+        """RFC 5077 §3.3: a ticket goes out before our ChangeCipherSpec; or cache by ID."""
+        config = ctx.config
+        negotiated = self.negotiated
+        state = SessionState(
+            suite_id=negotiated.suite.id,
+            master_secret=self.master_secret,
+            extended_master_secret=negotiated.extended_master_secret,
+            sni=negotiated.sni,
+            created=config.clock(),
+        )
+        if negotiated.issue_ticket and config.ticket_keys is not None:
+            ticket = NewSessionTicket(
+                int(config.ticket_keys.lifetime), config.ticket_keys.seal(state)
+            )
+            self.transcript.update(ctx.send_handshake(ticket))
+        elif negotiated.session_id and config.session_cache is not None:
+            config.session_cache.store(negotiated.session_id, state)
 
 
 class Traffic(State):
