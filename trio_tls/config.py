@@ -14,10 +14,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from .enums import NamedGroup
 from .kx import SUPPORTED_GROUPS, PrivateKey
 from .messages import Certificate, encode_handshake
 from .sessions import SessionCache, TicketKeys
 from .suites import DEFAULT_SUITES, AuthKind, CipherSuite
+
+_CURVE_GROUPS = {"secp256r1": NamedGroup.secp256r1, "secp384r1": NamedGroup.secp384r1}
 
 
 def _dns_names(certificate: x509.Certificate) -> tuple[str, ...]:
@@ -36,6 +39,8 @@ class CertifiedKey:
     key: PrivateKey = attrs.field(repr=False)
     auth: AuthKind = attrs.field(init=False)
     dns_names: tuple[str, ...] = attrs.field(init=False)
+    # RFC 8422 §5.1: an ECDSA certificate's curve must be one the client lists.
+    curve: int | None = attrs.field(init=False)
     certificate: Certificate = attrs.field(init=False, repr=False)
     certificate_message: bytes = attrs.field(init=False, repr=False)
 
@@ -57,6 +62,12 @@ class CertifiedKey:
             self, "auth", "rsa" if isinstance(self.key, rsa.RSAPrivateKey) else "ecdsa"
         )
         object.__setattr__(self, "dns_names", _dns_names(self.chain[0]))
+        curve = None
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            curve = _CURVE_GROUPS.get(self.key.curve.name)
+            if curve is None:
+                raise ValueError(f"unsupported ECDSA curve {self.key.curve.name}")
+        object.__setattr__(self, "curve", curve)
         object.__setattr__(self, "certificate", Certificate(der))
         object.__setattr__(self, "certificate_message", encode_handshake(self.certificate))
 

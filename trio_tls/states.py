@@ -203,15 +203,22 @@ def _choose_suite(
     config: ServerConfig, hello: ClientHello, sni: str | None
 ) -> tuple[CipherSuite, CertifiedKey, int]:
     """Server preference: our first suite the client offers for which a certificate can sign
-    with a scheme the client accepts; certificates named by the SNI host are tried first."""
+    with a scheme the client accepts; certificates named by the SNI host are tried first.
+
+    An ECDSA certificate's curve must also be among the client's supported_groups (RFC 8422
+    §5.1), when it sends them.
+    """
     extension = hello.extension(SignatureAlgorithms)
     offered_schemes = extension.schemes if extension is not None else None
+    groups = hello.extension(SupportedGroups)
     candidates = config.certificates_for(sni)
     for suite in config.cipher_suites:
         if suite.id not in hello.cipher_suites:
             continue
         for certified in candidates:
             if certified.auth != suite.auth:
+                continue
+            if certified.curve is not None and groups and certified.curve not in groups.groups:
                 continue
             scheme = choose_scheme(certified.key, offered_schemes)
             if scheme is not None:
