@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 import trustme
 from cryptography import x509
-import datetime
-
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key

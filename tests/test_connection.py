@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import ssl
 
 import pytest
@@ -118,11 +119,9 @@ def test_pss_signature_chosen_and_valid(ca: trustme.CA, rsa_config: ServerConfig
 
 
 def test_observer_sees_secrets_matching_openssl_keylog(
-    ca: trustme.CA, rsa_config: ServerConfig, tmp_path: object
+    ca: trustme.CA, rsa_config: ServerConfig, tmp_path: pathlib.Path
 ) -> None:
-    import pathlib
-
-    keylog = pathlib.Path(str(tmp_path)) / "keys.log"
+    keylog = tmp_path / "keys.log"
     ctx = client_context(ca)
     ctx.keylog_filename = str(keylog)
     seen: list[Observation] = []

@@ -67,7 +67,9 @@ def test_server_preference_order(ca: trustme.CA, dual_config: ServerConfig) -> N
     assert connect(dual_config, ctx).server.info.group == "x25519"  # type: ignore[union-attr]
 
 
-def test_rsa_only_client_gets_the_rsa_certificate(ca: trustme.CA, dual_config: ServerConfig) -> None:
+def test_rsa_only_client_gets_the_rsa_certificate(
+    ca: trustme.CA, dual_config: ServerConfig
+) -> None:
     client = connect(dual_config, client_context(ca, "ECDHE-RSA-CHACHA20-POLY1305"))
     cert = client.ssl.getpeercert(binary_form=True)
     assert cert == dual_config.certificates[0].certificate.certificate_list[0]

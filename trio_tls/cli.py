@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import trio
@@ -40,6 +39,17 @@ class UsageError(Exception):
     """A mistake on the command line or in its files; printed as one line."""
 
 
+def _port(text: str) -> int:
+    """A TCP port; getaddrinfo would silently take 99999 modulo 65536."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
+    return port
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trio-tls", description="A TLS 1.2 server written in Python, on trio."
@@ -48,7 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("serve", help="serve TLS with a handler plugin")
     run.add_argument("--host", default=DEFAULT_HOST)
-    run.add_argument("--port", type=int, default=DEFAULT_PORT)
+    run.add_argument("--port", type=_port, default=DEFAULT_PORT, help="0 picks a free port")
     run.add_argument("--handler", default="hello", help="handler plugin name (default: hello)")
     run.add_argument(
         "--handler-opt",
@@ -70,9 +80,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--key-log-file",
         help="append NSS key log lines here (debugging only; also $SSLKEYLOGFILE)",
     )
-    run.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     certs = commands.add_parser("certs", help="make a self-signed development certificate")
     certs.add_argument("--key-type", choices=["rsa", "ecdsa"], default="rsa")
@@ -118,9 +126,11 @@ async def _serve_until_signalled(
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(
-                partial(
-                    serve,
+
+            async def run_server(
+                task_status: trio.TaskStatus[Sequence[trio.SocketListener]],
+            ) -> None:
+                await serve(
                     handler,
                     config,
                     args.host,
@@ -129,8 +139,12 @@ async def _serve_until_signalled(
                     max_connections=args.max_connections,
                     shutdown=shutdown,
                     observer=keylog,
+                    task_status=task_status,
                 )
-            )
+                # serve() has drained: stop the signal watcher too, or the nursery never exits.
+                nursery.cancel_scope.cancel()
+
+            listeners = await nursery.start(run_server)
             port = listeners[0].socket.getsockname()[1]
             print(f"serving handler {args.handler!r} on https://{args.host}:{port}/", flush=True)
 
@@ -142,8 +156,6 @@ async def _serve_until_signalled(
                     shutdown.set()
 
             nursery.start_soon(watch_signals)
-            await shutdown.wait()
-        # serve() has drained; the signal watcher was cancelled with the nursery
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
@@ -154,13 +166,19 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     load_handler(args.handler, parse_handler_options(args.handler_opt))
     config = ServerConfig([_certified_key(args)])
     keylog_path = args.key_log_file or os.environ.get("SSLKEYLOGFILE")
-    keylog = KeyLogFile(keylog_path) if keylog_path else None
+    try:
+        keylog = KeyLogFile(keylog_path) if keylog_path else None
+    except OSError as exc:
+        raise UsageError(f"cannot open key log file {keylog_path}: {exc.strerror or exc}") from None
     if keylog is not None:
         log.warning("writing TLS secrets to %s: anyone with it can decrypt traffic", keylog_path)
     try:
         trio.run(_serve_until_signalled, args, config, keylog)
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    except* OSError as group:
+        # Binding fails inside the nursery, which wraps the error in an ExceptionGroup.
+        first = group.exceptions[0]
+        reason = first.strerror if isinstance(first, OSError) and first.strerror else first
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
     finally:
         if keylog is not None:
             keylog.close()

@@ -67,7 +67,7 @@ class ServerConnection:
         self._events: deque[Event] = deque()
         self._eof = False
         self._error: TLSError | None = None
-        self._peer_closed = False
+        self._peer_closed: ConnectionClosed | None = None  # repeated once the peer is done
         self._we_closed = False
         self.info: ConnectionInfo | None = None
 
@@ -93,8 +93,8 @@ class ServerConnection:
             raise RemoteProtocolError("the connection has failed", alert=None) from self._error
         try:
             while not self._events:
-                if self._peer_closed:
-                    return ConnectionClosed(close_notify=True)
+                if self._peer_closed is not None:
+                    return self._peer_closed
                 record = self._reader.next_record()
                 if record is None:
                     if not self._eof:
@@ -105,7 +105,9 @@ class ServerConnection:
                 self._flush_flight()
         except LocalProtocolError as exc:
             self._fail(exc)
-            raise RemoteProtocolError(str(exc), exc.alert) from exc
+            remote = RemoteProtocolError(str(exc), exc.alert)
+            remote.level = exc.level
+            raise remote from exc
         return self._events.popleft()
 
     def send(self, data: Buffer) -> None:
@@ -135,8 +137,8 @@ class ServerConnection:
             raise LocalProtocolError("the transport closed in the middle of a record", alert=None)
         if self.info is None:
             raise LocalProtocolError("the transport closed during the handshake", alert=None)
-        self._peer_closed = True
-        self._events.append(ConnectionClosed(close_notify=False))
+        self._peer_closed = ConnectionClosed(close_notify=False)
+        self._events.append(self._peer_closed)
 
     def _dispatch(self, content_type: int, payload: Buffer) -> None:
         if content_type == ContentType.handshake:
@@ -179,10 +181,11 @@ class ServerConnection:
             raise DecodeError("alert record is not exactly one alert")
         self._events.append(AlertReceived(alert.level, alert.description))
         if alert.description == AlertDescription.close_notify:
-            self._peer_closed = True
+            self._peer_closed = ConnectionClosed(close_notify=True)
         elif alert.level == AlertLevel.fatal:
-            # RFC 5246 §7.2.2: the connection ends at once; nothing more is read or sent.
-            self._peer_closed = True
+            # RFC 5246 §7.2.2: the connection ends at once; nothing more is read or sent, and
+            # an aborted connection must never look like a clean close.
+            self._peer_closed = ConnectionClosed(close_notify=False)
             self._we_closed = True
 
     def _fail(self, exc: TLSError) -> None:

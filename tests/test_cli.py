@@ -1,0 +1,675 @@
+"""The `trio-tls` command end to end: the real program in a subprocess, real sockets and clients.
+
+Every server runs with `--port 0` in its own temporary directory (so `certs/` lands there) and
+announces its port on the flushed "serving handler ... on https://127.0.0.1:PORT/" line, which a
+reader thread picks up with a deadline. Every subprocess has a timeout and is killed in a
+`finally`. curl and openssl are optional: only the parts that need them skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+STARTUP_TIMEOUT = 20.0  # interpreter start, imports and an RSA key generation on a slow machine
+EXIT_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 20.0
+CLIENT_TIMEOUT = 10.0
+
+SERVING = re.compile(r"serving handler '(?P<handler>[^']+)' on https://127\.0\.0\.1:(?P<port>\d+)/")
+FINGERPRINT = re.compile(r"SHA-256 fingerprint (?P<fp>(?:[0-9A-F]{2}:){31}[0-9A-F]{2})")
+HELLO_BODY = b"Hello from Python TLS!"
+REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+PASSWORD = "correct horse battery staple"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The test's environment without a key log variable the caller may have set."""
+    env = {name: value for name, value in os.environ.items() if name != "SSLKEYLOGFILE"}
+    env.update(extra)
+    return env
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "trio_tls", *args]
+
+
+def _run(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _command(*args),
+        cwd=cwd,
+        env=_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _fingerprint(certificate: x509.Certificate) -> str:
+    return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _pump(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:
+    try:
+        for raw in iter(stream.readline, b""):
+            lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+    finally:
+        lines.put(None)  # EOF: the process is gone (or closed its stdout)
+
+
+class Server:
+    """A running `trio-tls serve`; stdout lines arrive through a queue filled by a thread."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stderr_path: Path) -> None:
+        self.proc = proc
+        self.stderr_path = stderr_path
+        self.stdout_lines: list[str] = []
+        self.port = 0
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._eof = False
+        assert proc.stdout is not None
+        self._reader = threading.Thread(target=_pump, args=(proc.stdout, self._lines), daemon=True)
+        self._reader.start()
+
+    @property
+    def stdout(self) -> str:
+        return "\n".join(self.stdout_lines)
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text("utf-8", "replace")
+
+    def wait_for_line(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+        """Read stdout lines until one matches, failing at the deadline or at EOF."""
+        deadline = time.monotonic() + timeout
+        while not self._eof:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                self._eof = True
+                break
+            self.stdout_lines.append(line)
+            if match := pattern.search(line):
+                return match
+        pytest.fail(
+            f"no line matching {pattern.pattern!r} within {timeout} s "
+            f"(exit code {self.proc.poll()})\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+        )
+
+    def wait_for_stderr(self, text: str, timeout: float) -> None:
+        """Poll the stderr log file (log lines are flushed one by one) for some text."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                pytest.fail(f"{text!r} not logged within {timeout} s\nstderr:\n{self.stderr}")
+            time.sleep(0.02)
+
+    def stop(self, signum: signal.Signals = signal.SIGTERM) -> int:
+        """Signal the server and return its exit code, failing if it does not exit in time."""
+        self.proc.send_signal(signum)
+        try:
+            code = self.proc.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"server still running {EXIT_TIMEOUT} s after {signum.name}")
+        self.finish_output()
+        return code
+
+    def finish_output(self) -> None:
+        """After exit: collect the rest of stdout."""
+        self._reader.join(timeout=EXIT_TIMEOUT)
+        while not self._eof:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._eof = True
+            else:
+                self.stdout_lines.append(line)
+
+
+@contextlib.contextmanager
+def running_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Start `trio-tls serve --port 0 ARGS` in cwd and yield it once it is serving."""
+    stderr_path = cwd / f"server-{time.monotonic_ns()}.stderr"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            _command("serve", "--port", "0", *args),
+            cwd=cwd,
+            env=_env() if env is None else env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        server = Server(proc, stderr_path)
+        server.port = int(server.wait_for_line(SERVING, STARTUP_TIMEOUT)["port"])
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=EXIT_TIMEOUT)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def _client_context(ca: trustme.CA | None = None, keylog: Path | None = None) -> ssl.SSLContext:
+    """A TLS 1.2-only client; it verifies against ca, or verifies nothing when ca is None."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if ca is None:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ca.configure_trust(ctx)
+    if keylog is not None:
+        ctx.keylog_filename = os.fspath(keylog)
+    return ctx
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+    raw: bytes
+    cipher: str
+    version: str | None
+
+    @property
+    def status_line(self) -> bytes:
+        return self.raw.split(b"\r\n", 1)[0]
+
+    @property
+    def body(self) -> bytes:
+        return self.raw.partition(b"\r\n\r\n")[2]
+
+
+def _read_to_eof(tls: ssl.SSLSocket) -> bytes:
+    chunks = []
+    while chunk := tls.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _https_get(port: int, ctx: ssl.SSLContext) -> Response:
+    """One GET with Connection: close over a blocking socket; the server closes after it."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(REQUEST)
+        data = _read_to_eof(tls)
+        cipher = tls.cipher()
+        assert cipher is not None
+        return Response(data, cipher[0], tls.version())
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    (line,) = lines
+    assert line.startswith("trio-tls: error: "), line
+    for fragment in fragments:
+        assert fragment in line
+    return line
+
+
+# --- certificate files from trustme ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CertFiles:
+    rsa_cert: Path  # leaf first, then the (empty here) intermediates, PEM
+    rsa_key: Path
+    rsa_combined: Path  # certificate and key in one PEM file
+    rsa_der_cert: Path
+    rsa_der_key: Path
+    rsa_encrypted_key: Path
+    ecdsa_cert: Path
+    ecdsa_key: Path
+    garbage: Path
+    rsa_fingerprint: str
+    ecdsa_fingerprint: str
+
+
+def _write_chain(leaf: trustme.LeafCert, path: Path) -> None:
+    leaf.cert_chain_pems[0].write_to_path(path)
+    for pem in leaf.cert_chain_pems[1:]:
+        pem.write_to_path(path, append=True)
+
+
+@pytest.fixture(scope="module")
+def cert_files(
+    tmp_path_factory: pytest.TempPathFactory,
+    rsa_leaf: trustme.LeafCert,
+    ecdsa_leaf: trustme.LeafCert,
+) -> CertFiles:
+    directory = tmp_path_factory.mktemp("cli-certs")
+    files = CertFiles(
+        rsa_cert=directory / "rsa.crt",
+        rsa_key=directory / "rsa.key",
+        rsa_combined=directory / "rsa-combined.pem",
+        rsa_der_cert=directory / "rsa-cert.der",
+        rsa_der_key=directory / "rsa-key.der",
+        rsa_encrypted_key=directory / "rsa-encrypted.key",
+        ecdsa_cert=directory / "ecdsa.crt",
+        ecdsa_key=directory / "ecdsa.key",
+        garbage=directory / "garbage.crt",
+        rsa_fingerprint=_fingerprint(
+            x509.load_pem_x509_certificate(rsa_leaf.cert_chain_pems[0].bytes())
+        ),
+        ecdsa_fingerprint=_fingerprint(
+            x509.load_pem_x509_certificate(ecdsa_leaf.cert_chain_pems[0].bytes())
+        ),
+    )
+    _write_chain(rsa_leaf, files.rsa_cert)
+    rsa_leaf.private_key_pem.write_to_path(files.rsa_key)
+    _write_chain(ecdsa_leaf, files.ecdsa_cert)
+    ecdsa_leaf.private_key_pem.write_to_path(files.ecdsa_key)
+    _write_chain(rsa_leaf, files.rsa_combined)
+    rsa_leaf.private_key_pem.write_to_path(files.rsa_combined, append=True)
+
+    certificate = x509.load_pem_x509_certificate(rsa_leaf.cert_chain_pems[0].bytes())
+    files.rsa_der_cert.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+    key = serialization.load_pem_private_key(rsa_leaf.private_key_pem.bytes(), None)
+    files.rsa_der_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    files.rsa_encrypted_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(PASSWORD.encode()),
+        )
+    )
+    files.garbage.write_bytes(b"this is not a certificate\n\x00\xff\x10garbage")
+    return files
+
+
+# --- serve with the development certificate ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    """One server on a fresh dev certificate, shared by the read-only client tests."""
+    cwd = tmp_path_factory.mktemp("cli-dev-server")
+    with running_server(cwd) as server:
+        yield server, cwd
+
+
+def test_serve_makes_dev_certificate(dev_server: tuple[Server, Path]) -> None:
+    server, cwd = dev_server
+    certs = cwd / "certs"
+    cert_path, key_path, der_path = certs / "server.crt", certs / "server.key", certs / "server.der"
+    for path in (cert_path, key_path, der_path):
+        assert path.is_file(), path
+    assert _mode(key_path) == 0o600
+
+    certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    assert x509.load_der_x509_certificate(der_path.read_bytes()) == certificate
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    assert key.public_key() == certificate.public_key()
+
+    assert "made a self-signed development certificate in certs/" in server.stdout
+    match = FINGERPRINT.search(server.stdout)
+    assert match is not None, server.stdout
+    assert match["fp"] == _fingerprint(certificate)
+    assert server.proc.poll() is None
+
+
+def test_serve_answers_python_client(dev_server: tuple[Server, Path]) -> None:
+    server, _ = dev_server
+    response = _https_get(server.port, _client_context())
+    assert response.version == "TLSv1.2"
+    assert response.status_line == b"HTTP/1.1 200 OK"
+    assert response.body == HELLO_BODY
+
+
+def test_serve_answers_curl(dev_server: tuple[Server, Path]) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    server, _ = dev_server
+    url = f"https://127.0.0.1:{server.port}/"
+    quiet = subprocess.run(
+        ["curl", "-sS", "--insecure", "--max-time", "10", url],
+        capture_output=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == HELLO_BODY
+
+    verbose = subprocess.run(
+        ["curl", "-v", "-sS", "--insecure", "--max-time", "10", url],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    assert verbose.returncode == 0, verbose.stderr
+    assert "HTTP/1.1 200 OK" in verbose.stderr
+    assert "TLSv1.2 / ECDHE-RSA-AES128-GCM-SHA256" in verbose.stderr
+    assert verbose.stdout == HELLO_BODY.decode()
+
+
+def test_serve_answers_openssl_s_client(dev_server: tuple[Server, Path]) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    server, _ = dev_server
+    result = subprocess.run(
+        [openssl, "s_client", "-connect", f"127.0.0.1:{server.port}", "-tls1_2", "-brief"],
+        input=b"",
+        capture_output=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    assert "ECDHE-RSA-AES128-GCM-SHA256" in output, output
+    assert "TLSv1.2" in output
+
+
+def test_serve_reuses_existing_dev_certificate(tmp_path: Path) -> None:
+    made = _run(tmp_path, "certs")
+    assert made.returncode == 0, made.stderr
+    certificate = x509.load_pem_x509_certificate((tmp_path / "certs/server.crt").read_bytes())
+    (tmp_path / "certs/server.der").unlink()  # a missing DER copy is rebuilt, not a new key
+
+    with running_server(tmp_path) as server:
+        assert "made a self-signed" not in server.stdout
+        match = FINGERPRINT.search(server.stdout)
+        assert match is not None
+        assert match["fp"] == _fingerprint(certificate)
+        der = (tmp_path / "certs/server.der").read_bytes()
+        assert x509.load_der_x509_certificate(der) == certificate
+        assert server.stop() == 0
+
+
+# --- shutdown ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_signal_shuts_down_gracefully(
+    tmp_path: Path, cert_files: CertFiles, signum: signal.Signals
+) -> None:
+    args = ("--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key))
+    with running_server(tmp_path, *args) as server:
+        started = time.monotonic()
+        assert server.stop(signum) == 0
+        assert time.monotonic() - started < EXIT_TIMEOUT
+        assert f"received {signum.name}: shutting down" in server.stderr
+        assert "Traceback" not in server.stderr
+
+
+def test_sigterm_lets_open_connection_finish(
+    tmp_path: Path, cert_files: CertFiles, ca: trustme.CA
+) -> None:
+    args = ("--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key))
+    with (
+        running_server(tmp_path, *args) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=CLIENT_TIMEOUT) as raw,
+        _client_context(ca).wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        server.proc.send_signal(signal.SIGTERM)
+        server.wait_for_stderr("shutting down: 1 connection(s) open", timeout=EXIT_TIMEOUT)
+        with pytest.raises(ConnectionRefusedError):  # the listener is closed
+            socket.create_connection(("127.0.0.1", server.port), timeout=CLIENT_TIMEOUT)
+        # The connection opened before the signal is still served...
+        tls.sendall(REQUEST)
+        response = _read_to_eof(tls)
+        assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert response.endswith(HELLO_BODY)
+        # ...and once it is closed the server exits, well before the 5 s grace period.
+        assert server.proc.wait(timeout=4) == 0
+        server.finish_output()
+        assert "Traceback" not in server.stderr
+
+
+# --- serve with given certificate files --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "fingerprint", "suite"),
+    [
+        ("rsa_cert", "rsa_key", "rsa_fingerprint", "ECDHE-RSA-AES128-GCM-SHA256"),
+        ("ecdsa_cert", "ecdsa_key", "ecdsa_fingerprint", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+        ("rsa_der_cert", "rsa_der_key", "rsa_fingerprint", "ECDHE-RSA-AES128-GCM-SHA256"),
+        ("rsa_combined", None, "rsa_fingerprint", "ECDHE-RSA-AES128-GCM-SHA256"),
+    ],
+    ids=["pem-rsa", "pem-ecdsa", "der", "pem-cert-and-key-in-one-file"],
+)
+def test_serve_with_certificate_files(
+    tmp_path: Path,
+    cert_files: CertFiles,
+    ca: trustme.CA,
+    cert: str,
+    key: str | None,
+    fingerprint: str,
+    suite: str,
+) -> None:
+    cert_path: Path = getattr(cert_files, cert)
+    args = ["--certfile", str(cert_path)]
+    if key is not None:
+        args += ["--keyfile", str(getattr(cert_files, key))]
+    with running_server(tmp_path, *args) as server:
+        assert (
+            f"certificate {cert_path}: SHA-256 fingerprint {getattr(cert_files, fingerprint)}"
+            in (server.stdout)
+        )
+        response = _https_get(server.port, _client_context(ca))  # verified against the CA
+        assert response.cipher == suite
+        assert response.body == HELLO_BODY
+        assert server.stop() == 0
+    assert not (tmp_path / "certs").exists()  # no dev certificate when one is given
+
+
+def test_serve_with_encrypted_key(tmp_path: Path, cert_files: CertFiles, ca: trustme.CA) -> None:
+    args = (
+        "--certfile",
+        str(cert_files.rsa_cert),
+        "--keyfile",
+        str(cert_files.rsa_encrypted_key),
+        "--keyfile-password-env",
+        "TRIO_TLS_TEST_PASSWORD",
+    )
+    with running_server(tmp_path, *args, env=_env(TRIO_TLS_TEST_PASSWORD=PASSWORD)) as server:
+        assert _https_get(server.port, _client_context(ca)).body == HELLO_BODY
+        assert server.stop() == 0
+
+    wrong = _run(tmp_path, "serve", *args, env=_env(TRIO_TLS_TEST_PASSWORD="not it"))
+    _assert_one_line_error(wrong, "wrong password", str(cert_files.rsa_encrypted_key))
+
+
+# --- user errors: one line on stderr, no traceback, non-zero exit ------------------------------
+
+ENCRYPTED_KEY_ARGS = ["--certfile", "{rsa_cert}", "--keyfile", "{rsa_encrypted_key}"]
+ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
+    # id: (arguments with {placeholders} from CertFiles, environment additions, expected fragments)
+    "missing-certificate": (["--certfile", "{missing}"], {}, ["not found", "missing.crt"]),
+    "certificate-is-a-directory": (["--certfile", "{directory}"], {}, ["is a directory"]),
+    "garbage-certificate": (["--certfile", "{garbage}"], {}, ["no certificate found"]),
+    "garbage-key": (
+        ["--certfile", "{rsa_cert}", "--keyfile", "{garbage}"],
+        {},
+        ["no private key found"],
+    ),
+    "missing-key": (
+        ["--certfile", "{rsa_cert}", "--keyfile", "{missing}"],
+        {},
+        ["not found"],
+    ),
+    # A wrong password: test_serve_with_encrypted_key.
+    "encrypted-key-without-password": (
+        ENCRYPTED_KEY_ARGS,
+        {},
+        ["is encrypted; a password is needed"],
+    ),
+    "password-variable-unset": (
+        [*ENCRYPTED_KEY_ARGS, "--keyfile-password-env", "TRIO_TLS_TEST_UNSET_VARIABLE"],
+        {},
+        ["TRIO_TLS_TEST_UNSET_VARIABLE is not set"],
+    ),
+    "key-does-not-match": (
+        ["--certfile", "{rsa_cert}", "--keyfile", "{ecdsa_key}"],
+        {},
+        ["does not match"],
+    ),
+    "keyfile-without-certfile": (["--keyfile", "{rsa_key}"], {}, ["--keyfile needs --certfile"]),
+    "unknown-handler": (["--handler", "nope"], {}, ["unknown handler 'nope'", "echo", "hello"]),
+    "malformed-handler-option": (["--handler-opt", "nope"], {}, ["'nope' is not KEY=VALUE"]),
+    "unknown-handler-option": (["--handler-opt", "nope=1"], {}, ["unknown option 'nope'"]),
+    "key-log-file-unwritable": (
+        ["--key-log-file", "{missing}/keys.log"],
+        {},
+        ["cannot open key log file"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("args", "env", "fragments"), ERROR_CASES.values(), ids=ERROR_CASES)
+def test_serve_user_error(
+    tmp_path: Path,
+    cert_files: CertFiles,
+    args: list[str],
+    env: dict[str, str],
+    fragments: list[str],
+) -> None:
+    paths = {field.name: getattr(cert_files, field.name) for field in dataclasses.fields(CertFiles)}
+    paths |= {"missing": tmp_path / "missing.crt", "directory": tmp_path}
+    argv = [arg.format_map(paths) for arg in args]
+    if "--certfile" not in argv and "--keyfile" not in argv:
+        # Handler and key log mistakes need a certificate that loads, without making one.
+        argv += ["--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key)]
+    result = _run(tmp_path, "serve", "--port", "0", *argv, env=_env(**env))
+    _assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "certs").exists()
+
+
+def test_serve_port_in_use(tmp_path: Path, cert_files: CertFiles) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = ("--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key))
+        result = _run(tmp_path, "serve", "--port", str(port), *args)
+    _assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}", "in use")
+
+
+def test_serve_rejects_port_out_of_range(tmp_path: Path) -> None:
+    # getaddrinfo would quietly take 99999 modulo 65536 and serve on port 34463.
+    result = _run(tmp_path, "serve", "--port", "99999")
+    assert result.returncode == 2
+    assert "port 99999 is out of range" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "certs").exists()
+
+
+# --- certs and handlers ------------------------------------------------------------------------
+
+
+def test_certs_ecdsa(tmp_path: Path) -> None:
+    result = _run(tmp_path, "certs", "--out", "dev", "--key-type", "ecdsa")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "dev"
+    cert_path, key_path, der_path = out / "server.crt", out / "server.key", out / "server.der"
+    assert _mode(key_path) == 0o600
+    certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    assert x509.load_der_x509_certificate(der_path.read_bytes()) == certificate
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert key.curve.name == "secp256r1"
+    assert key.public_key() == certificate.public_key()
+    match = FINGERPRINT.search(result.stdout)
+    assert match is not None, result.stdout
+    assert match["fp"] == _fingerprint(certificate)
+    assert "0600" in result.stdout
+
+
+def test_certs_default_is_rsa_2048_in_certs(tmp_path: Path) -> None:
+    result = _run(tmp_path, "certs")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "certs"
+    assert {path.name for path in out.iterdir()} >= {"server.crt", "server.key", "server.der"}
+    assert _mode(out / "server.key") == 0o600
+    key = serialization.load_pem_private_key((out / "server.key").read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    assert key.key_size == 2048
+    certificate = x509.load_pem_x509_certificate((out / "server.crt").read_bytes())
+    assert key.public_key() == certificate.public_key()
+
+
+def test_handlers_lists_builtins(tmp_path: Path) -> None:
+    result = _run(tmp_path, "handlers")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()}
+    for name in ("echo", "hello"):
+        assert re.fullmatch(
+            rf"{name}\s+trio_tls_handlers\.{name}:make_handler\s+\(trio-tls \S+\)", rows[name]
+        ), rows[name]
+
+
+# --- the NSS key log ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_key_log_matches_client(tmp_path: Path, cert_files: CertFiles, how: str) -> None:
+    server_log, client_log = tmp_path / "server.keys", tmp_path / "client.keys"
+    args = ["--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key)]
+    if how == "option":
+        args += ["--key-log-file", "server.keys"]  # relative to the server's directory
+        env = _env()
+    else:
+        env = _env(SSLKEYLOGFILE="server.keys")
+    with running_server(tmp_path, *args, env=env) as server:
+        response = _https_get(server.port, _client_context(keylog=client_log))
+        assert response.body == HELLO_BODY
+        assert server.stop() == 0
+
+    assert _mode(server_log) == 0o600
+    server_lines = server_log.read_text().splitlines()
+    assert len(server_lines) == 1, server_lines
+    assert re.fullmatch(r"CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}", server_lines[0])
+    assert server_lines[0] in client_log.read_text().splitlines()
+    output = server.stdout + server.stderr
+    assert "writing TLS secrets to server.keys" in output
