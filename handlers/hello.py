@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import http
 from collections.abc import Mapping
+from typing import ClassVar
 
+import attrs
 import h11
 import trio
 
@@ -24,17 +26,23 @@ DEFAULT_BODY = "Hello from Python TLS!"
 _OPTIONS = frozenset({"body"})
 
 
+@attrs.frozen
+class Hello:
+    """The handler; it speaks HTTP/1.1 only, and says so in ALPN (RFC 7301)."""
+
+    body: bytes
+    alpn_protocols: ClassVar[tuple[str, ...]] = ("http/1.1",)
+
+    async def __call__(self, stream: trio.abc.Stream) -> None:
+        await _serve(stream, self.body)
+
+
 def make_handler(options: Mapping[str, str]) -> Handler:
     """Build the responder; `body=TEXT` replaces the greeting."""
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
         raise ValueError(f"hello: unknown option {unknown[0]!r}")
-    body = options.get("body", DEFAULT_BODY).encode()
-
-    async def hello(stream: trio.abc.Stream) -> None:
-        await _serve(stream, body)
-
-    return hello
+    return Hello(options.get("body", DEFAULT_BODY).encode())
 
 
 async def _serve(stream: trio.abc.Stream, body: bytes) -> None:

@@ -8,10 +8,8 @@ reader thread picks up with a deadline. Every subprocess has a timeout and is ki
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import queue
 import re
 import shutil
 import signal
@@ -19,12 +17,9 @@ import socket
 import ssl
 import stat
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 import trustme
@@ -32,36 +27,24 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-STARTUP_TIMEOUT = 20.0  # interpreter start, imports and an RSA key generation on a slow machine
-EXIT_TIMEOUT = 5.0
+from .cli_server import EXIT_TIMEOUT, Server, child_env, command, running_server
+
 COMMAND_TIMEOUT = 20.0
 CLIENT_TIMEOUT = 10.0
 
-SERVING = re.compile(r"serving handler '(?P<handler>[^']+)' on https://127\.0\.0\.1:(?P<port>\d+)/")
 FINGERPRINT = re.compile(r"SHA-256 fingerprint (?P<fp>(?:[0-9A-F]{2}:){31}[0-9A-F]{2})")
 HELLO_BODY = b"Hello from Python TLS!"
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 PASSWORD = "correct horse battery staple"
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """The test's environment without a key log variable the caller may have set."""
-    env = {name: value for name, value in os.environ.items() if name != "SSLKEYLOGFILE"}
-    env.update(extra)
-    return env
-
-
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "trio_tls", *args]
-
-
 def _run(
     cwd: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        _command(*args),
+        command(*args),
         cwd=cwd,
-        env=_env() if env is None else env,
+        env=child_env() if env is None else env,
         capture_output=True,
         text=True,
         timeout=COMMAND_TIMEOUT,
@@ -76,115 +59,6 @@ def _fingerprint(certificate: x509.Certificate) -> str:
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def _pump(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:
-    try:
-        for raw in iter(stream.readline, b""):
-            lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
-    finally:
-        lines.put(None)  # EOF: the process is gone (or closed its stdout)
-
-
-class Server:
-    """A running `trio-tls serve`; stdout lines arrive through a queue filled by a thread."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], stderr_path: Path) -> None:
-        self.proc = proc
-        self.stderr_path = stderr_path
-        self.stdout_lines: list[str] = []
-        self.port = 0
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._eof = False
-        assert proc.stdout is not None
-        self._reader = threading.Thread(target=_pump, args=(proc.stdout, self._lines), daemon=True)
-        self._reader.start()
-
-    @property
-    def stdout(self) -> str:
-        return "\n".join(self.stdout_lines)
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text("utf-8", "replace")
-
-    def wait_for_line(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
-        """Read stdout lines until one matches, failing at the deadline or at EOF."""
-        deadline = time.monotonic() + timeout
-        while not self._eof:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                self._eof = True
-                break
-            self.stdout_lines.append(line)
-            if match := pattern.search(line):
-                return match
-        pytest.fail(
-            f"no line matching {pattern.pattern!r} within {timeout} s "
-            f"(exit code {self.proc.poll()})\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
-        )
-
-    def wait_for_stderr(self, text: str, timeout: float) -> None:
-        """Poll the stderr log file (log lines are flushed one by one) for some text."""
-        deadline = time.monotonic() + timeout
-        while text not in self.stderr:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                pytest.fail(f"{text!r} not logged within {timeout} s\nstderr:\n{self.stderr}")
-            time.sleep(0.02)
-
-    def stop(self, signum: signal.Signals = signal.SIGTERM) -> int:
-        """Signal the server and return its exit code, failing if it does not exit in time."""
-        self.proc.send_signal(signum)
-        try:
-            code = self.proc.wait(timeout=EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"server still running {EXIT_TIMEOUT} s after {signum.name}")
-        self.finish_output()
-        return code
-
-    def finish_output(self) -> None:
-        """After exit: collect the rest of stdout."""
-        self._reader.join(timeout=EXIT_TIMEOUT)
-        while not self._eof:
-            try:
-                line = self._lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is None:
-                self._eof = True
-            else:
-                self.stdout_lines.append(line)
-
-
-@contextlib.contextmanager
-def running_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Start `trio-tls serve --port 0 ARGS` in cwd and yield it once it is serving."""
-    stderr_path = cwd / f"server-{time.monotonic_ns()}.stderr"
-    with stderr_path.open("wb") as stderr:
-        proc = subprocess.Popen(
-            _command("serve", "--port", "0", *args),
-            cwd=cwd,
-            env=_env() if env is None else env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
-    try:
-        server = Server(proc, stderr_path)
-        server.port = int(server.wait_for_line(SERVING, STARTUP_TIMEOUT)["port"])
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=EXIT_TIMEOUT)
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def _client_context(ca: trustme.CA | None = None, keylog: Path | None = None) -> ssl.SSLContext:
@@ -513,11 +387,11 @@ def test_serve_with_encrypted_key(tmp_path: Path, cert_files: CertFiles, ca: tru
         "--keyfile-password-env",
         "TRIO_TLS_TEST_PASSWORD",
     )
-    with running_server(tmp_path, *args, env=_env(TRIO_TLS_TEST_PASSWORD=PASSWORD)) as server:
+    with running_server(tmp_path, *args, env=child_env(TRIO_TLS_TEST_PASSWORD=PASSWORD)) as server:
         assert _https_get(server.port, _client_context(ca)).body == HELLO_BODY
         assert server.stop() == 0
 
-    wrong = _run(tmp_path, "serve", *args, env=_env(TRIO_TLS_TEST_PASSWORD="not it"))
+    wrong = _run(tmp_path, "serve", *args, env=child_env(TRIO_TLS_TEST_PASSWORD="not it"))
     _assert_one_line_error(wrong, "wrong password", str(cert_files.rsa_encrypted_key))
 
 
@@ -581,7 +455,7 @@ def test_serve_user_error(
     if "--certfile" not in argv and "--keyfile" not in argv:
         # Handler and key log mistakes need a certificate that loads, without making one.
         argv += ["--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key)]
-    result = _run(tmp_path, "serve", "--port", "0", *argv, env=_env(**env))
+    result = _run(tmp_path, "serve", "--port", "0", *argv, env=child_env(**env))
     _assert_one_line_error(result, *fragments)
     assert not (tmp_path / "certs").exists()
 
@@ -658,10 +532,10 @@ def test_key_log_matches_client(tmp_path: Path, cert_files: CertFiles, how: str)
     args = ["--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key)]
     if how == "option":
         args += ["--key-log-file", "server.keys"]  # relative to the server's directory
-        env = _env()
+        server_env = child_env()
     else:
-        env = _env(SSLKEYLOGFILE="server.keys")
-    with running_server(tmp_path, *args, env=env) as server:
+        server_env = child_env(SSLKEYLOGFILE="server.keys")
+    with running_server(tmp_path, *args, env=server_env) as server:
         response = _https_get(server.port, _client_context(keylog=client_log))
         assert response.body == HELLO_BODY
         assert server.stop() == 0

@@ -17,26 +17,22 @@ from pathlib import Path
 
 import trio
 
-from .certs import (
-    CertificateError,
-    check_key_matches,
-    ensure_dev_certificate,
-    fingerprint_sha256,
-    load_certificate_chain,
-    load_private_key,
-    make_self_signed,
-)
-from .config import CertifiedKey, ServerConfig
+from .certs import CertificateError, fingerprint_sha256, load_certificate_chain, make_self_signed
+from .config import ServerConfig
 from .keylog import KeyLogFile
-from .plugins import PluginError, installed_handlers, load_handler, parse_handler_options
+from .plugins import (
+    Handler,
+    PluginError,
+    handler_alpn,
+    installed_handlers,
+    load_handler,
+    parse_handler_options,
+)
 from .server import DEFAULT_HOST, DEFAULT_PORT, serve
+from .sessions import TicketKeyFileError
+from .settings import DEV_CERT_DIR, Settings, UsageError, build_config
 
 log = logging.getLogger("trio_tls")
-DEV_CERT_DIR = Path("certs")
-
-
-class UsageError(Exception):
-    """A mistake on the command line or in its files; printed as one line."""
 
 
 def _port(text: str) -> int:
@@ -67,12 +63,45 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="option for the handler (repeatable)",
     )
-    run.add_argument("--certfile", help="certificate chain, PEM or DER (leaf first)")
-    run.add_argument("--keyfile", help="private key, PEM or DER (default: inside --certfile)")
+    run.add_argument(
+        "--certfile",
+        action="append",
+        default=[],
+        help="certificate chain, PEM or DER, leaf first (repeatable: one per key)",
+    )
+    run.add_argument(
+        "--keyfile",
+        action="append",
+        default=[],
+        help="private key, PEM or DER, paired in order with --certfile (default: inside it)",
+    )
     run.add_argument(
         "--keyfile-password-env",
         metavar="NAME",
         help="environment variable holding the key's password",
+    )
+    run.add_argument(
+        "--ciphers", help="cipher suites in preference order, IANA or OpenSSL names, ':'-separated"
+    )
+    run.add_argument("--groups", help="ECDHE groups in preference order, e.g. x25519:secp256r1")
+    run.add_argument(
+        "--alpn", help="ALPN protocols in preference order (default: what the handler speaks)"
+    )
+    run.add_argument(
+        "--strict-sni",
+        action="store_true",
+        help="refuse host names no certificate is for (unrecognized_name)",
+    )
+    run.add_argument(
+        "--session-cache-size",
+        type=int,
+        default=20_000,
+        help="session-ID cache entries (0 disables)",
+    )
+    run.add_argument("--no-tickets", action="store_true", help="do not issue session tickets")
+    run.add_argument(
+        "--ticket-key-file",
+        help="ticket keys shared by several servers (made, mode 0600, if missing)",
     )
     run.add_argument("--handshake-timeout", type=float, default=10.0, metavar="SECONDS")
     run.add_argument("--max-connections", type=int, default=1000)
@@ -90,39 +119,24 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _certified_key(args: argparse.Namespace) -> CertifiedKey:
-    if args.certfile is None:
-        if args.keyfile is not None:
-            raise UsageError("--keyfile needs --certfile")
-        dev, created = ensure_dev_certificate(DEV_CERT_DIR)
-        certfile, keyfile = dev.cert_path, dev.key_path
-        if created:
-            print(f"made a self-signed development certificate in {DEV_CERT_DIR}/")
-    else:
-        certfile = args.certfile
-        keyfile = args.keyfile or args.certfile
-    password = None
-    if args.keyfile_password_env:
-        value = os.environ.get(args.keyfile_password_env)
-        if value is None:
-            raise UsageError(f"environment variable {args.keyfile_password_env} is not set")
-        password = value.encode()
-    chain = load_certificate_chain(certfile)
-    key = load_private_key(keyfile, password)
-    try:
-        check_key_matches(chain[0], key)
-    except CertificateError:
-        raise UsageError(
-            f"the key in {keyfile} does not match the certificate in {certfile}"
-        ) from None
-    print(f"certificate {certfile}: SHA-256 fingerprint {fingerprint_sha256(chain[0])}")
-    return CertifiedKey(tuple(chain), key)
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        certfiles=args.certfile,
+        keyfiles=args.keyfile,
+        keyfile_password_env=args.keyfile_password_env,
+        ciphers=args.ciphers,
+        groups=args.groups,
+        alpn=args.alpn,
+        strict_sni=args.strict_sni,
+        session_cache_size=args.session_cache_size,
+        tickets=not args.no_tickets,
+        ticket_key_file=args.ticket_key_file,
+    )
 
 
 async def _serve_until_signalled(
-    args: argparse.Namespace, config: ServerConfig, keylog: KeyLogFile | None
+    args: argparse.Namespace, handler: Handler, config: ServerConfig, keylog: KeyLogFile | None
 ) -> None:
-    handler = load_handler(args.handler, parse_handler_options(args.handler_opt))
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -163,8 +177,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
     )
     # Build the handler and configuration before listening, so mistakes surface at once.
-    load_handler(args.handler, parse_handler_options(args.handler_opt))
-    config = ServerConfig([_certified_key(args)])
+    handler = load_handler(args.handler, parse_handler_options(args.handler_opt))
+    config = build_config(_settings(args), handler_alpn(handler))
     keylog_path = args.key_log_file or os.environ.get("SSLKEYLOGFILE")
     try:
         keylog = KeyLogFile(keylog_path) if keylog_path else None
@@ -173,7 +187,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     if keylog is not None:
         log.warning("writing TLS secrets to %s: anyone with it can decrypt traffic", keylog_path)
     try:
-        trio.run(_serve_until_signalled, args, config, keylog)
+        trio.run(_serve_until_signalled, args, handler, config, keylog)
     except* OSError as group:
         # Binding fails inside the nursery, which wraps the error in an ExceptionGroup.
         first = group.exceptions[0]
@@ -202,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = {"serve": _cmd_serve, "certs": _cmd_certs, "handlers": _cmd_handlers}
     try:
         command[args.command](args)
-    except (UsageError, CertificateError, PluginError, ValueError) as exc:
+    except (UsageError, CertificateError, PluginError, TicketKeyFileError, ValueError) as exc:
         print(f"trio-tls: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

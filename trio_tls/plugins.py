@@ -23,7 +23,11 @@ ENTRY_POINT_GROUP = "trio_tls.handlers"
 
 
 class Handler(Protocol):
-    """Serve one connection; the server closes the stream afterwards, whatever happens."""
+    """Serve one connection; the server closes the stream afterwards, whatever happens.
+
+    A handler may also have an `alpn_protocols` attribute (a sequence of protocol names, most
+    preferred first): the server then offers those in ALPN unless `--alpn` says otherwise.
+    """
 
     async def __call__(self, stream: TLSStream, /) -> None: ...
 
@@ -94,6 +98,12 @@ def load_handler(name: str, options: Mapping[str, str] | None = None) -> Handler
             f"handler {name!r} factory returned {type(handler).__name__}, not a callable"
         )
     return cast(Handler, handler)
+
+
+def handler_alpn(handler: Handler) -> tuple[bytes, ...]:
+    """The ALPN protocols a handler declares it speaks (none if it does not say)."""
+    names = getattr(handler, "alpn_protocols", ())
+    return tuple(name.encode("ascii") for name in names)
 
 
 def parse_handler_options(pairs: Iterable[str]) -> dict[str, str]:
