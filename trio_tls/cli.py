@@ -12,11 +12,14 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
 import trio
 
+from . import workers
 from .certs import CertificateError, fingerprint_sha256, load_certificate_chain, make_self_signed
 from .config import ServerConfig
 from .keylog import KeyLogFile
@@ -33,6 +36,7 @@ from .sessions import TicketKeyFileError
 from .settings import DEV_CERT_DIR, Settings, UsageError, build_config
 
 log = logging.getLogger("trio_tls")
+SHUTDOWN_GRACE = 5.0
 
 
 def _port(text: str) -> int:
@@ -109,6 +113,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "--key-log-file",
         help="append NSS key log lines here (debugging only; also $SSLKEYLOGFILE)",
     )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the same socket (default 1; use one per core)",
+    )
+    # A worker's inherited listening socket, set by the supervisor only.
+    run.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     certs = commands.add_parser("certs", help="make a self-signed development certificate")
@@ -138,6 +150,7 @@ async def _serve_until_signalled(
     args: argparse.Namespace, handler: Handler, config: ServerConfig, keylog: KeyLogFile | None
 ) -> None:
     shutdown = trio.Event()
+    inherited = None if args.listen_fd is None else [workers.inherited_listener(args.listen_fd)]
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -152,15 +165,20 @@ async def _serve_until_signalled(
                     handshake_timeout=args.handshake_timeout,
                     max_connections=args.max_connections,
                     shutdown=shutdown,
+                    shutdown_grace=SHUTDOWN_GRACE,
                     observer=keylog,
+                    listeners=inherited,
                     task_status=task_status,
                 )
                 # serve() has drained: stop the signal watcher too, or the nursery never exits.
                 nursery.cancel_scope.cancel()
 
             listeners = await nursery.start(run_server)
-            port = listeners[0].socket.getsockname()[1]
-            print(f"serving handler {args.handler!r} on https://{args.host}:{port}/", flush=True)
+            if args.listen_fd is None:
+                port = listeners[0].socket.getsockname()[1]
+                print(
+                    f"serving handler {args.handler!r} on https://{args.host}:{port}/", flush=True
+                )
 
             async def watch_signals() -> None:
                 async for signum in signals:
@@ -172,30 +190,70 @@ async def _serve_until_signalled(
             nursery.start_soon(watch_signals)
 
 
+def _open_keylog(args: argparse.Namespace) -> KeyLogFile | None:
+    path = args.key_log_file or os.environ.get("SSLKEYLOGFILE")
+    if not path:
+        return None
+    try:
+        keylog = KeyLogFile(path)
+    except OSError as exc:
+        raise UsageError(f"cannot open key log file {path}: {exc.strerror or exc}") from None
+    if args.listen_fd is None:
+        log.warning("writing TLS secrets to %s: anyone with it can decrypt traffic", path)
+    return keylog
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
+    worker = "[%(process)d] " if args.workers > 1 or args.listen_fd is not None else ""
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+        level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {worker}%(message)s"
     )
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
     # Build the handler and configuration before listening, so mistakes surface at once.
     handler = load_handler(args.handler, parse_handler_options(args.handler_opt))
-    config = build_config(_settings(args), handler_alpn(handler))
-    keylog_path = args.key_log_file or os.environ.get("SSLKEYLOGFILE")
+    settings = _settings(args)
+    with tempfile.TemporaryDirectory(prefix="trio-tls-") as private_dir:
+        if args.workers > 1 and settings.tickets and settings.ticket_key_file is None:
+            # One key file for all workers, so a ticket resumes on any of them.
+            key_file = os.path.join(private_dir, "tickets.keys")
+            settings = attrs.evolve(settings, ticket_key_file=key_file)
+        config = build_config(settings, handler_alpn(handler))
+        if args.workers > 1:
+            _run_workers(args, settings)
+            return
+        keylog = _open_keylog(args)
+        try:
+            trio.run(_serve_until_signalled, args, handler, config, keylog)
+        except* OSError as group:
+            # Binding fails inside the nursery, which wraps the error in an ExceptionGroup.
+            raise _listen_error(args, group.exceptions[0]) from None
+        finally:
+            if keylog is not None:
+                keylog.close()
+
+
+def _listen_error(args: argparse.Namespace, exc: BaseException) -> UsageError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return UsageError(f"cannot listen on {args.host}:{args.port}: {reason}")
+
+
+def _run_workers(args: argparse.Namespace, settings: Settings) -> None:
     try:
-        keylog = KeyLogFile(keylog_path) if keylog_path else None
+        sock = workers.bind(args.host, args.port)
     except OSError as exc:
-        raise UsageError(f"cannot open key log file {keylog_path}: {exc.strerror or exc}") from None
-    if keylog is not None:
-        log.warning("writing TLS secrets to %s: anyone with it can decrypt traffic", keylog_path)
-    try:
-        trio.run(_serve_until_signalled, args, handler, config, keylog)
-    except* OSError as group:
-        # Binding fails inside the nursery, which wraps the error in an ExceptionGroup.
-        first = group.exceptions[0]
-        reason = first.strerror if isinstance(first, OSError) and first.strerror else first
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
-    finally:
-        if keylog is not None:
-            keylog.close()
+        raise _listen_error(args, exc) from None
+    with sock:
+        worker_args = [*args.argv, "--workers", "1"]
+        if settings.ticket_key_file is not None:
+            worker_args += ["--ticket-key-file", settings.ticket_key_file]
+        port = sock.getsockname()[1]
+        print(
+            f"serving handler {args.handler!r} on https://{args.host}:{port}/ "
+            f"with {args.workers} workers",
+            flush=True,
+        )
+        trio.run(workers.supervise, worker_args, args.workers, sock, SHUTDOWN_GRACE)
 
 
 def _cmd_certs(args: argparse.Namespace) -> None:
@@ -212,7 +270,9 @@ def _cmd_handlers(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _build_parser().parse_args(argv)
+    args.argv = argv
     command = {"serve": _cmd_serve, "certs": _cmd_certs, "handlers": _cmd_handlers}
     try:
         command[args.command](args)

@@ -116,14 +116,17 @@ async def serve(
     shutdown: trio.Event | None = None,
     shutdown_grace: float = 5.0,
     observer: Observer | None = None,
+    listeners: Sequence[trio.SocketListener] | None = None,
     task_status: trio.TaskStatus[Sequence[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve TLS on host:port until cancelled, or until `shutdown` is set and drained.
 
     `task_status.started()` reports the listeners, so `await nursery.start(serve, ...)` with
-    port 0 learns the bound port from `listeners[0].socket.getsockname()`.
+    port 0 learns the bound port from `listeners[0].socket.getsockname()`. Ready-made
+    `listeners` (a socket inherited from a supervisor, say) replace host and port.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    if listeners is None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
     limiter = trio.CapacityLimiter(max_connections)
     for listener in listeners:
         sockname = listener.socket.getsockname()
