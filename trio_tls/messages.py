@@ -37,6 +37,16 @@ class Extension(Protocol):
     def encode(self, writer: Writer) -> None: ...
 
 
+def _decode_u16_vector(reader: Reader) -> tuple[int, ...]:
+    """A non-empty uint16 list with a 2-byte length: <2..2^16-2> in the RFCs."""
+    return reader.vec16(minimum=2).u16_list()
+
+
+def _encode_u16_vector(writer: Writer, values: tuple[int, ...]) -> None:
+    with writer.prefixed(2):
+        writer.u16_list(values)
+
+
 @attrs.frozen
 class ServerName:
     """RFC 6066 §3. From the client: one host_name; from the server: an empty acknowledgement."""
@@ -77,11 +87,10 @@ class SupportedGroups:
 
     @classmethod
     def decode(cls, reader: Reader) -> Self:
-        return cls(reader.vec16(minimum=2).u16_list())
+        return cls(_decode_u16_vector(reader))
 
     def encode(self, writer: Writer) -> None:
-        with writer.prefixed(2):
-            writer.u16_list(self.groups)
+        _encode_u16_vector(writer, self.groups)
 
 
 @attrs.frozen
@@ -108,11 +117,10 @@ class SignatureAlgorithms:
 
     @classmethod
     def decode(cls, reader: Reader) -> Self:
-        return cls(reader.vec16(minimum=2).u16_list())
+        return cls(_decode_u16_vector(reader))
 
     def encode(self, writer: Writer) -> None:
-        with writer.prefixed(2):
-            writer.u16_list(self.schemes)
+        _encode_u16_vector(writer, self.schemes)
 
 
 @attrs.frozen

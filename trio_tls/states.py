@@ -287,6 +287,30 @@ def _server_hello_extensions(
     return tuple(extensions)
 
 
+def _send_server_hello(
+    ctx: HandshakeContext,
+    hello: ClientHello,
+    raw: bytes,
+    negotiated: Negotiated,
+    session_id: bytes,
+    *,
+    acknowledge_sni: bool,
+) -> Transcript:
+    """Start the transcript with ClientHello and our ServerHello; the version is now fixed."""
+    transcript = Transcript(negotiated.suite.prf_hash)
+    transcript.update(raw)
+    server_hello = ServerHello(
+        server_version=TLS12,
+        random=negotiated.server_random,
+        session_id=session_id,
+        cipher_suite=negotiated.suite.id,
+        extensions=_server_hello_extensions(hello, negotiated, acknowledge_sni=acknowledge_sni),
+    )
+    transcript.update(ctx.send_handshake(server_hello))
+    ctx.negotiated_version()
+    return transcript
+
+
 def _traffic_keys(negotiated: Negotiated, master: bytes) -> TrafficKeys:
     suite = negotiated.suite
     return key_block(
@@ -343,17 +367,9 @@ class ExpectClientHello(State):
             group=group,
             signature_scheme=scheme,
         )
-        transcript = Transcript(suite.prf_hash)
-        transcript.update(raw)
-        server_hello = ServerHello(
-            server_version=TLS12,
-            random=negotiated.server_random,
-            session_id=negotiated.session_id,
-            cipher_suite=suite.id,
-            extensions=_server_hello_extensions(hello, negotiated, acknowledge_sni=sni is not None),
+        transcript = _send_server_hello(
+            ctx, hello, raw, negotiated, negotiated.session_id, acknowledge_sni=sni is not None
         )
-        transcript.update(ctx.send_handshake(server_hello))
-        ctx.negotiated_version()
         transcript.update(ctx.send_handshake(certified.certificate, certified.certificate_message))
 
         ephemeral = EphemeralKey(group)
@@ -383,18 +399,10 @@ class ExpectClientHello(State):
             resumed=True,
         )
         suite = negotiated.suite
-        transcript = Transcript(suite.prf_hash)
-        transcript.update(raw)
-        server_hello = ServerHello(
-            server_version=TLS12,
-            random=negotiated.server_random,
-            # RFC 5077 §3.4 / RFC 5246 §7.4.1.3: echoing the ID tells the client it resumed.
-            session_id=hello.session_id,
-            cipher_suite=suite.id,
-            extensions=_server_hello_extensions(hello, negotiated, acknowledge_sni=False),
+        # RFC 5077 §3.4 / RFC 5246 §7.4.1.3: echoing the ID tells the client it resumed.
+        transcript = _send_server_hello(
+            ctx, hello, raw, negotiated, hello.session_id, acknowledge_sni=False
         )
-        transcript.update(ctx.send_handshake(server_hello))
-        ctx.negotiated_version()
         master = session.master_secret
         if ctx.observer is not None:
             ctx.observer(SecretsEstablished(hello.random, master))
