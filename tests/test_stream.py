@@ -125,3 +125,20 @@ async def test_handshake_failure_with_openssl_client(
         isinstance(e.__cause__, ssl.SSLError) and "HANDSHAKE_FAILURE" in str(e.__cause__)
         for e in errors
     ), client_error
+
+
+async def test_receive_from_buffered_records_is_still_a_checkpoint(
+    ca: trustme.CA, rsa_config: ServerConfig
+) -> None:
+    client, server = make_pair(ca, rsa_config, trio.testing.memory_stream_pair)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        nursery.start_soon(server.do_handshake)
+    await client.send_all(b"x" * 20_000)  # two records, delivered in one transport chunk
+    assert await server.receive_some() == b"x" * 16_384  # a record's plaintext, whole
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await server.receive_some()  # the second record is already here
+    assert await server.receive_some(1000) == b"x" * 1000
+    assert await server.receive_some() == b"x" * (20_000 - 16_384 - 1000)

@@ -9,8 +9,6 @@ Every failure is a DecodeError, which the connection turns into a decode_error a
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from .errors import DecodeError
 
@@ -136,16 +134,9 @@ class Writer:
     def u16_list(self, values: tuple[int, ...] | list[int]) -> None:
         self.buffer += struct.pack(f"!{len(values)}H", *values)
 
-    @contextmanager
-    def prefixed(self, size: int) -> Iterator[None]:
-        """Write a `size`-byte length, run the body, then fill the length in."""
-        start = len(self.buffer)
-        self.buffer += bytes(size)
-        yield
-        length = len(self.buffer) - start - size
-        if length >= 1 << (8 * size):
-            raise ValueError(f"vector of {length} bytes does not fit a {size}-byte length")
-        self.buffer[start : start + size] = length.to_bytes(size, "big")
+    def prefixed(self, size: int) -> _LengthPrefix:
+        """`with w.prefixed(n):` writes an n-byte length, runs the body, then fills it in."""
+        return _LengthPrefix(self.buffer, size)
 
     def opaque8(self, data: bytes) -> None:
         self._opaque(1, data)
@@ -164,3 +155,28 @@ class Writer:
 
     def getvalue(self) -> bytes:
         return bytes(self.buffer)
+
+
+class _LengthPrefix:
+    """The context manager behind Writer.prefixed: a class, since a generator-based one costs
+    several times more, and handshake encoding opens a couple of dozen per connection."""
+
+    __slots__ = ("_buffer", "_size", "_start")
+
+    def __init__(self, buffer: bytearray, size: int) -> None:
+        self._buffer = buffer
+        self._size = size
+        self._start = 0
+
+    def __enter__(self) -> None:
+        self._start = len(self._buffer)
+        self._buffer += bytes(self._size)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None:
+            return
+        start, size = self._start, self._size
+        length = len(self._buffer) - start - size
+        if length >= 1 << (8 * size):
+            raise ValueError(f"vector of {length} bytes does not fit a {size}-byte length")
+        self._buffer[start : start + size] = length.to_bytes(size, "big")

@@ -93,6 +93,7 @@ class TLSStream(trio.abc.Stream):
         self._send_conflict = _ConflictDetector("another task is sending on this TLSStream")
         self._receive_conflict = _ConflictDetector("another task is receiving on this TLSStream")
         self._received = bytearray()  # decrypted bytes not yet returned by receive_some
+        self._transport_reads = 0
 
     @property
     def handshake_done(self) -> bool:
@@ -143,6 +144,7 @@ class TLSStream(trio.abc.Stream):
                 return event
             try:
                 await self._flush()
+                self._transport_reads += 1
                 data = await self.transport_stream.receive_some(self._receive_size)
             except _TRANSPORT_ERRORS as exc:
                 raise await self._fail(exc) from exc
@@ -182,12 +184,24 @@ class TLSStream(trio.abc.Stream):
         with self._receive_conflict:
             if max_bytes is not None and operator.index(max_bytes) < 1:
                 raise ValueError("max_bytes must be >= 1")
-            await self.do_handshake()
+            if self._info is None:
+                await self.do_handshake()
             self._check_usable()
+            # Every receive is a checkpoint, as trio requires; when the data was already
+            # buffered, cancellation is checked *before* taking it (so none is lost) and the
+            # yield after it is shielded. `reads` tells whether the transport was awaited.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            reads = self._transport_reads
             while not self._received:
                 event = await self._next_event()
                 if isinstance(event, ApplicationData):
-                    self._received += event.data
+                    data = event.data
+                    if max_bytes is None or len(data) <= max_bytes:
+                        # The common case: a whole record's plaintext, returned without a copy.
+                        if reads == self._transport_reads:
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                        return data
+                    self._received += data
                 elif isinstance(event, ConnectionClosed):
                     if event.close_notify or self._https_compatible:
                         return b""
@@ -196,6 +210,8 @@ class TLSStream(trio.abc.Stream):
                     )
                 elif isinstance(event, AlertReceived) and event.level == AlertLevel.fatal:
                     raise await self._fail(ConnectionError(f"the peer sent alert {event}"))
+            if reads == self._transport_reads:
+                await trio.lowlevel.cancel_shielded_checkpoint()
             size = len(self._received) if max_bytes is None else max_bytes
             chunk = bytes(self._received[:size])
             del self._received[:size]
@@ -203,7 +219,8 @@ class TLSStream(trio.abc.Stream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with self._send_conflict:
-            await self.do_handshake()
+            if self._info is None:
+                await self.do_handshake()
             self._check_usable()
             try:
                 self._connection.send(data)
