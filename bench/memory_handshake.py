@@ -1,38 +1,31 @@
 """One full handshake in memory: trio-tls's ServerConnection vs OpenSSL's server, same client.
 
 Both servers face the same OpenSSL client over ssl.MemoryBIO, with the same RSA-2048
-certificate, suite (ECDHE-RSA-AES128-GCM-SHA256) and group (P-256), interleaved run by run so
-machine noise hits both alike. "server" times only the server's own calls; "total" includes the
-client's work. Only ratios within one run mean anything.
+certificate, suite (ECDHE-RSA-AES128-GCM-SHA256) and group (P-256) as the socket benchmarks
+(bench.common), interleaved run by run so machine noise hits both alike. "server" times only the
+server's own calls; "total" includes the client's work. With no sockets and no event loop this
+isolates the protocol engine: the difference to the socket benchmarks is what trio, TLSStream
+or SSLStream, and the kernel add. Only ratios within one run mean anything.
 """
 
 from __future__ import annotations
 
 import ssl
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from trio_tls import CertifiedKey, ServerConfig, ServerConnection
-from trio_tls.certs import load_certificate_chain, load_private_key, make_self_signed
+from trio_tls import ServerConfig, ServerConnection
+from trio_tls.certs import make_self_signed
 from trio_tls.events import NEED_DATA
-from trio_tls.suites import suite_by_name
 
-SUITE = "ECDHE-RSA-AES128-GCM-SHA256"
+from .common import SUITE, client_context, stdlib_server_context, trio_tls_config
+
 RUNS = 200
-
-
-def client_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(SUITE)
-    ctx.set_ecdh_curve("prime256v1")
-    return ctx
+# name -> (total seconds per handshake, server-side seconds per handshake), one pair per run
+Samples = dict[str, tuple[list[float], list[float]]]
 
 
 def trio_tls_handshake(client_ctx: ssl.SSLContext, config: ServerConfig) -> tuple[float, float]:
@@ -89,43 +82,37 @@ def openssl_handshake(
     return time.perf_counter() - start, server_time
 
 
-def _summary(samples: list[float]) -> str:
-    return f"{statistics.median(samples) * 1e3:7.3f} ms"
-
-
-def main(runs: int = RUNS) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        dev = make_self_signed(Path(tmp), "rsa")
-        chain = load_certificate_chain(dev.cert_path)
-        config = ServerConfig(
-            [CertifiedKey(tuple(chain), load_private_key(dev.key_path))],
-            cipher_suites=[suite_by_name(SUITE)],
-        )
-        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        server_ctx.load_cert_chain(dev.cert_path, dev.key_path)
-        server_ctx.minimum_version = server_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-        server_ctx.set_ciphers(SUITE)
+def measure(certfile: Path, keyfile: Path, runs: int = RUNS) -> Samples:
+    """Interleaved in-memory handshakes; keys are "trio-tls" and "openssl"."""
+    config = trio_tls_config(certfile, keyfile)
+    server_ctx = stdlib_server_context(certfile, keyfile)
     client_ctx = client_context()
     runners: dict[str, Callable[[], tuple[float, float]]] = {
         "trio-tls": lambda: trio_tls_handshake(client_ctx, config),
         "openssl": lambda: openssl_handshake(client_ctx, server_ctx),
     }
-    totals: dict[str, list[float]] = {name: [] for name in runners}
-    servers: dict[str, list[float]] = {name: [] for name in runners}
+    samples: Samples = {name: ([], []) for name in runners}
     for run in runners.values():  # warm up
         run()
     for _ in range(runs):
         for name, run in runners.items():
             total, server = run()
-            totals[name].append(total)
-            servers[name].append(server)
+            samples[name][0].append(total)
+            samples[name][1].append(server)
+    return samples
+
+
+def main(runs: int = RUNS) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        dev = make_self_signed(Path(tmp), "rsa")
+        samples = measure(dev.cert_path, dev.key_path, runs)
     print(f"full handshake in memory, {SUITE}, P-256, RSA-2048; median of {runs} runs")
-    print(f"  {'server':10} {'total':>12} {'server side':>14}")
-    for name in runners:
-        print(f"  {name:10} {_summary(totals[name]):>12} {_summary(servers[name]):>14}")
-    ratio = statistics.median(servers["trio-tls"]) / statistics.median(servers["openssl"])
+    print(f"  {'server':10} {'total':>10} {'server side':>12}")
+    for name, (total, server) in samples.items():
+        ms = [statistics.median(total) * 1e3, statistics.median(server) * 1e3]
+        print(f"  {name:10} {ms[0]:7.3f} ms {ms[1]:9.3f} ms")
+    ratio = statistics.median(samples["trio-tls"][1]) / statistics.median(samples["openssl"][1])
     print(f"  server side ratio trio-tls / openssl: {ratio:.2f}")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,273 @@
+"""The socket measurements: each one run against one server, returning named numbers.
+
+A measurement takes a running server (bench.procs.Server) and the run's Settings and returns a
+dict of values; the Metric table below says which handler the servers need, what each value is
+called in the report, its unit and which direction is better. The server's CPU time is read
+from /proc before and after, so "per handshake" numbers are the server's own cost, whatever
+the client spent.
+
+`openssl s_time` makes one connection at a time: its rate is 1 / (client + server + kernel time
+per connection), so the server sits idle while the client works and the ratio of rates
+understates the difference in server cost — that is what the CPU-per-handshake row is for, and
+the many-client `requests` measurement is the one that keeps the server busy. Without `-www`
+s_time sends no request at all: it handshakes and closes the socket (no close_notify), so those
+rows time handshakes only. Its "N connections in T real seconds" counts whole seconds of
+time(), up to one second more than it ran; the rate here divides N by the wall time measured
+around the s_time process instead.
+
+Echo throughput counts the payload once, though it crosses the server twice (in and out); the
+rate of one 64 MiB transfer swings by a third from one connection to the next on the same
+server (how records happen to batch per read), so each round takes the median of a few.
+Memory per idle connection is the growth of the server's RSS, so user-space memory only: the
+kernel's socket buffers are not in it, and they are the same for both servers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from .common import HOST, SUITE
+from .procs import (
+    Server,
+    client_command,
+    cpu_seconds,
+    held_client,
+    rss_bytes,
+    run,
+    run_client,
+    run_clients,
+)
+
+MIB = 1 << 20
+REQUEST_PROCESSES = 4
+FLOOR_RUNS = 300
+ECHO_TRANSFERS = 3
+CLIENT_START_DELAY = 2.0  # for the request processes to import and be ready to go together
+SETTLE = 0.5  # for the server to finish the last handshakes before RSS is read
+
+
+@attrs.frozen
+class Settings:
+    rounds: int
+    s_time_seconds: int
+    requests_per_process: int
+    latency_handshakes: int
+    echo_bytes: int
+    idle_connections: int
+    in_memory_runs: int
+
+    @classmethod
+    def full(cls) -> Settings:
+        return cls(5, 8, 400, 300, 64 * MIB, 500, 200)
+
+    @classmethod
+    def quick(cls) -> Settings:
+        return cls(2, 2, 50, 100, 16 * MIB, 200, 50)
+
+
+def warm_up(server: Server) -> None:
+    """A few handshakes first, so imports and caches are not charged to the first round."""
+    run_client("latency", server.port, "--count", 20, timeout=60)
+
+
+def _s_time(server: Server, mode: str, seconds: int) -> dict[str, float]:
+    command = ["openssl", "s_time", "-connect", f"{HOST}:{server.port}", f"-{mode}"]
+    command += ["-tls1_2", "-cipher", SUITE, "-time", str(seconds)]
+    cpu = cpu_seconds(server.pid)
+    start = time.monotonic()
+    output = run(command, timeout=seconds + 30)
+    wall = time.monotonic() - start
+    cpu = cpu_seconds(server.pid) - cpu
+    counts = re.findall(r"(\d+) connections in \d+ real seconds", output)
+    if not counts or int(counts[-1]) == 0:
+        raise RuntimeError(f"s_time made no connection: {output[-300:]!r}")
+    connections = int(counts[-1])
+    # One character per connection: "r" when the session was resumed, "*" when not.
+    progress = "".join(re.findall(r"^[r*t3]+$", output, re.MULTILINE))
+    return {
+        "rate": connections / wall,
+        "cpu_ms": cpu / connections * 1e3,
+        "busy": cpu / wall * 100,
+        "resumed": progress.count("r") / max(1, len(progress)) * 100,
+    }
+
+
+def full_handshakes(server: Server, settings: Settings) -> dict[str, float]:
+    """s_time -new, then the crypto floor on the server's CPU, paired with this round."""
+    values = _s_time(server, "new", settings.s_time_seconds)
+    command = [sys.executable, "-m", "bench.crypto_floor", "--runs", str(FLOOR_RUNS)]
+    command += ["--cpu", str(min(os.sched_getaffinity(server.pid)))]
+    values["floor_ms"] = json.loads(run(command, timeout=60))["floor_ms"]
+    return values
+
+
+def resumed_handshakes(server: Server, settings: Settings) -> dict[str, float]:
+    return _s_time(server, "reuse", settings.s_time_seconds)
+
+
+def requests(server: Server, settings: Settings) -> dict[str, float]:
+    start_at = time.monotonic() + CLIENT_START_DELAY
+    count, max_seconds = settings.requests_per_process, 30
+    command = client_command(
+        "requests",
+        server.port,
+        "--count",
+        count,
+        "--start-at",
+        start_at,
+        "--max-seconds",
+        max_seconds,
+    )
+    cpu = cpu_seconds(server.pid)  # the server is idle until start_at
+    results = run_clients([command] * REQUEST_PROCESSES, timeout=max_seconds + 30)
+    cpu = cpu_seconds(server.pid) - cpu
+    done = sum(result["done"] for result in results)
+    if done == 0:
+        raise RuntimeError(f"no request succeeded: {results}")
+    wall = max(result["end"] for result in results) - min(r["start"] for r in results)
+    return {
+        "rate": done / wall,
+        "cpu_ms": cpu / done * 1e3,
+        "busy": cpu / wall * 100,
+        "errors": sum(result["errors"] for result in results),
+    }
+
+
+def latency(server: Server, settings: Settings) -> dict[str, float]:
+    result = run_client("latency", server.port, "--count", settings.latency_handshakes, timeout=120)
+    samples: list[float] = result["samples"]
+    percentiles = statistics.quantiles(samples, n=100)
+    return {"p50": percentiles[49] * 1e3, "p99": percentiles[98] * 1e3, "errors": result["errors"]}
+
+
+def echo(server: Server, settings: Settings) -> dict[str, float]:
+    """The median of a few transfers, each on a new connection: one alone is too noisy."""
+    rates = []
+    mebibytes = 0.0
+    cpu = cpu_seconds(server.pid)
+    for _ in range(ECHO_TRANSFERS):
+        result = run_client(
+            "echo", server.port, "--size", settings.echo_bytes, "--record", 16384, timeout=120
+        )
+        rates.append(result["bytes"] / MIB / result["seconds"])
+        mebibytes += result["bytes"] / MIB
+    cpu = cpu_seconds(server.pid) - cpu
+    return {"rate": statistics.median(rates), "cpu_ms": cpu / mebibytes * 1e3}
+
+
+def idle_memory(server: Server, settings: Settings) -> dict[str, float]:
+    count = settings.idle_connections
+    before = rss_bytes(server.pid)
+    command = client_command("idle", server.port, "--count", count, "--max-seconds", 120)
+    with held_client(command, timeout=120) as report:
+        if report["open"] != count:
+            raise RuntimeError(f"only {report['open']} of {count} connections opened")
+        time.sleep(SETTLE)
+        after = rss_bytes(server.pid)
+        probe = run_client("requests", server.port, "--count", 1, "--max-seconds", 10, timeout=30)
+    return {"kib": (after - before) / count / 1024, "served": float(probe["done"] == 1)}
+
+
+@attrs.frozen
+class Row:
+    key: str  # in the dict the measurement returns
+    label: str
+    unit: str
+    better: str  # "higher", "lower", or "" when the row is only context
+    digits: int = 0
+    yes_no: bool = False
+    # Divide by the median of this other key over every round of both servers: the floor
+    # drifts with the machine from one round to the next as much as the servers differ.
+    divide_by: str | None = None
+
+
+@attrs.frozen
+class Metric:
+    name: str  # for --only
+    handler: str
+    measure: Callable[[Server, Settings], dict[str, Any]]
+    rows: tuple[Row, ...]
+    # A new pair of servers every round: for memory, so no round reuses another's freed memory.
+    fresh_servers: bool = False
+
+
+METRICS = (
+    Metric(
+        "full",
+        "hello",
+        full_handshakes,
+        (
+            Row("rate", "full handshakes/s (s_time -new)", "1/s", "higher"),
+            Row("cpu_ms", "  server CPU per full handshake", "ms", "lower", 3),
+            Row("busy", "  server CPU busy during s_time", "%", "", 0),
+            Row("floor_ms", "  crypto floor, on the server CPU", "ms", "", 3),
+            Row(
+                "cpu_ms",
+                "  server CPU per full handshake / floor",
+                "x",
+                "lower",
+                2,
+                divide_by="floor_ms",
+            ),
+        ),
+    ),
+    Metric(
+        "resumed",
+        "hello",
+        resumed_handshakes,
+        (
+            Row("rate", "resumed handshakes/s (s_time -reuse)", "1/s", "higher"),
+            Row("cpu_ms", "  server CPU per resumed handshake", "ms", "lower", 3),
+            Row("resumed", "  connections resumed", "%", "", 0),
+        ),
+    ),
+    Metric(
+        "requests",
+        "hello",
+        requests,
+        (
+            Row(
+                "rate", f"hello requests/s ({REQUEST_PROCESSES} clients, full hs)", "1/s", "higher"
+            ),
+            Row("cpu_ms", "  server CPU per request", "ms", "lower", 3),
+            Row("busy", "  server CPU busy", "%", ""),
+        ),
+    ),
+    Metric(
+        "latency",
+        "hello",
+        latency,
+        (
+            Row("p50", "handshake latency p50 (sequential)", "ms", "lower", 3),
+            Row("p99", "handshake latency p99", "ms", "lower", 3),
+        ),
+    ),
+    Metric(
+        "echo",
+        "echo",
+        echo,
+        (
+            Row("rate", "echo throughput (1 conn, 16 KiB records)", "MiB/s", "higher", 1),
+            Row("cpu_ms", "  server CPU per MiB echoed", "ms", "lower", 2),
+        ),
+    ),
+    Metric(
+        "idle",
+        "hello",
+        idle_memory,
+        (
+            Row("kib", "memory per idle connection (RSS)", "KiB", "lower", 1),
+            Row("served", "  new request served meanwhile", "", "", yes_no=True),
+        ),
+        fresh_servers=True,
+    ),
+)

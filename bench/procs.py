@@ -1,0 +1,170 @@
+"""Processes for the benchmark: servers, client subprocesses, and reading /proc about them.
+
+Nothing here may hang the benchmark: every wait has a timeout, and every process started is
+killed in a `finally` (terminate, a short grace, then kill) whatever went wrong. Server CPU time
+comes from /proc/<pid>/stat (utime + stime, in clock ticks of 1/SC_CLK_TCK seconds, so 10 ms
+resolution: measurements run long enough for that not to matter) and memory from VmRSS in
+/proc/<pid>/status. CPU placement: the benchmark pins itself, and so every client it starts, to
+the CPUs left after the first one, which each server takes alone (`--cpu`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+
+@attrs.frozen
+class Placement:
+    """Which CPU the server gets and which ones the clients share; None when there is one."""
+
+    server_cpu: int | None
+    client_cpus: frozenset[int]
+
+    @classmethod
+    def pin(cls) -> Placement:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            return cls(None, frozenset(cpus))
+        placement = cls(cpus[0], frozenset(cpus[1:]))
+        os.sched_setaffinity(0, placement.client_cpus)  # inherited by every client we start
+        return placement
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _read_line(stream: IO[str], timeout: float, what: str) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    line = stream.readline() if ready else ""
+    if not line:
+        raise RuntimeError(f"{what}: no output within {timeout:.0f} s")
+    return line
+
+
+@attrs.frozen
+class Server:
+    implementation: str
+    pid: int
+    port: int
+
+
+@contextmanager
+def server(
+    implementation: str, handler: str, cert: tuple[Path, Path], placement: Placement
+) -> Iterator[Server]:
+    """Run `python -m bench.server` until the block ends; yields once it listens."""
+    command = [sys.executable, "-m", "bench.server", implementation, "--handler", handler]
+    command += ["--certfile", str(cert[0]), "--keyfile", str(cert[1])]
+    if placement.server_cpu is not None:
+        command += ["--cpu", str(placement.server_cpu)]
+    # The server stops when its stdin closes: if we die, so does it (see bench.server).
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(_read_line(process.stdout, START_TIMEOUT, f"{implementation} server"))
+        yield Server(implementation, process.pid, port)
+        if process.poll() is not None:
+            raise RuntimeError(f"{implementation} server died (status {process.returncode})")
+    finally:
+        _stop(process)
+
+
+def run(command: Sequence[str], timeout: float) -> str:
+    """Run a command to completion; its stdout. Killed on timeout (subprocess.run does that)."""
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed ({result.returncode}): {result.stderr[-500:]}")
+    return result.stdout
+
+
+def client_command(mode: str, port: int, *options: object) -> list[str]:
+    command = [sys.executable, "-m", "bench.client", mode, "--port", str(port)]
+    return command + [str(option) for option in options]
+
+
+def _last_json(output: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def run_client(mode: str, port: int, *options: object, timeout: float) -> dict[str, Any]:
+    return _last_json(run(client_command(mode, port, *options), timeout))
+
+
+def run_clients(commands: Sequence[Sequence[str]], timeout: float) -> list[dict[str, Any]]:
+    """Run client processes at the same time; their JSON results, in order."""
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        for command in commands:
+            processes.append(
+                subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            )
+        deadline = time.monotonic() + timeout
+        results = []
+        for process in processes:
+            remaining = max(0.1, deadline - time.monotonic())
+            stdout, stderr = process.communicate(timeout=remaining)
+            if process.returncode != 0:
+                raise RuntimeError(f"client failed ({process.returncode}): {stderr[-500:]}")
+            results.append(_last_json(stdout))
+        return results
+    finally:
+        for process in processes:
+            _stop(process)
+
+
+@contextmanager
+def held_client(command: Sequence[str], timeout: float) -> Iterator[dict[str, Any]]:
+    """Start a client that reports once (e.g. "connections open") and then waits for us.
+
+    Yields that first report; on leaving, closes the client's stdin, which tells it to finish.
+    """
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        yield json.loads(_read_line(process.stdout, timeout, "client"))
+        process.stdin.close()
+        process.wait(timeout)
+    finally:
+        _stop(process)
