@@ -135,10 +135,27 @@ async def test_receive_from_buffered_records_is_still_a_checkpoint(
         nursery.start_soon(client.do_handshake)
         nursery.start_soon(server.do_handshake)
     await client.send_all(b"x" * 20_000)  # two records, delivered in one transport chunk
-    assert await server.receive_some() == b"x" * 16_384  # a record's plaintext, whole
+    assert await server.receive_some(16_384) == b"x" * 16_384  # the first record
     with trio.CancelScope() as scope:
         scope.cancel()
         with pytest.raises(trio.Cancelled):
             await server.receive_some()  # the second record is already here
     assert await server.receive_some(1000) == b"x" * 1000
     assert await server.receive_some() == b"x" * (20_000 - 16_384 - 1000)
+
+
+async def test_records_already_received_are_returned_together(
+    ca: trustme.CA, rsa_config: ServerConfig
+) -> None:
+    client, server = make_pair(ca, rsa_config, trio.testing.memory_stream_pair)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        nursery.start_soon(server.do_handshake)
+    await client.send_all(b"a" * 20_000)  # two records in one transport chunk
+    await client.send_all(b"b" * 10)
+    assert await server.receive_some() == b"a" * 20_000 + b"b" * 10
+    await client.send_all(b"c" * 20_000)
+    await client.aclose()  # close_notify right behind the data
+    assert await server.receive_some(19_999) == b"c" * 19_999
+    assert await server.receive_some() == b"c"
+    assert await server.receive_some() == b""

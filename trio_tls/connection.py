@@ -125,6 +125,9 @@ class ServerConnection:
             self._we_closed = True
             self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
 
+    def has_data_to_send(self) -> bool:
+        return bool(self._outgoing)
+
     def data_to_send(self) -> bytearray:
         out = self._outgoing
         self._outgoing = bytearray()

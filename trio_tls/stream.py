@@ -94,6 +94,8 @@ class TLSStream(trio.abc.Stream):
         self._receive_conflict = _ConflictDetector("another task is receiving on this TLSStream")
         self._received = bytearray()  # decrypted bytes not yet returned by receive_some
         self._transport_reads = 0
+        # An event or error met while gathering data; delivered by the next call.
+        self._deferred: Event | TLSError | None = None
 
     @property
     def handshake_done(self) -> bool:
@@ -137,13 +139,19 @@ class TLSStream(trio.abc.Stream):
         """The connection's next event, reading from the transport when it needs data."""
         while True:
             try:
+                if self._deferred is not None:
+                    deferred, self._deferred = self._deferred, None
+                    if isinstance(deferred, TLSError):
+                        raise deferred
+                    return deferred
                 event = self._connection.next_event()
             except TLSError as exc:
                 raise await self._fail(exc) from exc
             if event is not NEED_DATA:
                 return event
             try:
-                await self._flush()
+                if self._connection.has_data_to_send():
+                    await self._flush()
                 self._transport_reads += 1
                 data = await self.transport_stream.receive_some(self._receive_size)
             except _TRANSPORT_ERRORS as exc:
@@ -195,13 +203,11 @@ class TLSStream(trio.abc.Stream):
             while not self._received:
                 event = await self._next_event()
                 if isinstance(event, ApplicationData):
-                    data = event.data
-                    if max_bytes is None or len(data) <= max_bytes:
-                        # The common case: a whole record's plaintext, returned without a copy.
+                    data = self._take_buffered(event.data, max_bytes)
+                    if data is not None:
                         if reads == self._transport_reads:
                             await trio.lowlevel.cancel_shielded_checkpoint()
                         return data
-                    self._received += data
                 elif isinstance(event, ConnectionClosed):
                     if event.close_notify or self._https_compatible:
                         return b""
@@ -216,6 +222,40 @@ class TLSStream(trio.abc.Stream):
             chunk = bytes(self._received[:size])
             del self._received[:size]
             return chunk
+
+    def _take_buffered(self, first: bytes, max_bytes: int | None) -> bytes | None:
+        """Join `first` with the records already decrypted behind it, up to `max_bytes`.
+
+        One transport read usually holds several records; handing them out together means
+        one trip through the caller (and, for a relay, one send) per read instead of per
+        record. Anything that is not data, or an error, waits for the next call. Returns None
+        when what is left over went to the buffer instead.
+        """
+        limit = self._receive_size if max_bytes is None else max_bytes
+        if len(first) > limit:
+            self._received += first
+            return None
+        chunks = [first]
+        size = len(first)
+        while size < limit:
+            try:
+                event = self._connection.next_event()
+            except TLSError as exc:
+                self._deferred = exc
+                break
+            if event is NEED_DATA:
+                break
+            if not isinstance(event, ApplicationData):
+                self._deferred = event
+                break
+            room = limit - size
+            if len(event.data) > room:
+                chunks.append(event.data[:room])
+                self._received += event.data[room:]
+                break
+            chunks.append(event.data)
+            size += len(event.data)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with self._send_conflict:
