@@ -238,19 +238,17 @@ def decode_extensions(reader: Reader) -> tuple[AnyExtension, ...]:
     """An extensions block (RFC 5246 §7.4.1.4); absent means none. Duplicates are rejected."""
     if reader.at_end():
         return ()
-    block = reader.vec16()
     seen: set[int] = set()
     extensions: list[AnyExtension] = []
-    while not block.at_end():
-        extension_type = block.u16()
-        body = block.vec16()
+    for extension_type, data in reader.vec16().typed_entries():
         if extension_type in seen:
             raise DecodeError(f"duplicate extension {extension_type}")
         seen.add(extension_type)
         known = KNOWN_EXTENSIONS.get(extension_type)
         if known is None:
-            extensions.append(UnknownExtension(extension_type, body.rest()))
+            extensions.append(UnknownExtension(extension_type, bytes(data)))
         else:
+            body = Reader(data)
             extensions.append(known.decode(body))
             body.end()
     return tuple(extensions)
