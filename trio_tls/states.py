@@ -446,25 +446,23 @@ class ExpectClientKeyExchange(State):
 
 
 @attrs.define
-class ExpectChangeCipherSpec(State):
+class _Keyed(State):
+    """What exists between the key exchange and Finished: secrets, keys, the transcript."""
+
     negotiated: Negotiated
     transcript: Transcript
     master_secret: bytes = attrs.field(repr=False)
     keys: TrafficKeys = attrs.field(repr=False)
 
+
+class ExpectChangeCipherSpec(_Keyed):
     def handle_change_cipher_spec(self, ctx: HandshakeContext) -> State:
         suite = self.negotiated.suite
         ctx.set_read_protection(suite.make_protection(self.keys.client_key, self.keys.client_iv))
         return ExpectFinished(self.negotiated, self.transcript, self.master_secret, self.keys)
 
 
-@attrs.define
-class ExpectFinished(State):
-    negotiated: Negotiated
-    transcript: Transcript
-    master_secret: bytes = attrs.field(repr=False)
-    keys: TrafficKeys = attrs.field(repr=False)
-
+class ExpectFinished(_Keyed):
     def handle_handshake(
         self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
     ) -> State:
