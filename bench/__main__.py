@@ -5,8 +5,10 @@ certificate, suite, group and resumption settings (bench.common), each in a subp
 own pinned to one CPU while the clients use the others. Every measurement runs for both servers
 interleaved over several rounds, alternating which goes first, so that drift in the machine
 (thermal, other tenants) lands on both; the report gives the median and range over rounds and
-the ratio trio-tls / trio-ssl. Last come the in-memory handshake (no sockets, no event loop)
-and the crypto floor, the time of the `cryptography` calls a full handshake cannot avoid.
+the ratio trio-tls / trio-ssl. Then `workers` (bench.scaling), trio-tls alone: requests/s from
+`trio-tls serve` with one worker and with two, unpinned, in a small table of its own after the
+main one. Last come the in-memory handshake (no sockets, no event loop) and the crypto floor,
+the time of the `cryptography` calls a full handshake cannot avoid.
 
 Progress goes to stderr, the report to stdout. `--quick` is a smoke run of about a minute;
 `--only NAME` (repeatable) picks measurements. Absolute numbers depend on the machine and its
@@ -30,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from trio_tls.certs import load_private_key, make_self_signed
 
-from . import crypto_floor, memory_handshake, procs
+from . import crypto_floor, memory_handshake, procs, scaling
 from .common import IMPLEMENTATIONS
 from .measurements import METRICS, Metric, Row, Settings, warm_up
 from .report import TableRow, format_table, machine_lines
@@ -41,7 +43,7 @@ IN_MEMORY_ROWS = (
     Row("floor_ms", "  crypto floor (same process)", "ms", "", 3),
     Row("server_ms", "  in-memory server side / floor", "x", "lower", 2, divide_by="floor_ms"),
 )
-NAMES = [metric.name for metric in METRICS] + [IN_MEMORY]
+NAMES = [metric.name for metric in METRICS] + [scaling.NAME, IN_MEMORY]
 # metric name -> row key -> implementation -> one value per round
 Results = dict[str, dict[str, dict[str, list[float]]]]
 
@@ -183,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 continue
             _progress(f"{metric.name} ({metric.handler} handler)")
             results[metric.name] = run_metric(metric, settings, cert, placement, notes)
+        if scaling.NAME in selected:
+            _progress(f"{scaling.NAME} (trio-tls serve --workers 1 and 2, unpinned)")
+            results[scaling.NAME] = scaling.run(settings, cert, placement, notes, _progress)
         if IN_MEMORY in selected:
             _progress(IN_MEMORY)
             results[IN_MEMORY] = run_in_memory(settings, cert)
@@ -191,17 +196,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(machine_lines(where)))
     mode = "quick" if args.quick else "full"
     print(f"run:         {mode}, {settings.rounds} rounds interleaved, {elapsed:.0f} s")
-    print()
-    print(format_table(build_rows(results)))
+    rows = build_rows(results)
+    if rows:  # not when only `workers` ran
+        print()
+        print(format_table(rows))
+    if scaling.NAME in results:
+        print()
+        print(scaling.format_section(results[scaling.NAME]))
     print()
     for note in notes:
         print(f"note: {note}")
-    print(
-        "Each cell: median over rounds (min..max). ratio = trio-tls / trio-ssl medians; "
-        "'better' says\nwhich way is better. s_time is one connection at a time, so its rate "
-        "includes the client's\nwork; CPU rows are the server's own. Only ratios within one "
-        "run mean anything."
-    )
+    if rows:
+        print(
+            "Each cell: median over rounds (min..max). ratio = trio-tls / trio-ssl medians; "
+            "'better' says\nwhich way is better. s_time is one connection at a time, so its rate "
+            "includes the client's\nwork; CPU rows are the server's own. Only ratios within one "
+            "run mean anything."
+        )
+    else:
+        print("Each cell: median over rounds (min..max). Only ratios within one run mean anything.")
 
 
 if __name__ == "__main__":

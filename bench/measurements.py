@@ -114,12 +114,20 @@ def resumed_handshakes(server: Server, settings: Settings) -> dict[str, float]:
     return _s_time(server, "reuse", settings.s_time_seconds)
 
 
-def requests(server: Server, settings: Settings) -> dict[str, float]:
+@attrs.frozen
+class RequestLoad:
+    done: int
+    errors: int
+    wall: float  # from the first client's start to the last one's end
+
+
+def request_load(port: int, settings: Settings) -> RequestLoad:
+    """REQUEST_PROCESSES request clients at once; shared with `workers`, so both load alike."""
     start_at = time.monotonic() + CLIENT_START_DELAY
     count, max_seconds = settings.requests_per_process, 30
     command = client_command(
         "requests",
-        server.port,
+        port,
         "--count",
         count,
         "--start-at",
@@ -127,18 +135,23 @@ def requests(server: Server, settings: Settings) -> dict[str, float]:
         "--max-seconds",
         max_seconds,
     )
-    cpu = cpu_seconds(server.pid)  # the server is idle until start_at
     results = run_clients([command] * REQUEST_PROCESSES, timeout=max_seconds + 30)
-    cpu = cpu_seconds(server.pid) - cpu
     done = sum(result["done"] for result in results)
     if done == 0:
         raise RuntimeError(f"no request succeeded: {results}")
     wall = max(result["end"] for result in results) - min(r["start"] for r in results)
+    return RequestLoad(done, sum(result["errors"] for result in results), wall)
+
+
+def requests(server: Server, settings: Settings) -> dict[str, float]:
+    cpu = cpu_seconds(server.pid)  # the server is idle until the clients' start_at
+    load = request_load(server.port, settings)
+    cpu = cpu_seconds(server.pid) - cpu
     return {
-        "rate": done / wall,
-        "cpu_ms": cpu / done * 1e3,
-        "busy": cpu / wall * 100,
-        "errors": sum(result["errors"] for result in results),
+        "rate": load.done / load.wall,
+        "cpu_ms": cpu / load.done * 1e3,
+        "busy": cpu / load.wall * 100,
+        "errors": load.errors,
     }
 
 

@@ -5,14 +5,17 @@ killed in a `finally` (terminate, a short grace, then kill) whatever went wrong.
 comes from /proc/<pid>/stat (utime + stime, in clock ticks of 1/SC_CLK_TCK seconds, so 10 ms
 resolution: measurements run long enough for that not to matter) and memory from VmRSS in
 /proc/<pid>/status. CPU placement: the benchmark pins itself, and so every client it starts, to
-the CPUs left after the first one, which each server takes alone (`--cpu`).
+the CPUs left after the first one, which each server takes alone (`--cpu`); the `workers`
+measurement lifts that pinning for its duration (Placement.unpinned).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +29,10 @@ import attrs
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
+# `trio-tls serve` drains for 5 s on SIGTERM and its supervisor kills workers 5 s after that:
+# give it the time to stop by itself before killing the whole process group.
+SERVE_STOP_TIMEOUT = 15.0
+SERVE_READY = re.compile(r"^serving handler .* on https://[^/]*:(\d+)/")
 
 
 @attrs.frozen
@@ -44,6 +51,21 @@ class Placement:
         os.sched_setaffinity(0, placement.client_cpus)  # inherited by every client we start
         return placement
 
+    @contextmanager
+    def unpinned(self) -> Iterator[None]:
+        """Let this process, and every process it starts meanwhile, use every CPU again.
+
+        For measuring how a server scales over cores, which a pinned server cannot do.
+        """
+        if self.server_cpu is None:
+            yield
+            return
+        os.sched_setaffinity(0, self.client_cpus | {self.server_cpu})
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, self.client_cpus)
+
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
@@ -61,13 +83,20 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def _stop(process: subprocess.Popen[Any]) -> None:
+def _stop(
+    process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT, group: bool = False
+) -> None:
+    """SIGTERM, then SIGKILL after `timeout`: to the process group if `group` (its own)."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(STOP_TIMEOUT)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            if group:
+                # Not reaped yet, so its pid is still the group's id and cannot name another.
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
             process.wait()
     for pipe in (process.stdin, process.stdout, process.stderr):
         if pipe is not None:
@@ -80,6 +109,29 @@ def _read_line(stream: IO[str], timeout: float, what: str) -> str:
     if not line:
         raise RuntimeError(f"{what}: no output within {timeout:.0f} s")
     return line
+
+
+def _wait_for_line(fd: int, pattern: re.Pattern[str], timeout: float, what: str) -> re.Match[str]:
+    """Read lines from a pipe until one matches, skipping the others (e.g. a fingerprint).
+
+    From the raw fd, not a buffered file: a readline() may buffer several lines that arrived
+    together, and select() would then wait for data already read.
+    """
+    deadline = time.monotonic() + timeout
+    pending = b""
+    while True:
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if match := pattern.match(line.decode(errors="replace")):
+                return match
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, remaining))
+        if not ready:
+            raise RuntimeError(f"{what}: not ready within {timeout:.0f} s")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise RuntimeError(f"{what}: exited before it was ready")
+        pending += chunk
 
 
 @attrs.frozen
@@ -108,6 +160,38 @@ def server(
             raise RuntimeError(f"{implementation} server died (status {process.returncode})")
     finally:
         _stop(process)
+
+
+@contextmanager
+def trio_tls_serve(
+    workers: int, cert: tuple[Path, Path], host: str, suite: str, group: str
+) -> Iterator[Server]:
+    """Run the real `trio-tls serve --workers N` (hello handler) until the block ends.
+
+    The CLI rather than bench.server, because the supervisor and its shared socket are what
+    is measured. It does not watch its stdin as bench.server does, so it gets a process group
+    of its own: if the supervisor does not stop on SIGTERM in time, SIGKILL goes to the group
+    and so reaches the workers too, instead of leaving them orphaned and listening. Yields once
+    it prints its URL; with several workers the socket listens by then, and connections wait in
+    its backlog until the workers accept. The Server's pid is the supervisor's (or the single
+    server's): with workers, its CPU time does not include theirs.
+    """
+    command = [sys.executable, "-m", "trio_tls", "serve", "--workers", str(workers)]
+    command += ["--host", host, "--port", "0", "--log-level", "warning"]
+    command += ["--certfile", str(cert[0]), "--keyfile", str(cert[1])]
+    command += ["--ciphers", suite, "--groups", group]
+    what = f"trio-tls serve --workers {workers}"
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=0, process_group=0
+    )
+    try:
+        assert process.stdout is not None
+        match = _wait_for_line(process.stdout.fileno(), SERVE_READY, START_TIMEOUT, what)
+        yield Server(f"trio-tls --workers {workers}", process.pid, int(match[1]))
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} died (status {process.returncode})")
+    finally:
+        _stop(process, SERVE_STOP_TIMEOUT, group=True)
 
 
 def run(command: Sequence[str], timeout: float) -> str:

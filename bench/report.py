@@ -1,8 +1,9 @@
 """The final report: what machine this ran on, and one aligned plain-text table.
 
 Each row shows, per server, the median over the rounds and the min..max range, then the ratio
-trio-tls / trio-ssl of the medians and which direction is better for that row (context rows,
-which have no better direction, get no ratio). The machine
+trio-tls / trio-ssl of the medians (or, for a section comparing something else, another pair of
+columns) and which direction is better for that row (context rows, which have no better
+direction, get no ratio). The machine
 lines name both OpenSSL builds in play, since trio-tls's primitives come from `cryptography`'s
 own OpenSSL while the stdlib `ssl` module (the trio-ssl server and every Python client) and the
 `openssl s_time` binary may each link another.
@@ -83,19 +84,28 @@ def _cell(values: Sequence[float], row: TableRow) -> str:
     return f"{median:.{d}f} ({min(values):.{d}f}..{max(values):.{d}f})"
 
 
-def _ratio(row: TableRow) -> str:
-    ours, theirs = (row.samples.get(name, []) for name in IMPLEMENTATIONS)
+def _ratio(row: TableRow, ratio: tuple[str, str]) -> str:
+    ours, theirs = (row.samples.get(name, []) for name in ratio)
     if not row.better or not ours or not theirs or statistics.median(theirs) == 0:
         return "-"
     return f"{statistics.median(ours) / statistics.median(theirs):.2f}"
 
 
-def format_table(rows: Sequence[TableRow]) -> str:
-    header = ["metric", "unit", *IMPLEMENTATIONS, "ratio", "better"]
+def format_table(
+    rows: Sequence[TableRow],
+    columns: Sequence[str] = IMPLEMENTATIONS,
+    ratio: tuple[str, str] = (IMPLEMENTATIONS[0], IMPLEMENTATIONS[1]),
+) -> str:
+    """The table; `columns` name the samples shown, and `ratio` is the median of which over which.
+
+    Other columns than the two servers are for the sections that compare something else (the
+    `workers` measurement: one worker against two).
+    """
+    header = ["metric", "unit", *columns, "ratio", "better"]
     lines = [header]
     for row in rows:
-        cells = [_cell(row.samples.get(name, []), row) for name in IMPLEMENTATIONS]
-        lines.append([row.label, row.unit, *cells, _ratio(row), row.better or "-"])
+        cells = [_cell(row.samples.get(name, []), row) for name in columns]
+        lines.append([row.label, row.unit, *cells, _ratio(row, ratio), row.better or "-"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for number, line in enumerate(lines):
