@@ -12,7 +12,7 @@ import trio
 
 from trio_tls.plugins import Handler
 
-CHUNK = 65536
+CHUNK = 256 * 1024
 
 
 def make_handler(options: Mapping[str, str]) -> Handler:

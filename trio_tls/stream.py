@@ -39,7 +39,7 @@ from .events import (
     Observer,
 )
 
-DEFAULT_RECEIVE_SIZE = 64 * 1024
+DEFAULT_RECEIVE_SIZE = 256 * 1024
 # The peer may already be gone when we say goodbye: that is not an error.
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
