@@ -12,15 +12,13 @@ from collections.abc import Callable, Iterable
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from .enums import NamedGroup
-from .kx import SUPPORTED_GROUPS, PrivateKey
+from .certs import check_key_matches
+from .kx import CURVE_GROUPS, SUPPORTED_GROUPS, PrivateKey
 from .messages import Certificate, encode_handshake
 from .sessions import SessionCache, TicketKeys
 from .suites import DEFAULT_SUITES, AuthKind, CipherSuite
-
-_CURVE_GROUPS = {"secp256r1": NamedGroup.secp256r1, "secp384r1": NamedGroup.secp384r1}
 
 
 def _dns_names(certificate: x509.Certificate) -> tuple[str, ...]:
@@ -49,14 +47,7 @@ class CertifiedKey:
             raise ValueError("a certificate chain needs at least the leaf certificate")
         if not isinstance(self.key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise TypeError("only RSA and ECDSA keys are supported")
-        leaf_public = (
-            self.chain[0].public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        )
-        key_public = self.key.public_key().public_bytes(
-            Encoding.DER, PublicFormat.SubjectPublicKeyInfo
-        )
-        if leaf_public != key_public:
-            raise ValueError("the private key does not match the leaf certificate")
+        check_key_matches(self.chain[0], self.key)
         der = tuple(cert.public_bytes(Encoding.DER) for cert in self.chain)
         object.__setattr__(
             self, "auth", "rsa" if isinstance(self.key, rsa.RSAPrivateKey) else "ecdsa"
@@ -64,7 +55,7 @@ class CertifiedKey:
         object.__setattr__(self, "dns_names", _dns_names(self.chain[0]))
         curve = None
         if isinstance(self.key, ec.EllipticCurvePrivateKey):
-            curve = _CURVE_GROUPS.get(self.key.curve.name)
+            curve = CURVE_GROUPS.get(self.key.curve.name)
             if curve is None:
                 raise ValueError(f"unsupported ECDSA curve {self.key.curve.name}")
         object.__setattr__(self, "curve", curve)

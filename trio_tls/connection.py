@@ -74,10 +74,6 @@ class ServerConnection:
     # -- the public contract ------------------------------------------------------------------
 
     @property
-    def handshake_complete(self) -> bool:
-        return self.info is not None
-
-    @property
     def errored(self) -> bool:
         return self._error is not None
 

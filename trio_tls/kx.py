@@ -25,6 +25,8 @@ _CURVES: dict[int, ec.EllipticCurve] = {
     NamedGroup.secp256r1: ec.SECP256R1(),
     NamedGroup.secp384r1: ec.SECP384R1(),
 }
+# The reverse: which group an ECDSA certificate's curve is (RFC 8422 §5.1 matches them).
+CURVE_GROUPS = {curve.name: group for group, curve in _CURVES.items()}
 SUPPORTED_GROUPS = (NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)
 
 

@@ -15,7 +15,6 @@ import attrs
 
 from .certs import (
     CertificateError,
-    check_key_matches,
     ensure_dev_certificate,
     fingerprint_sha256,
     load_certificate_chain,
@@ -119,13 +118,11 @@ def load_certificates(settings: Settings) -> list[CertifiedKey]:
         chain = load_certificate_chain(certfile)
         key = load_private_key(keyfile, password)
         try:
-            check_key_matches(chain[0], key)
+            certified.append(CertifiedKey(tuple(chain), key))
         except CertificateError:
             raise UsageError(
                 f"the key in {keyfile} does not match the certificate in {certfile}"
             ) from None
-        try:
-            certified.append(CertifiedKey(tuple(chain), key))
         except (ValueError, TypeError) as exc:  # e.g. an ECDSA curve TLS 1.2 cannot use here
             raise UsageError(f"{certfile}: {exc}") from None
         print(f"certificate {certfile}: SHA-256 fingerprint {fingerprint_sha256(chain[0])}")
