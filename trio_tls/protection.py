@@ -53,14 +53,13 @@ class NullProtection:
         return fragment
 
 
-class ExplicitNonceAEAD:
-    """AES-GCM records (RFC 5288): nonce = 4-byte salt ‖ 8-byte explicit part carried in clear."""
+class _AEADRecords:
+    """What both nonce constructions share: the AEAD, the sequence number, the checks."""
 
-    __slots__ = ("_aead", "_salt", "_sequence")
+    __slots__ = ("_aead", "_sequence")
 
-    def __init__(self, aead: Aead, salt: bytes) -> None:
+    def __init__(self, aead: Aead) -> None:
         self._aead = aead
-        self._salt = salt
         self._sequence = 0
 
     def _next_sequence(self) -> int:
@@ -69,6 +68,31 @@ class ExplicitNonceAEAD:
             raise InternalError("record sequence number exhausted")
         self._sequence = sequence + 1
         return sequence
+
+    @staticmethod
+    def _plaintext_length(fragment: Buffer, overhead: int) -> int:
+        length = len(fragment) - overhead
+        if length < 0:
+            raise BadRecordMac("record too short to hold its nonce and tag")
+        if length > MAX_PLAINTEXT:
+            raise RecordOverflow(f"ciphertext for {length} bytes of plaintext")
+        return length
+
+    def _decrypt(self, nonce: bytes, ciphertext: Buffer, aad: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            raise BadRecordMac("record authentication failed") from None
+
+
+class ExplicitNonceAEAD(_AEADRecords):
+    """AES-GCM records (RFC 5288): nonce = 4-byte salt ‖ 8-byte explicit part carried in clear."""
+
+    __slots__ = ("_salt",)
+
+    def __init__(self, aead: Aead, salt: bytes) -> None:
+        super().__init__(aead)
+        self._salt = salt
 
     def seal(self, content_type: int, plaintext: Buffer) -> bytes:
         sequence = self._next_sequence()
@@ -80,51 +104,32 @@ class ExplicitNonceAEAD:
 
     def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
         sequence = self._next_sequence()
-        length = len(fragment) - 8 - TAG_LENGTH
-        if length < 0:
-            raise BadRecordMac("record too short to hold a nonce and a tag")
-        if length > MAX_PLAINTEXT:
-            raise RecordOverflow(f"ciphertext for {length} bytes of plaintext")
+        length = self._plaintext_length(fragment, 8 + TAG_LENGTH)
         aad = _AAD.pack(sequence, content_type, version, length)
         view = memoryview(fragment)
-        try:
-            return self._aead.decrypt(self._salt + bytes(view[:8]), view[8:], aad)
-        except InvalidTag:
-            raise BadRecordMac("record authentication failed") from None
+        return self._decrypt(self._salt + bytes(view[:8]), view[8:], aad)
 
 
-class XorNonceAEAD:
+class XorNonceAEAD(_AEADRecords):
     """ChaCha20-Poly1305 records (RFC 7905 §2): nonce = iv XOR padded sequence number."""
 
-    __slots__ = ("_aead", "_iv", "_sequence")
+    __slots__ = ("_iv",)
 
     def __init__(self, aead: Aead, iv: bytes) -> None:
-        self._aead = aead
+        super().__init__(aead)
         self._iv = int.from_bytes(iv, "big")
-        self._sequence = 0
 
-    def _next_nonce(self) -> tuple[int, bytes]:
-        sequence = self._sequence
-        if sequence >= _MAX_SEQUENCE:
-            raise InternalError("record sequence number exhausted")
-        self._sequence = sequence + 1
-        return sequence, (self._iv ^ sequence).to_bytes(12, "big")
+    def _nonce(self, sequence: int) -> bytes:
+        return (self._iv ^ sequence).to_bytes(12, "big")
 
     def seal(self, content_type: int, plaintext: Buffer) -> bytes:
-        sequence, nonce = self._next_nonce()
+        sequence = self._next_sequence()
         aad = _AAD.pack(sequence, content_type, TLS12, len(plaintext))
-        ciphertext = self._aead.encrypt(nonce, plaintext, aad)
+        ciphertext = self._aead.encrypt(self._nonce(sequence), plaintext, aad)
         return _HEADER.pack(content_type, TLS12, len(ciphertext)) + ciphertext
 
     def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
-        sequence, nonce = self._next_nonce()
-        length = len(fragment) - TAG_LENGTH
-        if length < 0:
-            raise BadRecordMac("record too short to hold a tag")
-        if length > MAX_PLAINTEXT:
-            raise RecordOverflow(f"ciphertext for {length} bytes of plaintext")
+        sequence = self._next_sequence()
+        length = self._plaintext_length(fragment, TAG_LENGTH)
         aad = _AAD.pack(sequence, content_type, version, length)
-        try:
-            return self._aead.decrypt(nonce, fragment, aad)
-        except InvalidTag:
-            raise BadRecordMac("record authentication failed") from None
+        return self._decrypt(self._nonce(sequence), fragment, aad)
