@@ -71,3 +71,14 @@ def test_a_dead_worker_is_restarted(tmp_path: Path) -> None:
         for _ in range(4):
             get(server.port, client_context()).close()
         assert server.stop(signal.SIGINT) == 0
+
+
+def test_workers_write_the_key_log_and_warn_once(tmp_path: Path) -> None:
+    with running_server(tmp_path, "--workers", "2", "--key-log-file", "server.keys") as server:
+        worker_pids(server, 2)
+        get(server.port, client_context()).close()
+        assert server.stop() == 0
+    assert server.stderr.count("writing TLS secrets to server.keys") == 1
+    lines = (tmp_path / "server.keys").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("CLIENT_RANDOM ")
+    assert (tmp_path / "server.keys").stat().st_mode & 0o777 == 0o600

@@ -219,12 +219,13 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             key_file = os.path.join(private_dir, "tickets.keys")
             settings = attrs.evolve(settings, ticket_key_file=key_file)
         config = build_config(settings, handler_alpn(handler))
-        if args.workers > 1:
-            _run_workers(args, settings)
-            return
+        # Opened here in the supervisor too: a bad path is one error, and the warning shows.
         keylog = _open_keylog(args)
         try:
-            trio.run(_serve_until_signalled, args, handler, config, keylog)
+            if args.workers > 1:
+                _run_workers(args, settings)
+            else:
+                trio.run(_serve_until_signalled, args, handler, config, keylog)
         except* OSError as group:
             # Binding fails inside the nursery, which wraps the error in an ExceptionGroup.
             raise _listen_error(args, group.exceptions[0]) from None
