@@ -438,6 +438,13 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
         {},
         ["cannot open key log file"],
     ),
+    "ticket-key-file-unreadable": (
+        ["--ticket-key-file", "{garbage}"],
+        {},
+        ["cannot read ticket key file", "garbage.crt"],
+    ),
+    "unknown-cipher": (["--ciphers", "RC4-MD5"], {}, ["unknown or unsupported cipher suite"]),
+    "unknown-group": (["--groups", "x448"], {}, ["unknown group 'x448'"]),
 }
 
 

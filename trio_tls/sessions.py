@@ -18,6 +18,7 @@ import os
 import struct
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -111,7 +112,7 @@ def load_ticket_keys(path: str | os.PathLike[str]) -> list[TicketKey]:
     new first line, keep the old one below it for a ticket lifetime".
     """
     try:
-        lines = [line.strip() for line in open(path, encoding="ascii")]  # noqa: SIM115
+        lines = [line.strip() for line in Path(path).read_text("ascii").splitlines()]
     except (OSError, UnicodeDecodeError) as exc:
         raise TicketKeyFileError(f"cannot read ticket key file {path}: {exc}") from None
     keys = []
