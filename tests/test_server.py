@@ -233,3 +233,25 @@ async def test_graceful_shutdown(ca: trustme.CA, rsa_config: ServerConfig) -> No
     # The cancelled connection still said goodbye with close_notify: a clean EOF.
     assert await client.receive_some() == b""
     await client.aclose()
+
+
+async def test_a_handler_timeout_is_a_handler_error(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_tls")
+
+    async def impatient(stream: trio.abc.Stream) -> None:
+        with trio.fail_after(0.01):
+            await stream.receive_some()
+
+    port = await start(server_nursery, impatient, rsa_config)
+    client = await connect(ca, port)
+    assert await client.receive_some() == b""
+    await client.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.endswith(" handler error") for m in messages), messages
+    assert not any("handshake timeout" in m for m in messages)

@@ -61,11 +61,14 @@ async def _serve_connection(
     stream = TLSStream(transport, config, observer=observer, peer=peer)
     outcome = "closed"
     try:
-        with trio.fail_after(handshake_timeout):
+        # Only the handshake's own deadline counts as a timeout: a handler's TooSlowError is
+        # the handler's error.
+        with trio.move_on_after(handshake_timeout) as deadline:
             await stream.do_handshake()
-        await handler(stream)
-    except trio.TooSlowError:
-        outcome = "handshake timeout"
+        if deadline.cancelled_caught:
+            outcome = "handshake timeout"
+        else:
+            await handler(stream)
     except trio.BrokenResourceError as exc:
         outcome = f"failed: {_describe_failure(exc)}"
     except Exception:
