@@ -68,6 +68,14 @@ def record(content_type: int, payload: bytes, version: int = TLS12) -> bytes:
     return _HEADER.pack(content_type, version, len(payload)) + payload
 
 
+def fragmented(content_type: int, payload: bytes, version: int = TLS12, size: int = 2**14) -> bytes:
+    """`payload` as consecutive records of at most `size` bytes each (RFC 5246 §6.2.1)."""
+    return b"".join(
+        record(content_type, payload[start : start + size], version)
+        for start in range(0, len(payload), size)
+    )
+
+
 def handshake(msg_type: int, body: bytes, length: int | None = None) -> bytes:
     """Handshake framing (RFC 5246 §7.4) with an optionally lying uint24 length."""
     announced = len(body) if length is None else length
@@ -330,7 +338,8 @@ class ScriptedClient:
         session_id: bytes = b"",
         extensions: Sequence[tuple[int, bytes]] | None = None,
     ) -> bytes:
-        """A ClientHello record: `body` verbatim, or one built from the other arguments."""
+        """A ClientHello in records of up to 2^14 bytes: `body` verbatim, or one built from the
+        other arguments."""
         if body is None:
             body = self.client_hello_body(
                 version=version,
@@ -339,7 +348,7 @@ class ScriptedClient:
                 session_id=session_id,
                 extensions=extensions,
             )
-        return record(ContentType.handshake, self.client_hello_message(body), record_version)
+        return fragmented(ContentType.handshake, self.client_hello_message(body), record_version)
 
     # The server's first flight ------------------------------------------------------------
 

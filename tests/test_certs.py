@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import ipaddress
 import os
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import NameOID
 
 from trio_tls.certs import (
     CertificateError,
@@ -25,6 +27,8 @@ from trio_tls.certs import (
     load_private_key,
     make_self_signed,
 )
+from trio_tls.config import CertifiedKey, ServerConfig
+from trio_tls.kx import SCHEMES, sign
 
 KEY_TYPES = [trustme.KeyType.RSA, trustme.KeyType.ECDSA]
 
@@ -269,3 +273,40 @@ def test_fingerprint_format(tmp_path: Path) -> None:
     digest = hashlib.sha256(dev.der_path.read_bytes()).hexdigest().upper()
     assert fingerprint == ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
     assert len(fingerprint) == 32 * 3 - 1
+
+
+def test_an_rsa_key_under_2048_bits_is_refused() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(ValueError, match="1024 bits; use one of at least 2048"):
+        CertifiedKey((certificate,), key)
+
+
+def test_every_scheme_a_key_offers_signs(full_config: ServerConfig) -> None:
+    """No scheme the server may choose can fail in sign() for any key it accepted."""
+    for certified in full_config.certificates:
+        public = certified.key.public_key()
+        for scheme in certified.signature_schemes:
+            signature = sign(certified.key, scheme, b"data")
+            info = SCHEMES[scheme]
+            if isinstance(public, rsa.RSAPublicKey):
+                pad: padding.AsymmetricPadding = (
+                    padding.PSS(padding.MGF1(info.hash()), padding.PSS.DIGEST_LENGTH)
+                    if info.kind == "rsa_pss"
+                    else padding.PKCS1v15()
+                )
+                public.verify(signature, b"data", pad, info.hash())
+            else:
+                assert isinstance(public, ec.EllipticCurvePublicKey)
+                public.verify(signature, b"data", ec.ECDSA(info.hash()))

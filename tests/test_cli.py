@@ -9,6 +9,7 @@ reader thread picks up with a deadline. Every subprocess has a timeout and is ki
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import re
 import shutil
@@ -138,6 +139,7 @@ class CertFiles:
     ecdsa_cert: Path
     ecdsa_key: Path
     garbage: Path
+    weak_rsa_combined: Path  # an RSA-1024 certificate and its key
     rsa_fingerprint: str
     ecdsa_fingerprint: str
 
@@ -165,6 +167,7 @@ def cert_files(
         ecdsa_cert=directory / "ecdsa.crt",
         ecdsa_key=directory / "ecdsa.key",
         garbage=directory / "garbage.crt",
+        weak_rsa_combined=directory / "weak-rsa.pem",
         rsa_fingerprint=_fingerprint(
             x509.load_pem_x509_certificate(rsa_leaf.cert_chain_pems[0].bytes())
         ),
@@ -197,7 +200,32 @@ def cert_files(
         )
     )
     files.garbage.write_bytes(b"this is not a certificate\n\x00\xff\x10garbage")
+    _write_weak_rsa(files.weak_rsa_combined)
     return files
+
+
+def _write_weak_rsa(path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(
+        certificate.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 # --- serve with the development certificate ----------------------------------------------------
@@ -428,6 +456,11 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
         ["--certfile", "{rsa_cert}", "--keyfile", "{ecdsa_key}"],
         {},
         ["does not match"],
+    ),
+    "rsa-key-under-2048-bits": (
+        ["--certfile", "{weak_rsa_combined}"],
+        {},
+        ["weak-rsa.pem", "RSA key has 1024 bits", "at least 2048"],
     ),
     "keyfile-without-certfile": (["--keyfile", "{rsa_key}"], {}, ["--keyfile needs --certfile"]),
     "unknown-handler": (["--handler", "nope"], {}, ["unknown handler 'nope'", "echo", "hello"]),

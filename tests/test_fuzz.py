@@ -76,8 +76,7 @@ def chunkings(draw: st.DrawFn, data: bytes) -> list[bytes]:
 
 
 def alert_record(alert: AlertDescription) -> tuple[int, bytes]:
-    level = AlertLevel.warning if alert == AlertDescription.no_renegotiation else AlertLevel.fatal
-    return (ContentType.alert, bytes((level, alert)))
+    return (ContentType.alert, bytes((AlertLevel.fatal, alert)))
 
 
 class Outcome:

@@ -11,6 +11,7 @@ for the reason it names.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ from trio_tls.events import (
     Event,
     HandshakeComplete,
 )
+from trio_tls.sessions import SessionCache, SessionState, TicketKeys
 from trio_tls.suites import ALL_SUITES
 
 from .scripted_client import (
@@ -53,7 +55,7 @@ from .scripted_client import (
 )
 
 Phase = Literal["start", "hello", "cke", "traffic"]
-ConfigName = Literal["rsa", "alpn"]
+ConfigName = Literal["rsa", "alpn", "resume"]
 
 A = AlertDescription
 HS = ContentType.handshake
@@ -158,6 +160,11 @@ def renegotiation(c: ScriptedClient) -> bytes:
     return c.sealed(HS, c.client_hello_message(c.client_hello_body()))
 
 
+def repeat(make: Callable[[ScriptedClient], bytes], c: ScriptedClient, times: int) -> bytes:
+    """`times` records from `make`, each sealed with its own sequence number."""
+    return b"".join(make(c) for _ in range(times))
+
+
 # An X25519 u-coordinate of order 1 (RFC 7748 §6.1 small-order points give an all-zero secret).
 X25519_ORDER_ONE = (1).to_bytes(32, "little")
 # (1, 1) is not on P-256: 1 != 1 - 3 + b (mod p).
@@ -171,15 +178,22 @@ ONLY_P384: dict[str, Any] = {"groups": (NamedGroup.secp384r1,)}
 ONLY_X25519: dict[str, Any] = {"groups": (NamedGroup.x25519,)}
 
 
+# A session the "resume" config will resume, by ID or by ticket (suite ECDHE-RSA-AES128-GCM).
+RESUMABLE = SessionState(0xC02F, bytes(48), True, "localhost", time.time())
+KNOWN_SESSION_ID = bytes(range(32))
+TICKET_KEYS = TicketKeys()
+KNOWN_TICKET = TICKET_KEYS.seal(RESUMABLE)
+
+
 @attrs.frozen
 class Hostile:
     id: str
     inject: Callable[[ScriptedClient], bytes]
     alert: AlertDescription
     phase: Phase = "start"
-    level: AlertLevel = AlertLevel.fatal
     client: dict[str, Any] = attrs.field(factory=dict)
     config: ConfigName = "rsa"
+    warnings: int = 0  # warning no_renegotiation alerts sent before the fatal one
 
 
 TABLE = [
@@ -198,9 +212,45 @@ TABLE = [
             A.protocol_version),
     Hostile("client-version-ssl3", lambda c: c.client_hello(version=0x0300),
             A.protocol_version),
+    # RFC 7507 §3: an unsupported version is protocol_version even with the fallback SCSV.
     Hostile("client-version-tls11-fallback-scsv",
             lambda c: c.client_hello(version=0x0302, suites=(*DEFAULT_SUITES, TLS_FALLBACK_SCSV)),
-            A.inappropriate_fallback),
+            A.protocol_version),
+    Hostile("client-version-tls10-fallback-scsv-first",
+            lambda c: c.client_hello(version=0x0301, suites=(TLS_FALLBACK_SCSV, *DEFAULT_SUITES)),
+            A.protocol_version),
+    # RFC 8446 §4.2.1: supported_versions, when present, is the client's whole list.
+    Hostile("supported-versions-only-tls13", hello_with_extra_extension(
+                ExtensionType.supported_versions, b"\x02\x03\x04"), A.protocol_version),
+    Hostile("supported-versions-tls13-and-drafts", hello_with_extra_extension(
+                ExtensionType.supported_versions, b"\x06\x03\x04\x7f\x1c\x0a\x0a"),
+            A.protocol_version),
+    Hostile("supported-versions-only-below-tls12", hello_with_extra_extension(
+                ExtensionType.supported_versions, b"\x04\x03\x02\x03\x01"),
+            A.protocol_version),
+    # RFC 9155 §2: no signature_algorithms means SHA-1, which is never used.
+    Hostile("no-signature-algorithms", lambda c: c.client_hello(extensions=[
+                e for e in c.default_extensions()
+                if e[0] != ExtensionType.signature_algorithms]),
+            A.handshake_failure),
+    Hostile("only-signature-algorithms-cert", lambda c: c.client_hello(extensions=[
+                (50, e[1]) if e[0] == ExtensionType.signature_algorithms else e
+                for e in c.default_extensions()]),
+            A.handshake_failure),
+    Hostile("no-extensions-at-all", lambda c: c.client_hello(extensions=[]),
+            A.handshake_failure),
+    Hostile("only-sha1-md5-sha224-schemes", hello_replacing_extension(
+                ExtensionType.signature_algorithms,
+                u16_vector((0x0201, 0x0203, 0x0101, 0x0103, 0x0301, 0x0303))),
+            A.handshake_failure),
+    # RFC 5246 §7.4.1.2: the cipher_suites of a resumption "MUST include" the session's suite.
+    Hostile("session-id-without-its-suite", lambda c: c.client_hello(
+                session_id=KNOWN_SESSION_ID, suites=(0xC030, 0xCCA8)),
+            A.illegal_parameter, config="resume"),
+    Hostile("ticket-without-its-suite", lambda c: c.client_hello(suites=(0xC030, 0xCCA8),
+                extensions=[*c.default_extensions(),
+                            extension(ExtensionType.session_ticket, KNOWN_TICKET)]),
+            A.illegal_parameter, config="resume"),
     Hostile("compression-without-null", lambda c: c.client_hello(compression=b"\x01"),
             A.illegal_parameter),
     Hostile("ec-point-formats-without-uncompressed", hello_replacing_extension(
@@ -248,15 +298,22 @@ TABLE = [
     Hostile("sni-empty-host-name", hello_replacing_extension(
                 ExtensionType.server_name, b"\x00\x03\x00\x00\x00"),
             A.decode_error),
-    Hostile("sni-nul-in-host-name", hello_replacing_extension(
-                ExtensionType.server_name, sni_extension_data(b"local\x00host")),
-            A.decode_error),
-    Hostile("sni-non-ascii-host-name", hello_replacing_extension(
-                ExtensionType.server_name, sni_extension_data("bücher.example".encode())),
-            A.decode_error),
+    # RFC 6066 §3: a well-formed server_name with a value that is not one DNS host name.
+    *[Hostile(f"sni-{name}", hello_replacing_extension(
+                ExtensionType.server_name, sni_extension_data(host)), A.illegal_parameter)
+      for name, host in [("nul", b"local\x00host"), ("bel", b"local\x07host"),
+                         ("esc", b"\x1blocalhost"), ("space", b"local host"),
+                         ("non-ascii", "bücher.example".encode()), ("trailing-dot", b"a.example."),
+                         ("underscore", b"a_b.example"), ("empty-label", b"a..example"),
+                         ("256-bytes", b".".join([b"a" * 63] * 3 + [b"a" * 62, b"a"]))]],
     Hostile("sni-two-host-names", hello_replacing_extension(
                 ExtensionType.server_name, b"\x00\x0e" + b"\x00\x00\x04a.bc" + b"\x00\x00\x04d.ef"),
-            A.decode_error),
+            A.illegal_parameter),
+    # Once a struct.error from the ticket code: a long name with a ticket to be issued.
+    Hostile("sni-300-bytes-with-empty-ticket", lambda c: c.client_hello(extensions=[
+                (t, sni_extension_data(b"a." * 150) if t == ExtensionType.server_name else d)
+                for t, d in c.default_extensions()] + [(ExtensionType.session_ticket, b"")]),
+            A.illegal_parameter, config="resume"),
     Hostile("supported-groups-odd-length", hello_replacing_extension(
                 ExtensionType.supported_groups, b"\x00\x03\x00\x1d\x00"),
             A.decode_error),
@@ -276,8 +333,8 @@ TABLE = [
     Hostile("hello-request-from-client",
             lambda c: record(HS, handshake(HandshakeType.hello_request, b"")),
             A.unexpected_message),
-    Hostile("handshake-length-2**16+1",
-            lambda c: record(HS, handshake(HandshakeType.client_hello, b"", length=2**16 + 1)),
+    Hostile("client-hello-length-131397",
+            lambda c: record(HS, handshake(HandshakeType.client_hello, b"", length=131_397)),
             A.decode_error),
     Hostile("handshake-length-2**24-1",
             lambda c: record(HS, handshake(HandshakeType.client_hello, b"", length=2**24 - 1)),
@@ -287,6 +344,20 @@ TABLE = [
             lambda c: record(HS, handshake(HandshakeType.client_key_exchange, b"\x01\x04")),
             A.unexpected_message),
     Hostile("finished-first", lambda c: record(HS, handshake(HandshakeType.finished, bytes(12))),
+            A.unexpected_message),
+    # Order before content: the type is judged against the state before any body is decoded.
+    Hostile("undecodable-key-exchange-first",
+            lambda c: record(HS, handshake(HandshakeType.client_key_exchange, b"\xff")),
+            A.unexpected_message),
+    Hostile("oversized-key-exchange-header-first",
+            lambda c: record(HS, handshake(HandshakeType.client_key_exchange, b"", 2**24 - 1)),
+            A.unexpected_message),
+    Hostile("garbage-message-first", lambda c: record(HS, bytes(range(0xAB, 0xFF))),
+            A.unexpected_message),
+    Hostile("certificate-from-client-first",
+            lambda c: record(HS, handshake(HandshakeType.certificate, b"\x00\x00")),
+            A.unexpected_message),
+    Hostile("lone-type-byte-of-key-exchange", lambda c: record(HS, b"\x10"),
             A.unexpected_message),
     Hostile("application-data-first", lambda c: record(APP, b"GET / HTTP/1.1\r\n\r\n"),
             A.unexpected_message),
@@ -327,6 +398,16 @@ TABLE = [
             A.unexpected_message, phase="hello"),
     Hostile("second-client-hello-during-handshake", lambda c: record(HS, c.client_hello_message(
                 c.client_hello_body())), A.unexpected_message, phase="hello"),
+    Hostile("undecodable-client-hello-during-handshake",
+            lambda c: record(HS, handshake(HandshakeType.client_hello, b"\xff" * 7)),
+            A.unexpected_message, phase="hello"),
+    Hostile("key-exchange-of-257-bytes",
+            lambda c: record(HS, handshake(HandshakeType.client_key_exchange, bytes(257))),
+            A.decode_error, phase="hello"),
+    Hostile("five-warning-alerts-after-hello", lambda c: plaintext_alert(1, 46) * 5,
+            A.unexpected_message, phase="hello"),
+    Hostile("five-unknown-warning-alerts-after-hello", lambda c: plaintext_alert(1, 255) * 5,
+            A.unexpected_message, phase="hello"),
     Hostile("record-version-tls10-after-server-hello",
             lambda c: with_record_version(c.client_key_exchange(), 0x0301),
             A.protocol_version, phase="hello"),
@@ -358,12 +439,17 @@ TABLE = [
                 HandshakeType.client_key_exchange, b"\x20" + bytes(range(1, 33)) + b"\x00")),
             A.decode_error, phase="hello"),
     # ---- ChangeCipherSpec and Finished (RFC 5246 §7.1, §7.4.9)
-    Hostile("change-cipher-spec-payload-2", lambda c: record(CCS, b"\x02"), A.decode_error,
+    # RFC 5246 §7.1: a ChangeCipherSpec is the single byte 1, or no ChangeCipherSpec at all.
+    Hostile("change-cipher-spec-payload-2", lambda c: record(CCS, b"\x02"), A.unexpected_message,
+            phase="cke"),
+    Hostile("change-cipher-spec-payload-0", lambda c: record(CCS, b"\x00"), A.unexpected_message,
             phase="cke"),
     Hostile("change-cipher-spec-payload-1-1", lambda c: record(CCS, b"\x01\x01"),
-            A.decode_error, phase="cke"),
-    Hostile("change-cipher-spec-empty", lambda c: record(CCS, b""), A.decode_error,
+            A.unexpected_message, phase="cke"),
+    Hostile("change-cipher-spec-empty", lambda c: record(CCS, b""), A.unexpected_message,
             phase="cke"),
+    Hostile("change-cipher-spec-payload-2-first", lambda c: record(CCS, b"\x02"),
+            A.unexpected_message),
     Hostile("finished-without-change-cipher-spec",
             lambda c: record(HS, handshake(HandshakeType.finished, c.verify_data())),
             A.unexpected_message, phase="cke"),
@@ -389,8 +475,22 @@ TABLE = [
             lambda c: c.change_cipher_spec() + c.sealed(CCS, b"\x01"),
             A.unexpected_message, phase="cke"),
     # ---- after the handshake: alerts are sealed under the server's keys
-    Hostile("renegotiation-client-hello", renegotiation, A.no_renegotiation, phase="traffic",
-            level=AlertLevel.warning),
+    # Each refused renegotiation is answered with a warning no_renegotiation (checked by the
+    # tests below the table); the fifth in a row is a flood.
+    Hostile("five-renegotiations-in-a-row", lambda c: repeat(renegotiation, c, 5),
+            A.unexpected_message, phase="traffic", warnings=4),
+    Hostile("five-warning-alerts-after-handshake",
+            lambda c: repeat(lambda c: c.sealed(ALERT, b"\x01\x5a"), c, 5),
+            A.unexpected_message, phase="traffic"),
+    Hostile("33-empty-application-records",
+            lambda c: repeat(lambda c: c.application_data(b""), c, 33),
+            A.unexpected_message, phase="traffic"),
+    Hostile("undecodable-renegotiation-hello",
+            lambda c: c.sealed(HS, handshake(HandshakeType.client_hello, b"\x03\x03")),
+            A.decode_error, phase="traffic"),
+    Hostile("key-exchange-after-handshake",
+            lambda c: c.sealed(HS, handshake(HandshakeType.client_key_exchange, b"\xff")),
+            A.unexpected_message, phase="traffic"),
     Hostile("flipped-bit-in-application-data",
             lambda c: c.application_data(b"hello", tamper=True),
             A.bad_record_mac, phase="traffic"),
@@ -422,7 +522,13 @@ TABLE = [
 
 @pytest.fixture(scope="session")
 def configs(rsa_config: ServerConfig) -> dict[ConfigName, ServerConfig]:
-    return {"rsa": rsa_config, "alpn": attrs.evolve(rsa_config, alpn_protocols=(b"h2",))}
+    cache = SessionCache()
+    cache.store(KNOWN_SESSION_ID, RESUMABLE)
+    return {
+        "rsa": rsa_config,
+        "alpn": attrs.evolve(rsa_config, alpn_protocols=(b"h2",)),
+        "resume": attrs.evolve(rsa_config, session_cache=cache, ticket_keys=TICKET_KEYS),
+    }
 
 
 def test_table_ids_are_unique() -> None:
@@ -444,15 +550,16 @@ def test_hostile_input(row: Hostile, configs: dict[ConfigName, ServerConfig]) ->
     assert server.errored
 
     sent = bytes(server.data_to_send())
-    expected = (ContentType.alert, bytes((row.level, row.alert)))
+    warning = (ContentType.alert, bytes((AlertLevel.warning, A.no_renegotiation)))
+    expected = [warning] * row.warnings + [(ContentType.alert, bytes((2, row.alert)))]
     if row.phase == "traffic":
         # Sealed under the server's write keys (AES-128-GCM here): 2 + explicit nonce + tag.
         assert client.suite is not None
         assert client.suite.name == "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
         assert sent[:5] == bytes.fromhex("150303001a")
-        assert client.read(sent) == [expected]
+        assert client.read(sent) == expected
     else:
-        assert sent == plaintext_alert(row.level, row.alert)
+        assert sent == plaintext_alert(AlertLevel.fatal, row.alert)
 
     # The connection is dead: it raises again, with no new alert, and sends nothing more.
     for more in (b"", b"\x16\x03\x03\x00\x00"):
@@ -566,10 +673,11 @@ def test_renegotiation_scsv_gets_renegotiation_info(rsa_config: ServerConfig) ->
     assert flight.server_hello.extension(ExtensionType.renegotiation_info) == b"\x00"
 
 
-def test_no_extensions_at_all_defaults_to_p256_and_pkcs1(rsa_config: ServerConfig) -> None:
+def test_no_supported_groups_defaults_to_p256(rsa_config: ServerConfig) -> None:
     server = ServerConnection(rsa_config)
-    client = ScriptedClient(groups=None, schemes=None, sni=None, ems=False)
-    server.receive_data(client.client_hello(extensions=[]))
+    client = ScriptedClient(groups=None, schemes=(0x0401,), sni=None, ems=False)
+    schemes = extension(ExtensionType.signature_algorithms, u16_vector((0x0401,)))
+    server.receive_data(client.client_hello(extensions=[schemes]))
     assert drain(server) == []
     flight = client.read_server_flight(server.data_to_send())
     assert flight.server_hello.extensions == ()

@@ -87,6 +87,8 @@ def s_client(port: int, *args: str) -> str:
         ("RSA+SHA512", "ECDHE-RSA-CHACHA20-POLY1305", ("RSA", "SHA512")),
         ("ECDSA+SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256", ("ECDSA", "SHA256")),
         ("ECDSA+SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384", ("ECDSA", "SHA384")),
+        # A P-256 key signing with SHA-512: the hash is not bound to the curve in TLS 1.2.
+        ("ECDSA+SHA512", "ECDHE-ECDSA-AES128-GCM-SHA256", ("ECDSA", "SHA512")),
     ],
 )
 def test_signature_schemes(
@@ -137,7 +139,8 @@ def test_fallback_scsv(server: Server) -> None:
         timeout=30,
         check=False,
     )
-    assert b"alert inappropriate fallback" in result.stdout + result.stderr
+    # RFC 7507 §3: TLS 1.1 is unsupported, which comes before inappropriate_fallback.
+    assert b"alert protocol version" in result.stdout + result.stderr
     # The same SCSV at TLS 1.2 (our highest) is no fallback.
     assert "New, TLSv1.2" in s_client(server.port, "-fallback_scsv")
 

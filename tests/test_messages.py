@@ -17,7 +17,7 @@ import pytest
 
 from trio_tls.codec import Reader, Writer
 from trio_tls.enums import TLS12, TLS13, AlertDescription, HandshakeType
-from trio_tls.errors import DecodeError, IllegalParameter, LocalProtocolError
+from trio_tls.errors import DecodeError, IllegalParameter, LocalProtocolError, UnexpectedMessage
 from trio_tls.messages import (
     Alert,
     AnyExtension,
@@ -511,13 +511,11 @@ def test_a_duplicate_extension_is_a_decode_error(extensions: bytes) -> None:
     [
         bytes.fromhex("0000"),  # an empty ServerNameList
         b"",  # no ServerNameList at all (the server's form is not valid from a client)
-        vec16(b"\x00" + vec16(b"a.example") + b"\x00" + vec16(b"b.example")),  # two host names
-        vec16(b"\x00" + vec16("bücher.example".encode())),  # not ASCII (must be an A-label)
-        vec16(b"\x00" + vec16(b"example.com.")),  # a trailing dot (RFC 6066 §3)
-        vec16(b"\x00" + vec16(b"exa\x00mple.com")),  # a NUL inside
         vec16(b"\x00" + u16(0)),  # an empty HostName
+        vec16(b"\x00" + u16(9) + b"a.example"[:5]),  # a HostName length past its list
+        vec16(b"\x00" + vec16(b"a.example")) + b"\x00",  # a byte after the list
     ],
-    ids=["empty-list", "no-list", "two-names", "non-ascii", "trailing-dot", "nul", "empty-name"],
+    ids=["empty-list", "no-list", "empty-name", "name-overruns", "trailing-byte"],
 )
 def test_a_malformed_server_name_is_a_decode_error(data: bytes) -> None:
     raises_exactly(
@@ -525,6 +523,55 @@ def test_a_malformed_server_name_is_a_decode_error(data: bytes) -> None:
         AlertDescription.decode_error,
         lambda: decode_hello(hello_body(extensions=vec16(ext(0, data)))),
     )
+
+
+BAD_HOST_NAMES = {
+    "non-ascii": "bücher.example".encode(),  # must be an A-label
+    "trailing-dot": b"example.com.",  # RFC 6066 §3
+    "nul": b"exa\x00mple.com",
+    "bel": b"exa\x07mple.com",
+    "esc": b"\x1bexample.com",
+    "space": b"www example.com",
+    "underscore": b"_dmarc.example.com",
+    "slash": b"example.com/x",
+    "empty-label": b"a..example.com",
+    "leading-dot": b".example.com",
+    "only-a-dot": b".",
+    "label-of-64": b"a" * 64 + b".com",
+    "256-bytes": b".".join([b"a" * 63] * 3 + [b"a" * 62, b"a"]),  # valid labels, too long
+    "65000-bytes": b"a" * 65000,
+}
+
+
+@pytest.mark.parametrize("name", BAD_HOST_NAMES.values(), ids=BAD_HOST_NAMES.keys())
+def test_a_host_name_that_is_not_a_dns_name_is_an_illegal_parameter(name: bytes) -> None:
+    data = vec16(b"\x00" + vec16(name))
+    raises_exactly(
+        IllegalParameter,
+        AlertDescription.illegal_parameter,
+        lambda: decode_hello(hello_body(extensions=vec16(ext(0, data)))),
+    )
+
+
+def test_two_host_names_are_an_illegal_parameter() -> None:
+    # RFC 6066 §3: "MUST NOT contain more than one name of the same name_type".
+    data = vec16(b"\x00" + vec16(b"a.example") + b"\x00" + vec16(b"b.example"))
+    raises_exactly(
+        IllegalParameter,
+        AlertDescription.illegal_parameter,
+        lambda: decode_hello(hello_body(extensions=vec16(ext(0, data)))),
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"localhost", b"a", b"xn--bcher-kva.example", b"A-1.Example.COM", b".".join([b"a" * 63] * 4)],
+)
+def test_dns_host_names_up_to_255_bytes_are_accepted(name: bytes) -> None:
+    hello = decode_hello(hello_body(extensions=vec16(ext(0, vec16(b"\x00" + vec16(name))))))
+    extension = hello.extension(ServerName)
+    assert extension is not None
+    assert extension.host_name == name.decode().lower()
 
 
 @pytest.mark.parametrize(
@@ -562,11 +609,12 @@ def test_a_malformed_extension_body_is_a_decode_error(extension_type: int, data:
     )
 
 
-def test_change_cipher_spec_value_2_is_a_decode_error() -> None:
+@pytest.mark.parametrize("payload", [b"\x02", b"", b"\x01\x01", b"\x00"])
+def test_a_change_cipher_spec_other_than_01_is_an_unexpected_message(payload: bytes) -> None:
     raises_exactly(
-        DecodeError,
-        AlertDescription.decode_error,
-        lambda: decode_whole(ChangeCipherSpec.decode, b"\x02"),
+        UnexpectedMessage,
+        AlertDescription.unexpected_message,
+        lambda: ChangeCipherSpec.decode(Reader(payload)),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import pytest
@@ -21,6 +21,7 @@ from trio_tls.errors import (
     RecordOverflow,
     UnexpectedMessage,
 )
+from trio_tls.messages import ClientHello, ClientKeyExchange, ClientMessage, Finished
 from trio_tls.protection import (
     ExplicitNonceAEAD,
     NullProtection,
@@ -165,18 +166,23 @@ def handshake_message(msg_type: int, body: bytes) -> bytes:
     return bytes([msg_type]) + len(body).to_bytes(3, "big") + body
 
 
-def drain(assembler: HandshakeAssembler) -> list[tuple[int, bytes]]:
-    out = []
-    while (message := assembler.next_message()) is not None:
-        out.append(message)
-    return out
+ANY_CLIENT_MESSAGE = {cls.handshake_type: cls for cls in (ClientHello, ClientKeyExchange, Finished)}
+ONLY_CLIENT_HELLO = {ClientHello.handshake_type: ClientHello}
+
+
+def drain(
+    assembler: HandshakeAssembler, accepted: Mapping[int, type[ClientMessage]] = ANY_CLIENT_MESSAGE
+) -> list[tuple[int, bytes]]:
+    messages = []
+    while (message := assembler.next_message(accepted)) is not None:
+        messages.append((message[0].handshake_type, message[1]))
+    return messages
 
 
 def test_one_message_split_across_three_records() -> None:
     message = handshake_message(1, bytes(range(200)))
     assembler = HandshakeAssembler()
-    for part in (message[:2], message[2:150], message[150:]):
-        assert drain(assembler) == []
+    for part in (message[:2], message[2:100], message[100:]):
         assembler.feed(part)
     assert drain(assembler) == [(1, message)]
     assert assembler.is_empty()
@@ -184,13 +190,13 @@ def test_one_message_split_across_three_records() -> None:
 
 def test_three_messages_packed_in_one_record() -> None:
     messages = [
-        handshake_message(2, b"server hello"),
-        handshake_message(11, b"certificate" * 10),
-        handshake_message(14, b""),
+        handshake_message(1, b"client hello"),
+        handshake_message(16, b"\x04" * 65),
+        handshake_message(20, b"v" * 12),
     ]
     assembler = HandshakeAssembler()
     assembler.feed(b"".join(messages))
-    assert drain(assembler) == [(2, messages[0]), (11, messages[1]), (14, messages[2])]
+    assert drain(assembler) == [(1, messages[0]), (16, messages[1]), (20, messages[2])]
     assert assembler.is_empty()
 
 
@@ -209,16 +215,33 @@ def test_an_empty_handshake_record_is_an_unexpected_message() -> None:
     raises_exactly(UnexpectedMessage, lambda: assembler.feed(b""))
 
 
-def test_a_handshake_header_announcing_more_than_2_16_bytes_is_a_decode_error() -> None:
+@pytest.mark.parametrize("handshake_type", [0, 2, 11, 16, 20, 99, 255])
+def test_a_type_not_accepted_fails_on_its_first_byte(handshake_type: int) -> None:
+    # Order before content: no length, no body is needed to know it is out of place.
     assembler = HandshakeAssembler()
-    assembler.feed(b"\x01" + (2**16 + 1).to_bytes(3, "big"))
-    raises_exactly(DecodeError, assembler.next_message)
+    assembler.feed(bytes((handshake_type,)))
+    raises_exactly(UnexpectedMessage, lambda: assembler.next_message(ONLY_CLIENT_HELLO))
 
 
-def test_a_handshake_message_of_exactly_2_16_bytes_is_waited_for() -> None:
+@pytest.mark.parametrize(
+    ("message_class", "limit"),
+    [(ClientHello, 131_396), (ClientKeyExchange, 256), (Finished, 12)],
+)
+def test_each_type_is_bounded_on_its_header(message_class: type[ClientMessage], limit: int) -> None:
+    at_limit = HandshakeAssembler()
+    at_limit.feed(bytes((message_class.handshake_type,)) + limit.to_bytes(3, "big"))
+    assert at_limit.next_message(ANY_CLIENT_MESSAGE) is None  # waits for the body
+    over = HandshakeAssembler()
+    over.feed(bytes((message_class.handshake_type,)) + (limit + 1).to_bytes(3, "big"))
+    raises_exactly(DecodeError, lambda: over.next_message(ANY_CLIENT_MESSAGE))
+
+
+def test_a_maximal_client_hello_reassembles_from_many_records() -> None:
+    message = handshake_message(1, bytes(131_396))
     assembler = HandshakeAssembler()
-    assembler.feed(b"\x0b" + (2**16).to_bytes(3, "big"))
-    assert assembler.next_message() is None
+    for start in range(0, len(message), 2**14):
+        assembler.feed(message[start : start + 2**14])
+    assert drain(assembler, ONLY_CLIENT_HELLO) == [(1, message)]
 
 
 # -- write_records ------------------------------------------------------------------------------

@@ -15,10 +15,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from .certs import check_key_matches
-from .kx import CURVE_GROUPS, SUPPORTED_GROUPS, PrivateKey
+from .kx import CURVE_GROUPS, SUPPORTED_GROUPS, PrivateKey, schemes_for_key
 from .messages import Certificate, encode_handshake
 from .sessions import SessionCache, TicketKeys
 from .suites import DEFAULT_SUITES, AuthKind, CipherSuite
+
+# Below 2048 bits RSA is breakable (NIST SP 800-57), and RSA-PSS with SHA-512 cannot sign with
+# a key under 1040 bits: a key either serves every scheme we offer or is refused here.
+MIN_RSA_BITS = 2048
 
 
 def _dns_names(certificate: x509.Certificate) -> tuple[str, ...]:
@@ -39,6 +43,8 @@ class CertifiedKey:
     dns_names: tuple[str, ...] = attrs.field(init=False)
     # RFC 8422 §5.1: an ECDSA certificate's curve must be one the client lists.
     curve: int | None = attrs.field(init=False)
+    # What the key signs with, in our preference order; every one of them works with it.
+    signature_schemes: tuple[int, ...] = attrs.field(init=False)
     certificate: Certificate = attrs.field(init=False, repr=False)
     certificate_message: bytes = attrs.field(init=False, repr=False)
 
@@ -47,6 +53,10 @@ class CertifiedKey:
             raise ValueError("a certificate chain needs at least the leaf certificate")
         if not isinstance(self.key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise TypeError("only RSA and ECDSA keys are supported")
+        if isinstance(self.key, rsa.RSAPrivateKey) and self.key.key_size < MIN_RSA_BITS:
+            raise ValueError(
+                f"the RSA key has {self.key.key_size} bits; use one of at least {MIN_RSA_BITS}"
+            )
         check_key_matches(self.chain[0], self.key)
         der = tuple(cert.public_bytes(Encoding.DER) for cert in self.chain)
         object.__setattr__(
@@ -59,6 +69,7 @@ class CertifiedKey:
             if curve is None:
                 raise ValueError(f"unsupported ECDSA curve {self.key.curve.name}")
         object.__setattr__(self, "curve", curve)
+        object.__setattr__(self, "signature_schemes", schemes_for_key(self.key))
         object.__setattr__(self, "certificate", Certificate(der))
         object.__setattr__(self, "certificate_message", encode_handshake(self.certificate))
 

@@ -38,9 +38,9 @@ from .events import (
     Observer,
 )
 from .messages import (
-    CLIENT_MESSAGES,
     Alert,
     ChangeCipherSpec,
+    ClientMessage,
     HandshakeMessage,
     encode_body,
     encode_handshake,
@@ -50,6 +50,11 @@ from .records import HandshakeAssembler, RecordReader, write_records
 from .states import ExpectClientHello, State
 
 _CHANGE_CIPHER_SPEC = encode_body(ChangeCipherSpec())
+# Records that carry nothing for the application cost a peer nothing to send; in a row, past
+# these counts, they are a denial of service and end the connection with unexpected_message
+# (OpenSSL's limits: it fails the 5th warning alert and the 33rd empty record).
+MAX_WARNINGS_IN_A_ROW = 4
+MAX_EMPTY_RECORDS_IN_A_ROW = 32
 
 
 class ServerConnection:
@@ -69,6 +74,8 @@ class ServerConnection:
         self._error: TLSError | None = None
         self._peer_closed: ConnectionClosed | None = None  # repeated once the peer is done
         self._we_closed = False
+        self._warnings_in_a_row = 0  # warning alerts received and renegotiations refused
+        self._empty_records_in_a_row = 0
         self.info: ConnectionInfo | None = None
 
     # -- the public contract ------------------------------------------------------------------
@@ -101,9 +108,12 @@ class ServerConnection:
                 self._flush_flight()
         except LocalProtocolError as exc:
             self._fail(exc)
-            remote = RemoteProtocolError(str(exc), exc.alert)
-            remote.level = exc.level
-            raise remote from exc
+            raise RemoteProtocolError(str(exc), exc.alert) from exc
+        except BaseException as exc:
+            # Not a protocol error: a bug, or the caller's KeyboardInterrupt. Whatever state
+            # it interrupted is suspect, so the connection refuses further work (as h11 does).
+            self._error = LocalProtocolError(f"interrupted by {exc!r}", alert=None)
+            raise
         return self._events.popleft()
 
     def send(self, data: Buffer) -> None:
@@ -140,9 +150,15 @@ class ServerConnection:
         self._events.append(self._peer_closed)
 
     def _dispatch(self, content_type: int, payload: Buffer) -> None:
+        if payload:
+            self._empty_records_in_a_row = 0
+        else:
+            self._empty_records_in_a_row += 1
+            if self._empty_records_in_a_row > MAX_EMPTY_RECORDS_IN_A_ROW:
+                raise UnexpectedMessage("too many empty records in a row")
         if content_type == ContentType.handshake:
             self._handshake.feed(payload)
-            while (message := self._handshake.next_message()) is not None:
+            while (message := self._handshake.next_message(self._state.accepted)) is not None:
                 self._handle_handshake(*message)
             return
         if not self._handshake.is_empty():
@@ -152,26 +168,25 @@ class ServerConnection:
             if not self._state.accepts_application_data:
                 raise UnexpectedMessage("application data before the handshake finished")
             if payload:
+                self._warnings_in_a_row = 0
                 self._events.append(ApplicationData(bytes(payload)))
         elif content_type == ContentType.change_cipher_spec:
-            reader = Reader(payload)
-            ChangeCipherSpec.decode(reader)
-            reader.end()
+            ChangeCipherSpec.decode(Reader(payload))
             self._state = self._state.handle_change_cipher_spec(self)
         else:
             self._handle_alert(payload)
 
-    def _handle_handshake(self, handshake_type: int, raw: bytes) -> None:
-        message_class = CLIENT_MESSAGES.get(handshake_type)
-        if message_class is None:
-            raise UnexpectedMessage(f"handshake message type {handshake_type}")
+    def _handle_handshake(self, message_class: type[ClientMessage], raw: bytes) -> None:
         reader = Reader(raw)
         reader.raw(4)
         message = message_class.decode(reader)
         reader.end()
         if self._observer is not None:
             self._observer(MessageObserved("received", message))
-        self._state = self._state.handle_handshake(self, message, raw)
+        state = self._state
+        self._state = state.handle_handshake(self, message, raw)
+        if self._state is not state:
+            self._warnings_in_a_row = 0
 
     def _handle_alert(self, payload: Buffer) -> None:
         reader = Reader(payload)
@@ -179,7 +194,9 @@ class ServerConnection:
         if not reader.at_end():
             raise DecodeError("alert record is not exactly one alert")
         self._events.append(AlertReceived(alert.level, alert.description))
-        if alert.description == AlertDescription.close_notify:
+        if alert.level == AlertLevel.warning and alert.description != AlertDescription.close_notify:
+            self._count_warning("warning alerts")
+        elif alert.description == AlertDescription.close_notify:
             self._peer_closed = ConnectionClosed(close_notify=True)
         elif alert.level == AlertLevel.fatal:
             # RFC 5246 §7.2.2: the connection ends at once; nothing more is read or sent, and
@@ -187,12 +204,17 @@ class ServerConnection:
             self._peer_closed = ConnectionClosed(close_notify=False)
             self._we_closed = True
 
+    def _count_warning(self, what: str) -> None:
+        self._warnings_in_a_row += 1
+        if self._warnings_in_a_row > MAX_WARNINGS_IN_A_ROW:
+            raise UnexpectedMessage(f"too many {what} in a row")
+
     def _fail(self, exc: TLSError) -> None:
         self._error = exc
         self._flight.clear()
         if exc.alert is not None and not self._we_closed:
             self._we_closed = True
-            self._send_alert(exc.level, exc.alert)
+            self._send_alert(AlertLevel.fatal, exc.alert)
 
     # -- output (HandshakeContext for the states) ---------------------------------------------
 
@@ -224,6 +246,10 @@ class ServerConnection:
             ContentType.change_cipher_spec, _CHANGE_CIPHER_SPEC
         )
         self._write_protection = protection
+
+    def refuse_renegotiation(self) -> None:
+        self._count_warning("renegotiation attempts")
+        self._send_alert(AlertLevel.warning, AlertDescription.no_renegotiation)
 
     def handshake_complete_event(self, info: ConnectionInfo) -> None:
         self.info = info

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-from .enums import AlertDescription, AlertLevel
+from .enums import AlertDescription
 
 
 class _Default(enum.Enum):
@@ -23,7 +23,6 @@ class TLSError(Exception):
     """Base of every protocol error; `.alert` is the alert sent to the peer (None if none)."""
 
     alert: AlertDescription | None = AlertDescription.internal_error
-    level: AlertLevel = AlertLevel.fatal
 
     def __init__(
         self, message: str, alert: AlertDescription | _Default | None = _Default.ALERT
@@ -71,12 +70,6 @@ class ProtocolVersionError(LocalProtocolError):
     alert = AlertDescription.protocol_version
 
 
-class InappropriateFallback(LocalProtocolError):
-    """RFC 7507: a fallback connection to a server that supports a higher version."""
-
-    alert = AlertDescription.inappropriate_fallback
-
-
 class BadRecordMac(LocalProtocolError):
     """A record failed AEAD authentication."""
 
@@ -105,13 +98,6 @@ class UnrecognizedName(LocalProtocolError):
     """RFC 6066 §3: strict SNI and a host name we have no certificate for."""
 
     alert = AlertDescription.unrecognized_name
-
-
-class NoRenegotiation(LocalProtocolError):
-    """A ClientHello after the handshake: renegotiation is refused (RFC 5246 §7.2.2)."""
-
-    alert = AlertDescription.no_renegotiation
-    level = AlertLevel.warning
 
 
 class InternalError(LocalProtocolError):

@@ -82,6 +82,9 @@ SCHEMES: dict[int, SchemeInfo] = {
     SignatureScheme.rsa_pkcs1_sha512: SchemeInfo("rsa_pkcs1", hashes.SHA512),
     SignatureScheme.ecdsa_secp256r1_sha256: SchemeInfo("ecdsa", hashes.SHA256, "secp256r1"),
     SignatureScheme.ecdsa_secp384r1_sha384: SchemeInfo("ecdsa", hashes.SHA384, "secp384r1"),
+    # In TLS 1.2 the hash is not tied to the curve (RFC 8422 §5.1.3): any ECDSA key can sign
+    # with any of these, though the key's own curve's scheme comes first.
+    SignatureScheme.ecdsa_secp521r1_sha512: SchemeInfo("ecdsa", hashes.SHA512, "secp521r1"),
 }
 
 
@@ -94,17 +97,8 @@ def schemes_for_key(key: PrivateKey) -> tuple[int, ...]:
     return (*matching, *others)
 
 
-def choose_scheme(key: PrivateKey, offered: tuple[int, ...] | None) -> int | None:
-    """Pick our most preferred scheme the client offered (None: this key cannot serve it).
-
-    A client that sends no signature_algorithms gets SHA-256 with PKCS#1 v1.5 (or ECDSA): RFC
-    5246 §7.4.1.4.1 would allow SHA-1, which we never sign with.
-    """
-    ours = schemes_for_key(key)
-    if offered is None:
-        if isinstance(key, rsa.RSAPrivateKey):
-            return SignatureScheme.rsa_pkcs1_sha256
-        return ours[0]
+def choose_scheme(ours: tuple[int, ...], offered: frozenset[int]) -> int | None:
+    """Our most preferred scheme (of `schemes_for_key`) the client offered, or None."""
     for scheme in ours:
         if scheme in offered:
             return scheme

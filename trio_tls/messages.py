@@ -10,6 +10,7 @@ shape of ServerKeyExchange and ClientKeyExchange.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Protocol, Self, TypeVar
 
 import attrs
@@ -22,10 +23,13 @@ from .enums import (
     ExtensionType,
     HandshakeType,
 )
-from .errors import DecodeError, IllegalParameter
+from .errors import DecodeError, IllegalParameter, UnexpectedMessage
 
 RANDOM_LENGTH = 32
 MAX_SESSION_ID = 32
+MAX_HOST_NAME = 255  # RFC 1035 §2.3.4, and what a uint8 length stores
+# Letters, digits and hyphens in dot-separated labels of 1..63 bytes (RFC 1123 §2.1).
+_HOST_NAME = re.compile(rb"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*")
 
 
 class Extension(Protocol):
@@ -56,6 +60,9 @@ class ServerName:
 
     @classmethod
     def decode(cls, reader: Reader) -> Self:
+        """Lengths that disagree are decode_error; a well-formed but wrong name is
+        illegal_parameter: a second host_name, or anything but an LDH host name of at most
+        255 bytes without a trailing dot (RFC 6066 §3, RFC 1123 §2.1)."""
         names = reader.vec16(minimum=1)
         host_name: str | None = None
         while not names.at_end():
@@ -64,9 +71,9 @@ class ServerName:
             if name_type != 0:  # only host_name (0) is defined; others are skipped
                 continue
             if host_name is not None:
-                raise DecodeError("server_name lists two host names")
-            if not name.isascii() or b"\x00" in name or name.endswith(b"."):
-                raise DecodeError("server_name host name is not an ASCII DNS name")
+                raise IllegalParameter("server_name lists two host names")
+            if len(name) > MAX_HOST_NAME or _HOST_NAME.fullmatch(name) is None:
+                raise IllegalParameter(f"server_name {name[:64]!r} is not a DNS host name")
             host_name = name.decode("ascii").lower()
         return cls(host_name or "")
 
@@ -280,17 +287,33 @@ class HandshakeMessage(Protocol):
     def encode(self, writer: Writer) -> None: ...
 
 
+class ClientMessage(HandshakeMessage, Protocol):
+    """A message a client sends: its longest acceptable body bounds what is buffered."""
+
+    max_length: ClassVar[int]
+
+
 @attrs.frozen
 class ClientHello:
     """RFC 5246 §7.4.1.2."""
 
     handshake_type: ClassVar[int] = HandshakeType.client_hello
+    # Every vector at its maximum: version, random, session_id<0..32>,
+    # cipher_suites<2..2^16-2>, compression_methods<1..2^8-1>, extensions<0..2^16-1>.
+    max_length: ClassVar[int] = 2 + RANDOM_LENGTH + 1 + 32 + 2 + 0xFFFE + 1 + 0xFF + 2 + 0xFFFF
     client_version: int
     random: bytes
     session_id: bytes
     cipher_suites: tuple[int, ...]
     compression_methods: bytes
     extensions: tuple[AnyExtension, ...] = ()
+    # Known extensions by class: a hello may carry tens of thousands of extensions, and the
+    # handshake looks up a dozen, so each lookup must not scan them all.
+    _known: dict[type, AnyExtension] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        known = {type(e): e for e in self.extensions if not isinstance(e, UnknownExtension)}
+        object.__setattr__(self, "_known", known)
 
     @classmethod
     def decode(cls, reader: Reader) -> Self:
@@ -314,7 +337,7 @@ class ClientHello:
         encode_extensions(writer, self.extensions)
 
     def extension(self, cls: type[E]) -> E | None:
-        return find_extension(self.extensions, cls)
+        return self._known.get(cls)  # type: ignore[return-value]
 
 
 @attrs.frozen
@@ -426,6 +449,7 @@ class ClientKeyExchange:
     """RFC 8422 §5.7: ClientECDiffieHellmanPublic, explicit form (the only one we accept)."""
 
     handshake_type: ClassVar[int] = HandshakeType.client_key_exchange
+    max_length: ClassVar[int] = 1 + 0xFF  # ECPoint point <1..2^8-1>
     public: bytes
 
     @classmethod
@@ -441,6 +465,7 @@ class Finished:
     """RFC 5246 §7.4.9. The length of verify_data is the suite's (12 for all of ours)."""
 
     handshake_type: ClassVar[int] = HandshakeType.finished
+    max_length: ClassVar[int] = 12  # verify_data_length: 12 for every TLS 1.2 suite
     verify_data: bytes
 
     @classmethod
@@ -474,8 +499,10 @@ class ChangeCipherSpec:
 
     @classmethod
     def decode(cls, reader: Reader) -> Self:
-        if reader.u8() != 1:
-            raise DecodeError("ChangeCipherSpec value is not 1")
+        # Any other payload, even empty or with a trailing byte, is not a ChangeCipherSpec
+        # message at all: unexpected_message, as OpenSSL and NSS answer.
+        if reader.rest() != b"\x01":
+            raise UnexpectedMessage("ChangeCipherSpec payload is not the single byte 1")
         return cls()
 
     def encode(self, writer: Writer) -> None:
@@ -507,12 +534,6 @@ class Alert:
             return AlertDescription(self.description).name
         except ValueError:
             return f"alert({self.description})"
-
-
-# The handshake messages a server may receive in the flights it supports.
-CLIENT_MESSAGES: dict[int, type[HandshakeMessage]] = {
-    cls.handshake_type: cls for cls in (ClientHello, ClientKeyExchange, Finished)
-}
 
 
 def encode_handshake(message: HandshakeMessage) -> bytes:

@@ -3,13 +3,16 @@
 RecordReader takes TCP bytes in any chunking and yields whole records; the header is checked as
 soon as its 5 bytes arrive, so an oversized or non-TLS record is refused before its body is
 buffered (memory stays bounded by one maximal record). HandshakeAssembler rebuilds handshake
-messages that span records and splits records that carry several (§6.2.1). Writing fragments
-to 2^14-byte records, each sealed in one piece by the direction's protection.
+messages that span records and splits records that carry several (§6.2.1); it refuses a message
+type the handshake does not expect on its first byte, and one longer than its type allows on its
+header, so memory stays bounded by the largest message expected (a ClientHello, 128 KiB).
+Writing fragments to 2^14-byte records, each sealed in one piece by the direction's protection.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 
 from .enums import TLS12, ContentType
 from .errors import (
@@ -18,13 +21,11 @@ from .errors import (
     RecordOverflow,
     UnexpectedMessage,
 )
+from .messages import ClientMessage
 from .protection import MAX_PLAINTEXT, Buffer, RecordProtection
 
 HEADER_LENGTH = 5
 MAX_CIPHERTEXT = MAX_PLAINTEXT + 2048  # RFC 5246 §6.2.3
-# The largest handshake message we accept from a client: far above any real ClientHello
-# (Chromium's with a post-quantum key share is ~2 KiB), small enough to bound memory.
-MAX_HANDSHAKE_MESSAGE = 2**16
 _HEADER = struct.Struct("!BHH")
 _CONTENT_TYPES = frozenset(ContentType)
 
@@ -66,7 +67,12 @@ class RecordReader:
 
 
 class HandshakeAssembler:
-    """Reassembles handshake messages from the payloads of handshake records."""
+    """Reassembles handshake messages from the payloads of handshake records.
+
+    The caller says which message types it accepts now and how long each may be; a type it
+    does not accept is refused on its first byte and an over-long message on its header, so
+    neither order nor size ever depends on buffering or decoding a hostile body.
+    """
 
     __slots__ = ("_buffer",)
 
@@ -82,20 +88,32 @@ class HandshakeAssembler:
             raise UnexpectedMessage("empty handshake record")
         self._buffer += payload
 
-    def next_message(self) -> tuple[int, bytes] | None:
-        """(handshake type, whole message with its 4-byte header), or None if incomplete."""
+    def next_message(
+        self, accepted: Mapping[int, type[ClientMessage]]
+    ) -> tuple[type[ClientMessage], bytes] | None:
+        """(message class, whole message with its 4-byte header), or None if incomplete.
+
+        `accepted` maps each handshake type acceptable now to its class, whose `max_length`
+        bounds the body.
+        """
         buffer = self._buffer
+        if not buffer:
+            return None
+        handshake_type = buffer[0]
+        message_class = accepted.get(handshake_type)
+        if message_class is None:
+            raise UnexpectedMessage(f"handshake message of type {handshake_type} here")
         if len(buffer) < 4:
             return None
         length = int.from_bytes(buffer[1:4], "big")
-        if length > MAX_HANDSHAKE_MESSAGE:
-            raise DecodeError(f"handshake message of {length} bytes")
+        if length > message_class.max_length:
+            raise DecodeError(f"handshake message type {handshake_type} of {length} bytes")
         end = 4 + length
         if len(buffer) < end:
             return None
         message = bytes(buffer[:end])
         del buffer[:end]
-        return message[0], message
+        return message_class, message
 
 
 def write_records(

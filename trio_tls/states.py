@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hmac
 import os
-from typing import Protocol
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import ClassVar, Protocol
 
 import attrs
 
@@ -21,7 +23,6 @@ from .config import CertifiedKey, ServerConfig
 from .enums import (
     TLS12,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
-    TLS_FALLBACK_SCSV,
     ECPointFormat,
     NamedGroup,
     SignatureScheme,
@@ -31,9 +32,7 @@ from .errors import (
     DecryptError,
     HandshakeFailure,
     IllegalParameter,
-    InappropriateFallback,
     NoApplicationProtocol,
-    NoRenegotiation,
     ProtocolVersionError,
     UnexpectedMessage,
     UnrecognizedName,
@@ -54,6 +53,7 @@ from .messages import (
     ApplicationLayerProtocolNegotiation,
     ClientHello,
     ClientKeyExchange,
+    ClientMessage,
     ECPointFormats,
     ExtendedMasterSecret,
     Finished,
@@ -67,6 +67,7 @@ from .messages import (
     SessionTicket,
     SignatureAlgorithms,
     SupportedGroups,
+    SupportedVersions,
 )
 from .protection import RecordProtection
 from .sessions import SessionState
@@ -96,12 +97,25 @@ class HandshakeContext(Protocol):
         """Send ChangeCipherSpec, then protect every later record with `protection`."""
         ...
 
+    def refuse_renegotiation(self) -> None:
+        """Answer a ClientHello after the handshake with a warning no_renegotiation."""
+        ...
+
     def handshake_complete_event(self, info: ConnectionInfo) -> None: ...
 
 
-class State:
-    """A state refuses every message; subclasses accept the one they expect."""
+def _accepting(*classes: type[ClientMessage]) -> Mapping[int, type[ClientMessage]]:
+    return MappingProxyType({cls.handshake_type: cls for cls in classes})
 
+
+class State:
+    """A state refuses every message; subclasses accept the ones they expect.
+
+    `accepted` names the handshake messages a state takes: the connection refuses any other
+    type with unexpected_message before its body is buffered or decoded (order before content).
+    """
+
+    accepted: ClassVar[Mapping[int, type[ClientMessage]]] = _accepting()
     accepts_application_data = False
 
     def handle_handshake(
@@ -154,12 +168,19 @@ def _name(enum: type[NamedGroup] | type[SignatureScheme], value: int | None) -> 
 
 
 def _check_version(hello: ClientHello) -> None:
-    """RFC 5246 App. E.1, RFC 7507 §3. A TLS 1.3 client has legacy_version 0x0303: it gets 1.2."""
-    if hello.client_version >= TLS12:
-        return
-    if TLS_FALLBACK_SCSV in hello.cipher_suites:
-        raise InappropriateFallback("fallback below TLS 1.2, which this server supports")
-    raise ProtocolVersionError(f"client version {hello.client_version:#06x} is below TLS 1.2")
+    """TLS 1.2 or nothing: protocol_version otherwise (RFC 5246 App. E.1).
+
+    A client that sends supported_versions is judged by that list alone (RFC 8446 §4.2.1; a TLS
+    1.3 client's legacy_version says 1.2): it gets 1.2 if it lists 1.2. A client below 1.2 gets
+    protocol_version even with TLS_FALLBACK_SCSV, since RFC 7507 §3 puts an unsupported
+    version before inappropriate_fallback; a 1.2 server never sends the latter.
+    """
+    versions = hello.extension(SupportedVersions)
+    if versions is not None:
+        if TLS12 not in versions.versions:
+            raise ProtocolVersionError("supported_versions does not list TLS 1.2")
+    elif hello.client_version < TLS12:
+        raise ProtocolVersionError(f"client version {hello.client_version:#06x} is below TLS 1.2")
 
 
 def _check_hello(hello: ClientHello) -> None:
@@ -206,21 +227,26 @@ def _choose_suite(
     with a scheme the client accepts; certificates named by the SNI host are tried first.
 
     An ECDSA certificate's curve must also be among the client's supported_groups (RFC 8422
-    §5.1), when it sends them.
+    §5.1), when it sends them. A client without signature_algorithms would have us sign with
+    SHA-1 (RFC 5246 §7.4.1.4.1), which RFC 9155 §2 forbids: handshake_failure.
     """
     extension = hello.extension(SignatureAlgorithms)
-    offered_schemes = extension.schemes if extension is not None else None
+    if extension is None:
+        raise HandshakeFailure("no signature_algorithms, and the SHA-1 default is not allowed")
+    # Sets: a hello may list tens of thousands of suites or schemes.
+    offered_schemes = frozenset(extension.schemes)
+    offered_suites = frozenset(hello.cipher_suites)
     groups = hello.extension(SupportedGroups)
     candidates = config.certificates_for(sni)
     for suite in config.cipher_suites:
-        if suite.id not in hello.cipher_suites:
+        if suite.id not in offered_suites:
             continue
         for certified in candidates:
             if certified.auth != suite.auth:
                 continue
             if certified.curve is not None and groups and certified.curve not in groups.groups:
                 continue
-            scheme = choose_scheme(certified.key, offered_schemes)
+            scheme = choose_scheme(certified.signature_schemes, offered_schemes)
             if scheme is not None:
                 return suite, certified, scheme
     raise HandshakeFailure("no cipher suite, certificate and signature scheme fit the client")
@@ -243,9 +269,11 @@ def _find_session(
 ) -> SessionState | None:
     """A session the client may resume: from its ticket, else from its session ID.
 
-    Anything doubtful — unknown, expired or tampered, another SNI, a suite no longer offered —
-    means a full handshake. The one exception is RFC 7627 §5.3: a session made with the
-    extended master secret offered without it is a downgrade, and the handshake is aborted.
+    Anything doubtful — unknown, expired or tampered, another SNI, a suite we no longer
+    offer — means a full handshake. Two cases abort instead: a client that offers a session
+    but not its cipher suite breaks RFC 5246 §7.4.1.2's MUST (illegal_parameter, as OpenSSL
+    and NSS answer), and RFC 7627 §5.3: a session made with the extended master secret
+    offered without it is a downgrade.
     """
     now = config.clock()
     state = None
@@ -254,10 +282,12 @@ def _find_session(
         state = config.ticket_keys.open(ticket.ticket, now)
     if state is None and hello.session_id and config.session_cache is not None:
         state = config.session_cache.lookup(hello.session_id, now)
-    if state is None or state.sni != sni or state.suite_id not in hello.cipher_suites:
+    if state is None or state.sni != sni:
         return None
     if all(suite.id != state.suite_id for suite in config.cipher_suites):
         return None
+    if state.suite_id not in hello.cipher_suites:
+        raise IllegalParameter("the client offers a session without its cipher suite")
     if state.extended_master_secret and not ems:
         raise HandshakeFailure("resuming an extended-master-secret session without it")
     if ems and not state.extended_master_secret:
@@ -324,6 +354,8 @@ def _traffic_keys(negotiated: Negotiated, master: bytes) -> TrafficKeys:
 
 
 class ExpectClientHello(State):
+    accepted = _accepting(ClientHello)
+
     def handle_handshake(
         self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
     ) -> State:
@@ -415,6 +447,7 @@ class ExpectClientHello(State):
 
 @attrs.define
 class ExpectClientKeyExchange(State):
+    accepted = _accepting(ClientKeyExchange)
     negotiated: Negotiated
     transcript: Transcript
     ephemeral: EphemeralKey
@@ -463,6 +496,8 @@ class ExpectChangeCipherSpec(_Keyed):
 
 
 class ExpectFinished(_Keyed):
+    accepted = _accepting(Finished)
+
     def handle_handshake(
         self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
     ) -> State:
@@ -510,13 +545,14 @@ class ExpectFinished(_Keyed):
 
 
 class Traffic(State):
-    """Application data flows; a new ClientHello (renegotiation) is refused."""
+    """Application data flows. A new ClientHello (renegotiation) is refused with a warning and
+    otherwise ignored: the connection goes on, as RFC 5246 §7.2.2 allows and OpenSSL does."""
 
+    accepted = _accepting(ClientHello)
     accepts_application_data = True
 
     def handle_handshake(
         self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
     ) -> State:
-        if isinstance(message, ClientHello):
-            raise NoRenegotiation("renegotiation is not supported")
-        return super().handle_handshake(ctx, message, raw)
+        ctx.refuse_renegotiation()
+        return self

@@ -1,0 +1,240 @@
+"""What the server tolerates, up to where: the largest hellos, refused renegotiation, warning
+alerts and empty records below their flood limits.
+
+The hostile table (test_hostile.py) has the other side of each rule: the input just past the
+limit and the alert it gets. Here the inputs are legal, however odd, and the handshake or the
+connection must go on.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from trio_tls.config import ServerConfig
+from trio_tls.connection import ServerConnection
+from trio_tls.enums import (
+    TLS12,
+    AlertDescription,
+    AlertLevel,
+    ContentType,
+    ExtensionType,
+    HandshakeType,
+    SignatureScheme,
+)
+from trio_tls.events import AlertReceived, ApplicationData, HandshakeComplete
+from trio_tls.messages import ClientHello
+
+from .scripted_client import (
+    DEFAULT_SUITES,
+    ScriptedClient,
+    extension,
+    fragmented,
+    handshake,
+    record,
+    u16_vector,
+)
+from .test_hostile import advance, drain, full_handshake
+
+HS = ContentType.handshake
+APP = ContentType.application_data
+ALERT = ContentType.alert
+PADDING = 21  # RFC 7685
+WARNING_NO_RENEGOTIATION = (ALERT, bytes((AlertLevel.warning, AlertDescription.no_renegotiation)))
+
+
+def finish(server: ServerConnection, client: ScriptedClient, hello: bytes) -> None:
+    """Feed `hello`, then complete the handshake and move data both ways."""
+    server.receive_data(hello)
+    assert drain(server) == []
+    client.read_server_flight(server.data_to_send())
+    client.verify_server_key_exchange()
+    server.receive_data(client.client_key_exchange() + client.finished())
+    assert [type(e) for e in drain(server)] == [HandshakeComplete]
+    assert client.read_server_finished(server.data_to_send()) == []
+    check_data_flows(server, client)
+
+
+def check_data_flows(server: ServerConnection, client: ScriptedClient) -> None:
+    server.receive_data(client.application_data(b"ping"))
+    assert drain(server) == [ApplicationData(b"ping")]
+    server.send(b"pong")
+    assert client.read(server.data_to_send()) == [(APP, b"pong")]
+
+
+# -- sizes (RFC 5246 §7.4.1.2: every vector at its maximum) -------------------------------------
+
+
+def maximal_hello_body(client: ScriptedClient) -> bytes:
+    """A ClientHello body of 131,396 bytes: the most the wire format allows."""
+    ours = set(DEFAULT_SUITES)
+    fillers = [value for value in range(0x1000, 0x10000) if value not in ours]
+    suites = (*fillers[: 32767 - len(DEFAULT_SUITES)], *DEFAULT_SUITES)
+    extensions = client.default_extensions()
+    used = sum(4 + len(data) for _, data in extensions)
+    extensions.append(extension(PADDING, bytes(0xFFFF - used - 4)))
+    body = client.client_hello_body(
+        suites=suites,
+        session_id=bytes(range(32)),
+        compression=bytes(range(255)),
+        extensions=extensions,
+    )
+    assert len(body) == ClientHello.max_length == 131_396
+    return body
+
+
+@pytest.mark.parametrize("record_size", [2**14, 1000, 7])
+def test_a_maximal_client_hello_in_any_fragmentation_completes(
+    rsa_config: ServerConfig, record_size: int
+) -> None:
+    client = ScriptedClient()
+    message = client.client_hello_message(maximal_hello_body(client))
+    hello = fragmented(HS, message, 0x0301, size=record_size)
+    finish(ServerConnection(rsa_config), client, hello)
+
+
+def test_a_maximal_client_hello_fed_byte_by_byte_is_read(rsa_config: ServerConfig) -> None:
+    client = ScriptedClient()
+    hello = client.client_hello(body=maximal_hello_body(client))
+    server = ServerConnection(rsa_config)
+    for i in range(0, len(hello), 1):
+        server.receive_data(hello[i : i + 1])
+        assert drain(server) == []
+    assert client.read_server_flight(server.data_to_send()).server_hello.server_version == TLS12
+
+
+@pytest.mark.parametrize("duplicated", [False, True])
+def test_tens_of_thousands_of_signature_schemes(rsa_config: ServerConfig, duplicated: bool) -> None:
+    # As many schemes as the extensions block holds, ours last (and, once, others repeated).
+    client = ScriptedClient(groups=(29,), sni=None)
+    others = [(t, d) for t, d in client.default_extensions() if t != 13]
+    room = (0xFFFF - sum(4 + len(d) for _, d in others) - 4 - 2) // 2
+    fillers = [0x0201, 0x0203] * (room // 2) if duplicated else list(range(0x0A00, 0x0A00 + room))
+    schemes = (*fillers[: room - 1], SignatureScheme.rsa_pkcs1_sha384)
+    assert len(schemes) > 32_700
+    hello = client.client_hello(extensions=[*others, (13, u16_vector(schemes))])
+    finish(ServerConnection(rsa_config), client, hello)
+    assert client.flight is not None
+    assert client.flight.server_key_exchange.signature_scheme == 0x0501
+
+
+def test_sixteen_thousand_extensions(rsa_config: ServerConfig) -> None:
+    client = ScriptedClient()
+    extensions = client.default_extensions()
+    used = sum(4 + len(data) for _, data in extensions)
+    count = (0xFFFF - used) // 4
+    extensions += [extension(0x4000 + i, b"") for i in range(count)]
+    assert count > 16_000
+    finish(ServerConnection(rsa_config), client, client.client_hello(extensions=extensions))
+
+
+# -- renegotiation is refused with a warning, and the connection goes on (RFC 5246 §7.2.2) -----
+
+
+def renegotiation_hello(client: ScriptedClient, *, secure: bool) -> bytes:
+    """A second ClientHello, with renegotiation_info (secure, RFC 5746) or without (legacy)."""
+    extensions = [
+        (t, d)
+        for t, d in client.default_extensions()
+        if secure or t != ExtensionType.renegotiation_info
+    ]
+    writer_body = client.client_hello_body(extensions=extensions)
+    return handshake(HandshakeType.client_hello, writer_body)
+
+
+@pytest.mark.parametrize("secure", [True, False], ids=["secure", "legacy"])
+def test_renegotiation_gets_a_warning_and_data_keeps_flowing(
+    rsa_config: ServerConfig, secure: bool
+) -> None:
+    server = ServerConnection(rsa_config)
+    client = ScriptedClient()
+    full_handshake(server, client)
+    hello = renegotiation_hello(client, secure=secure)
+    # Split over two records, and followed by data in the same read.
+    server.receive_data(
+        client.sealed(HS, hello[:50])
+        + client.sealed(HS, hello[50:])
+        + client.application_data(b"a")
+    )
+    assert drain(server) == [ApplicationData(b"a")]
+    assert client.read(server.data_to_send()) == [WARNING_NO_RENEGOTIATION]
+    check_data_flows(server, client)
+
+
+def test_data_between_renegotiations_resets_the_count(rsa_config: ServerConfig) -> None:
+    server = ServerConnection(rsa_config)
+    client = ScriptedClient()
+    full_handshake(server, client)
+    for _ in range(3):
+        for _ in range(4):
+            server.receive_data(client.sealed(HS, renegotiation_hello(client, secure=True)))
+        assert drain(server) == []
+        assert client.read(server.data_to_send()) == [WARNING_NO_RENEGOTIATION] * 4
+        check_data_flows(server, client)
+
+
+# -- warning alerts and empty records, below the flood limits -----------------------------------
+
+
+def test_four_warning_alerts_during_the_handshake_are_tolerated(rsa_config: ServerConfig) -> None:
+    server = ServerConnection(rsa_config)
+    client = ScriptedClient()
+    advance(server, client, "hello")
+    server.receive_data(record(ALERT, b"\x01\x2e") * 4)
+    assert drain(server) == [AlertReceived(AlertLevel.warning, 46)] * 4
+    server.receive_data(client.client_key_exchange() + client.finished())
+    assert [type(e) for e in drain(server)] == [HandshakeComplete]
+    client.read_server_finished(server.data_to_send())
+    check_data_flows(server, client)
+
+
+def test_warning_alerts_separated_by_data_never_add_up(rsa_config: ServerConfig) -> None:
+    server = ServerConnection(rsa_config)
+    client = ScriptedClient()
+    full_handshake(server, client)
+    for _ in range(10):
+        alerts = b"".join(client.sealed(ALERT, b"\x01\xff") for _ in range(4))
+        server.receive_data(alerts + client.application_data(b"x"))
+        assert drain(server) == [AlertReceived(AlertLevel.warning, 255)] * 4 + [
+            ApplicationData(b"x")
+        ]
+
+
+def test_empty_records_up_to_the_limit_then_data(rsa_config: ServerConfig) -> None:
+    server = ServerConnection(rsa_config)
+    client = ScriptedClient()
+    full_handshake(server, client)
+    for _ in range(5):
+        empties = b"".join(client.application_data(b"") for _ in range(32))
+        server.receive_data(empties + client.application_data(b"y"))
+        assert drain(server) == [ApplicationData(b"y")]
+
+
+# -- ECDSA: in TLS 1.2 the hash is not bound to the curve (RFC 8422 §5.1.3) --------------------
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        SignatureScheme.ecdsa_secp256r1_sha256,
+        SignatureScheme.ecdsa_secp384r1_sha384,
+        SignatureScheme.ecdsa_secp521r1_sha512,
+    ],
+)
+def test_a_p256_key_signs_with_any_ecdsa_hash(dual_config: ServerConfig, scheme: int) -> None:
+    client = ScriptedClient(suites=(0xC02B,), schemes=(scheme,))
+    finish(ServerConnection(dual_config), client, client.client_hello())
+    assert client.flight is not None
+    assert client.flight.server_key_exchange.signature_scheme == scheme
+
+
+def test_no_signature_algorithms_in_a_renegotiation_is_still_just_refused(
+    rsa_config: ServerConfig,
+) -> None:
+    # The ignored hello is never negotiated, so what it lacks does not matter.
+    server = ServerConnection(rsa_config)
+    client = ScriptedClient()
+    full_handshake(server, client)
+    body = client.client_hello_body(extensions=[(10, u16_vector((29,)))])
+    server.receive_data(client.sealed(HS, handshake(HandshakeType.client_hello, body)))
+    assert drain(server) == []
+    assert client.read(server.data_to_send()) == [WARNING_NO_RENEGOTIATION]
