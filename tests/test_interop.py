@@ -174,3 +174,19 @@ def test_curl_reports_alpn_accepted(server: Server) -> None:
     )
     assert result.stdout == b"Hello from Python TLS!"
     assert b"ALPN: server accepted http/1.1" in result.stderr, result.stderr
+
+
+def test_renegotiation_gets_a_warning(server: Server) -> None:
+    # s_client's "R" command renegotiates; we answer with a warning and ignore the hello.
+    # OpenSSL as a client then gives up itself (handshake_failure): that is its choice.
+    assert OPENSSL is not None
+    result = subprocess.run(
+        [OPENSSL, "s_client", "-connect", f"127.0.0.1:{server.port}", "-tls1_2", "-msg"],
+        input=b"R\n",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    assert "RENEGOTIATING" in output, output
+    assert "<<< TLS 1.2, Alert [length 0002], warning no_renegotiation" in output, output
