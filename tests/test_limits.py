@@ -137,8 +137,7 @@ def renegotiation_hello(client: ScriptedClient, *, secure: bool) -> bytes:
         for t, d in client.default_extensions()
         if secure or t != ExtensionType.renegotiation_info
     ]
-    writer_body = client.client_hello_body(extensions=extensions)
-    return handshake(HandshakeType.client_hello, writer_body)
+    return handshake(HandshakeType.client_hello, client.client_hello_body(extensions=extensions))
 
 
 @pytest.mark.parametrize("secure", [True, False], ids=["secure", "legacy"])
@@ -238,3 +237,14 @@ def test_no_signature_algorithms_in_a_renegotiation_is_still_just_refused(
     server.receive_data(client.sealed(HS, handshake(HandshakeType.client_hello, body)))
     assert drain(server) == []
     assert client.read(server.data_to_send()) == [WARNING_NO_RENEGOTIATION]
+
+
+def test_renegotiation_after_our_close_notify_gets_no_answer(rsa_config: ServerConfig) -> None:
+    server = ServerConnection(rsa_config)
+    client = ScriptedClient()
+    full_handshake(server, client)
+    server.close()
+    assert client.read(server.data_to_send()) == [(ALERT, b"\x01\x00")]
+    server.receive_data(client.sealed(HS, renegotiation_hello(client, secure=True)))
+    assert drain(server) == []
+    assert server.data_to_send() == b""

@@ -249,7 +249,8 @@ class ServerConnection:
 
     def refuse_renegotiation(self) -> None:
         self._count_warning("renegotiation attempts")
-        self._send_alert(AlertLevel.warning, AlertDescription.no_renegotiation)
+        if not self._we_closed:  # nothing may follow our close_notify
+            self._send_alert(AlertLevel.warning, AlertDescription.no_renegotiation)
 
     def handshake_complete_event(self, info: ConnectionInfo) -> None:
         self.info = info
