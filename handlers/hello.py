@@ -5,6 +5,9 @@ loop only moves bytes between the stream and the h11 Connection and answers each
 soon as it is parsed; any request body is read and dropped, and once both sides finish a cycle
 `start_next_cycle()` readies the connection for the next request. A malformed request gets a
 400 (or h11's more precise status hint, e.g. 431 for oversized headers) and the connection ends.
+GET and HEAD are served; any other method (CONNECT, POST, ...) gets 405 with `Allow`
+(RFC 9110 §15.5.6). A keep-alive connection serves at most `max-requests` requests, the last
+one with `Connection: close`; how long it may sit idle between them is serve()'s idle timeout.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ CHUNK = 65536
 # A request head bigger than this is refused rather than buffered without bound.
 MAX_HEADER_SIZE = 16 * 1024
 DEFAULT_BODY = "Hello from Python TLS!"
-_OPTIONS = frozenset({"body"})
+DEFAULT_MAX_REQUESTS = 100
+ALLOWED_METHODS = (b"GET", b"HEAD")
+_OPTIONS = frozenset({"body", "max-requests"})
 
 
 @attrs.frozen
@@ -31,22 +36,28 @@ class Hello:
     """The handler; it speaks HTTP/1.1 only, and says so in ALPN (RFC 7301)."""
 
     body: bytes
+    max_requests: int = DEFAULT_MAX_REQUESTS
     alpn_protocols: ClassVar[tuple[str, ...]] = ("http/1.1",)
 
     async def __call__(self, stream: trio.abc.Stream) -> None:
-        await _serve(stream, self.body)
+        await _serve(stream, self.body, self.max_requests)
 
 
 def make_handler(options: Mapping[str, str]) -> Handler:
-    """Build the responder; `body=TEXT` replaces the greeting."""
+    """Build the responder; `body=TEXT` replaces the greeting, `max-requests=N` (default 100)
+    bounds the requests served on one connection."""
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
         raise ValueError(f"hello: unknown option {unknown[0]!r}")
-    return Hello(options.get("body", DEFAULT_BODY).encode())
+    text = options.get("max-requests", str(DEFAULT_MAX_REQUESTS))
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"hello: max-requests must be a whole number of at least 1, not {text!r}")
+    return Hello(options.get("body", DEFAULT_BODY).encode(), int(text))
 
 
-async def _serve(stream: trio.abc.Stream, body: bytes) -> None:
+async def _serve(stream: trio.abc.Stream, body: bytes, max_requests: int) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_SIZE)
+    served = 0
     peer_closed = False
     while True:
         try:
@@ -64,19 +75,26 @@ async def _serve(stream: trio.abc.Stream, body: bytes) -> None:
         if isinstance(event, h11.ConnectionClosed):
             return
         if isinstance(event, h11.Request):
-            await stream.send_all(_response(conn, event, body))
+            served += 1
+            last = served >= max_requests
+            if event.method in ALLOWED_METHODS:
+                await stream.send_all(_response(conn, event, body, last=last))
+            else:
+                await stream.send_all(_not_allowed(conn, last=last))
         if conn.our_state is h11.MUST_CLOSE:
             return
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
 
 
-def _response(conn: h11.Connection, request: h11.Request, body: bytes) -> bytes:
+def _response(conn: h11.Connection, request: h11.Request, body: bytes, *, last: bool) -> bytes:
     """The whole response as one buffer, so it goes out in one send_all (one TLS write)."""
     headers = [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(body))),
     ]
+    if last:
+        headers.append(("Connection", "close"))
     # For HEAD, h11 keeps the GET headers (Content-Length included) and we omit the body.
     events: list[h11.Event] = [h11.Response(status_code=200, headers=headers, reason=b"OK")]
     if request.method != b"HEAD":
@@ -85,14 +103,27 @@ def _response(conn: h11.Connection, request: h11.Request, body: bytes) -> bytes:
     return _bytes_for(conn, events)
 
 
+def _not_allowed(conn: h11.Connection, *, last: bool) -> bytes:
+    allow = ", ".join(method.decode() for method in ALLOWED_METHODS)
+    return _status_response(conn, 405, [("Allow", allow)], close=last)
+
+
 def _error_response(conn: h11.Connection, status: int) -> bytes:
+    return _status_response(conn, status, [], close=True)
+
+
+def _status_response(
+    conn: h11.Connection, status: int, extra: list[tuple[str, str]], *, close: bool
+) -> bytes:
     reason = http.HTTPStatus(status).phrase
     body = f"{status} {reason}\n".encode()
     headers = [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(body))),
-        ("Connection", "close"),
+        *extra,
     ]
+    if close:
+        headers.append(("Connection", "close"))
     events: list[h11.Event] = [
         # h11 sends no reason phrase unless given one; clients and people expect it.
         h11.Response(status_code=status, headers=headers, reason=reason.encode()),

@@ -122,12 +122,20 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Start `trio-tls serve --port 0 ARGS` in cwd and yield it once it is serving."""
+def running_server(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, open_files: int | None = None
+) -> Iterator[Server]:
+    """Start `trio-tls serve --port 0 ARGS` in cwd and yield it once it is serving.
+
+    `open_files` sets the child's RLIMIT_NOFILE (soft and hard), as `ulimit -n` would.
+    """
     stderr_path = cwd / f"server-{time.monotonic_ns()}.stderr"
+    argv = command("serve", "--port", "0", *args)
+    if open_files is not None:
+        argv = ["prlimit", f"--nofile={open_files}:{open_files}", *argv]
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen(
-            command("serve", "--port", "0", *args),
+            argv,
             cwd=cwd,
             env=child_env() if env is None else env,
             stdin=subprocess.DEVNULL,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import AsyncIterator
 
 import pytest
+import trio
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -74,3 +76,11 @@ def full_config(
 ) -> ServerConfig:
     """RSA, ECDSA P-256 and ECDSA P-384 certificates for the same name."""
     return ServerConfig([certified_key(rsa_leaf), certified_key(ecdsa_leaf), issue_p384(ca)])
+
+
+@pytest.fixture
+async def server_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery for servers a test starts; cancelled when the test ends."""
+    async with trio.open_nursery() as nursery:
+        yield nursery
+        nursery.cancel_scope.cancel()

@@ -201,6 +201,16 @@ def cert_files(
     )
     files.garbage.write_bytes(b"this is not a certificate\n\x00\xff\x10garbage")
     _write_weak_rsa(files.weak_rsa_combined)
+    # Private, as keys should be: a key others may read is served with a warning on stderr.
+    for key_file in (
+        files.rsa_key,
+        files.rsa_combined,
+        files.rsa_der_key,
+        files.rsa_encrypted_key,
+        files.ecdsa_key,
+        files.weak_rsa_combined,
+    ):
+        key_file.chmod(0o600)
     return files
 
 
@@ -475,6 +485,11 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
         ["--ticket-key-file", "{garbage}"],
         {},
         ["cannot read ticket key file", "garbage.crt"],
+    ),
+    "external-rotation-without-file": (
+        ["--ticket-key-rotation", "external"],
+        {},
+        ["--ticket-key-rotation external needs --ticket-key-file"],
     ),
     "unknown-cipher": (["--ciphers", "RC4-MD5"], {}, ["unknown or unsupported cipher suite"]),
     "unknown-group": (["--groups", "x448"], {}, ["unknown group 'x448'"]),

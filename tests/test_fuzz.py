@@ -31,7 +31,7 @@ from trio_tls.enums import (
     HandshakeType,
     NamedGroup,
 )
-from trio_tls.errors import RemoteProtocolError
+from trio_tls.errors import LocalProtocolError, RemoteProtocolError
 from trio_tls.events import (
     NEED_DATA,
     AlertReceived,
@@ -295,7 +295,6 @@ def run_full_connection(
         + client.application_data(b"hello")
         + client.application_data(b"")
         + client.application_data(b"world" * 1000)
-        + client.alert(AlertDescription.close_notify, AlertLevel.warning)
     )
     second = feed(server, chunker(second_flight))
     assert second.error is None, second.error
@@ -303,10 +302,18 @@ def run_full_connection(
     summary += [record_kinds(second.output), rest]
 
     server.send(b"reply")
-    server.close()
-    out = server.data_to_send()
-    summary += [record_kinds(out), client.read(out)]
-    return first.events + second.events, summary
+    # RFC 5246 §7.2.1: the peer's close_notify is answered with ours, and nothing follows.
+    third = feed(server, chunker(client.alert(AlertDescription.close_notify, AlertLevel.warning)))
+    assert third.error is None, third.error
+    closing = client.read(third.output)
+    assert closing == [
+        (ContentType.application_data, b"reply"),
+        (ContentType.alert, bytes((AlertLevel.warning, AlertDescription.close_notify))),
+    ]
+    with pytest.raises(LocalProtocolError):
+        server.send(b"too late")
+    summary += [record_kinds(third.output), closing]
+    return first.events + second.events + third.events, summary
 
 
 EXPECTED_EVENT_TYPES = [

@@ -131,11 +131,12 @@ async def test_hello_pipelined_requests_and_request_body() -> None:
         # Both requests in one write; the body of the first must not confuse the second.
         await stream.send_all(post)
         client = h11.Connection(h11.CLIENT)
-        for method in ("POST", "GET"):
+        # POST is not served (405), but its body is read past all the same.
+        for method, status in (("POST", 405), ("GET", 200)):
             client.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
             client.send(h11.EndOfMessage())
-            response, body, _ = await get_response(stream, client)
-            assert (response.status_code, body) == (200, BODY)
+            response, _, _ = await get_response(stream, client)
+            assert response.status_code == status
             client.start_next_cycle()
 
 
@@ -197,6 +198,44 @@ async def test_hello_body_option() -> None:
         response, body, _ = await get_response(stream, client)
         assert body == "héllo".encode()
         assert header(response, b"content-length") == str(len(body)).encode()
+
+
+@pytest.mark.parametrize("method", ["CONNECT", "POST", "PUT", "DELETE", "OPTIONS", "BREW"])
+async def test_hello_other_methods_get_405_and_keep_alive(method: str) -> None:
+    async with running("hello") as stream:
+        client = h11.Connection(h11.CLIENT)
+        target = "localhost:443" if method == "CONNECT" else "/"
+        await stream.send_all(request(client, method, target))
+        response, body, _ = await get_response(stream, client)
+        assert response.status_code == 405
+        assert response.reason == b"Method Not Allowed"
+        assert header(response, b"allow") == b"GET, HEAD"
+        assert body == b"405 Method Not Allowed\n"
+        if method == "CONNECT":
+            return  # h11 lets no more requests follow a CONNECT
+        client.start_next_cycle()
+        await stream.send_all(request(client))
+        response, body, _ = await get_response(stream, client)
+        assert (response.status_code, body) == (200, BODY)
+
+
+async def test_hello_serves_at_most_max_requests_on_a_connection() -> None:
+    async with running("hello", {"max-requests": "3"}) as stream:
+        client = h11.Connection(h11.CLIENT)
+        for number in (1, 2, 3):
+            await stream.send_all(request(client))
+            response, body, _ = await get_response(stream, client)
+            assert body == BODY
+            assert (header(response, b"connection") == b"close") == (number == 3)
+            if number < 3:
+                client.start_next_cycle()
+        assert await read_to_eof(stream) == b""
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x", ""])
+def test_hello_max_requests_must_be_a_positive_number(value: str) -> None:
+    with pytest.raises(ValueError, match="max-requests must be a whole number"):
+        hello.make_handler({"max-requests": value})
 
 
 def test_unknown_options_are_rejected() -> None:

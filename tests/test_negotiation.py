@@ -122,6 +122,27 @@ def test_strict_sni_refuses_unknown_names(ca: trustme.CA, rsa_leaf: trustme.Leaf
     assert connect(config, ctx, server_hostname="localhost").server.info is not None
 
 
+def test_strict_sni_never_answers_with_another_hosts_certificate(ca: trustme.CA) -> None:
+    # a.example has only an ECDSA certificate; b.example an RSA one. An RSA-only client asking
+    # for a.example must not get b.example's certificate, which would name a co-hosted site.
+    a = certified_key(ca.issue_cert("a.example", key_type=trustme.KeyType.ECDSA))
+    b = certified_key(ca.issue_cert("b.example", key_type=trustme.KeyType.RSA))
+    ctx = client_context(ca)
+    ctx.check_hostname = False  # to see what the lenient server sends
+    ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
+    lenient = connect(ServerConfig([a, b]), ctx, server_hostname="a.example")
+    assert lenient.ssl.getpeercert(binary_form=True) == b.certificate.certificate_list[0]
+    strict = ServerConfig([a, b], strict_sni=True)
+    client = OpenSSLClient(ServerConnection(strict), ctx, server_hostname="a.example")
+    with pytest.raises(RemoteProtocolError) as info:
+        client.handshake()
+    assert info.value.alert == AlertDescription.handshake_failure
+    with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+        deliver(client)
+    served = connect(strict, ctx, server_hostname="b.example")
+    assert served.ssl.getpeercert(binary_form=True) == b.certificate.certificate_list[0]
+
+
 @pytest.mark.parametrize(
     ("ours", "theirs", "expected"),
     [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
 
 import pytest
 import trustme
@@ -14,15 +13,7 @@ from trio_tls.enums import AlertDescription, ExtensionType, HandshakeType
 from trio_tls.errors import RemoteProtocolError
 from trio_tls.events import NEED_DATA, MessageObserved, Observation
 from trio_tls.messages import NewSessionTicket
-from trio_tls.sessions import (
-    SessionCache,
-    SessionState,
-    TicketKey,
-    TicketKeyFileError,
-    TicketKeys,
-    load_ticket_keys,
-    write_ticket_key_file,
-)
+from trio_tls.sessions import SessionCache, SessionState, TicketKey, TicketKeys
 from trio_tls.suites import suite_by_name
 
 from .conftest import certified_key
@@ -241,37 +232,3 @@ def test_non_ems_session_offered_with_ems_means_full_handshake(
     assert HandshakeType.certificate in types  # a full handshake
     answer = offer(config, ems=False, session_id=session_id, ticket=ticket)
     assert [r.content_type for r in split_records(answer)] == [22, 20, 22]  # resumed
-
-
-def test_ticket_key_file_round_trip(tmp_path: Path) -> None:
-    keys = [TicketKey.generate(), TicketKey.generate()]
-    path = tmp_path / "tickets.keys"
-    write_ticket_key_file(path, keys)
-    assert path.stat().st_mode & 0o777 == 0o600
-    path.write_text("# rotated hourly\n\n" + path.read_text())
-    assert load_ticket_keys(path) == keys
-    # The first key seals; the second still opens what it sealed.
-    state = SessionState(0xC02F, bytes(48), True, None, 1000.0)
-    old = TicketKeys(keys[1:]).seal(state)
-    assert TicketKeys(keys).open(old, 1001.0) == state
-    assert TicketKeys(keys).seal(state)[:16] == keys[0].name
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (None, "cannot read ticket key file"),
-        ("", "holds no key"),
-        ("# only a comment\n", "holds no key"),
-        ("00" * 47 + "\n", ":1: expected 96 hex digits"),
-        ("zz" * 48 + "\n", ":1: expected 96 hex digits"),
-        ("00" * 48 + "\n" + "00" * 49 + "\n", ":2: expected 96 hex digits"),
-        ("é\n", "cannot read ticket key file"),
-    ],
-)
-def test_bad_ticket_key_files(tmp_path: Path, content: str | None, message: str) -> None:
-    path = tmp_path / "tickets.keys"
-    if content is not None:
-        path.write_text(content, "utf-8")
-    with pytest.raises(TicketKeyFileError, match=message):
-        load_ticket_keys(path)

@@ -11,6 +11,7 @@ import trio.testing
 import trustme
 
 from trio_tls.config import ServerConfig
+from trio_tls.deadlines import DeadlineStream, IdleTimeout
 from trio_tls.stream import TLSStream
 
 from .openssl_peer import client_context
@@ -159,3 +160,57 @@ async def test_records_already_received_are_returned_together(
     assert await server.receive_some(19_999) == b"c" * 19_999
     assert await server.receive_some() == b"c"
     assert await server.receive_some() == b""
+
+
+async def handshake_both(client: trio.SSLStream[trio.abc.Stream], server: TLSStream) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        nursery.start_soon(server.do_handshake)
+
+
+async def test_the_peers_close_notify_is_answered_and_ends_sending(
+    ca: trustme.CA, rsa_config: ServerConfig
+) -> None:
+    # RFC 5246 §7.2.1. SSLStream.unwrap() returns only once our close_notify has arrived.
+    client, server = make_pair(ca, rsa_config, trio.testing.memory_stream_pair)
+    await handshake_both(client, server)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.unwrap)
+            assert await server.receive_some() == b""
+    with pytest.raises(trio.BrokenResourceError):
+        await server.send_all(b"after the goodbye")
+
+
+async def test_abort_sends_a_fatal_alert_not_close_notify(
+    ca: trustme.CA, rsa_config: ServerConfig
+) -> None:
+    client, server = make_pair(ca, rsa_config, trio.testing.memory_stream_pair)
+    await handshake_both(client, server)
+    await server.send_all(b"half a resp")
+    await server.abort()
+    assert await client.receive_some() == b"half a resp"
+    with pytest.raises(trio.BrokenResourceError) as aborted:
+        await client.receive_some()
+    assert "alert internal error" in str(aborted.value.__cause__)
+    with pytest.raises(trio.ClosedResourceError):
+        await server.send_all(b"more")
+
+
+async def test_after_an_idle_timeout_aclose_still_says_close_notify(
+    ca: trustme.CA, rsa_config: ServerConfig
+) -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    client_tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    server_tcp = await listeners[0].accept()
+    client = trio.SSLStream(client_tcp, client_context(ca), server_hostname="localhost")
+    server = TLSStream(DeadlineStream(server_tcp, idle_timeout=0.2), rsa_config)
+    await handshake_both(client, server)  # type: ignore[arg-type]
+    with pytest.raises(trio.BrokenResourceError) as idle:
+        await server.receive_some()
+    assert isinstance(idle.value.__cause__.__cause__, IdleTimeout)  # type: ignore[union-attr]
+    await server.aclose()
+    assert await client.receive_some() == b""  # a clean close: nothing was cut short
+    await client.aclose()
+    await listeners[0].aclose()

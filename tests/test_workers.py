@@ -1,4 +1,4 @@
-"""`trio-tls serve --workers N`: several processes, one socket, shared ticket keys."""
+"""`trio-tls serve --workers N`: several processes, one socket, shared and rotated ticket keys."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import re
 import signal
 import socket
 import ssl
+import subprocess
 import time
 from pathlib import Path
 
-from .cli_server import EXIT_TIMEOUT, Server, running_server
+from trio_tls.sessions import TicketKey
+from trio_tls.ticketfile import RELOAD_INTERVAL, KeyFile, KeyLine, read_key_file, write_key_file
+
+from .cli_server import EXIT_TIMEOUT, Server, child_env, command, running_server
 
 WORKER = re.compile(r"\[(\d+)\] listening on")
 
@@ -82,3 +86,80 @@ def test_workers_write_the_key_log_and_warn_once(tmp_path: Path) -> None:
     lines = (tmp_path / "server.keys").read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith("CLIENT_RANDOM ")
     assert (tmp_path / "server.keys").stat().st_mode & 0o777 == 0o600
+
+
+def new_session(port: int, ctx: ssl.SSLContext) -> ssl.SSLSession:
+    tls = get(port, ctx)
+    session = tls.session
+    tls.close()
+    assert session is not None
+    return session
+
+
+def resumes(port: int, ctx: ssl.SSLContext, session: ssl.SSLSession) -> bool:
+    tls = get(port, ctx, session)
+    reused = tls.session_reused
+    tls.close()
+    return reused
+
+
+def ticket_keys_rotate(path: Path) -> None:
+    result = subprocess.run(
+        command("ticket-keys", "rotate", str(path)),
+        env=child_env(),
+        capture_output=True,
+        timeout=20,
+        check=True,
+    )
+    assert result.stdout
+
+
+def test_the_supervisor_rotates_the_key_file_and_workers_only_read_it(tmp_path: Path) -> None:
+    path = tmp_path / "tickets.keys"
+    old = TicketKey.generate()
+    path.write_text((old.name + old.secret).hex() + "\n")  # the first format, two hours old
+    path.chmod(0o600)
+    os.utime(path, (time.time() - 7200, time.time() - 7200))
+    with running_server(tmp_path, "--workers", "2", "--ticket-key-file", str(path)) as server:
+        for pid in worker_pids(server, 2):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert argv[argv.index(b"--ticket-key-rotation") + 1] == b"external"
+        deadline = time.monotonic() + 10
+        while (rotated := read_key_file(path)[0]).sealing.key == old:
+            assert time.monotonic() < deadline, "the supervisor did not rotate the stale file"
+            time.sleep(0.05)
+        assert [line.role for line in rotated.lines] == ["next", "seal", "open"]
+        time.sleep(RELOAD_INTERVAL + 0.1)
+        ctx = client_context()
+        session = new_session(server.port, ctx)
+        for _ in range(6):
+            assert resumes(server.port, ctx, session)
+        assert server.stop() == 0
+
+
+def test_workers_follow_a_key_file_rotated_by_another_program(tmp_path: Path) -> None:
+    """The fleet setup: `ticket-keys rotate` (from cron, say) rotates; every worker reloads."""
+    path = tmp_path / "tickets.keys"
+    ticket_keys_rotate(path)  # makes it
+    args = ("--workers", "2", "--ticket-key-file", str(path), "--ticket-key-rotation", "external")
+    with running_server(tmp_path, *args) as server:
+        worker_pids(server, 2)
+        ctx = client_context()
+        before = new_session(server.port, ctx)
+        ticket_keys_rotate(path)
+        rotated, _ = read_key_file(path)
+        time.sleep(RELOAD_INTERVAL + 0.1)
+        after = new_session(server.port, ctx)
+        for _ in range(4):
+            assert resumes(server.port, ctx, before)  # its key is retired, not gone
+            assert resumes(server.port, ctx, after)
+
+        # Take away the key that sealed since the rotation: if the workers use it, as they
+        # must, `after` stops resuming while `before` still does.
+        (retired,) = [line for line in rotated.lines if line.role == "open"]
+        write_key_file(path, KeyFile((KeyLine("seal", retired.key, retired.since),)))
+        time.sleep(RELOAD_INTERVAL + 0.1)
+        for _ in range(4):
+            assert resumes(server.port, ctx, before)
+            assert not resumes(server.port, ctx, after)
+        assert server.stop() == 0

@@ -4,7 +4,11 @@ Everything cryptographic is `cryptography`'s: this module only reads files, tell
 by content (a PEM file has a `-----BEGIN` armour line, whatever its extension says), and turns the
 library's assorted exceptions into one CertificateError whose message a user can act on. The
 dev certificate is what `trio-tls` serves when no certificate is given: valid for localhost,
-127.0.0.1 and ::1, written next to its key, and the key file is created 0600 from the first byte.
+127.0.0.1 and ::1, written next to its key. Its files are replaced whole (secretfiles.replace),
+the key 0600 from the first byte, and the key is read back only with `follow_symlinks=False`, so
+a link planted in certs/ can neither receive the key nor hand us another. An operator's own key
+may be a link (Kubernetes mounts secrets as links); whether its mode is too open is the
+caller's question (key_file_mode).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .kx import PrivateKey
+from .secretfiles import PRIVATE, SecretFileError, loose_mode, open_nofollow, replace
 
 _KeyLoader = Callable[[bytes, bytes | None], PrivateKeyTypes]
 
@@ -33,6 +38,7 @@ KEY_FILE = "server.key"
 DER_FILE = "server.der"
 
 _PEM_MARKER = b"-----BEGIN"
+_PUBLIC = 0o644
 _VALIDITY = datetime.timedelta(days=365)
 # Backdating absorbs clock skew between this machine and the client checking notBefore.
 _BACKDATE = datetime.timedelta(hours=1)
@@ -51,10 +57,15 @@ class DevCertificate:
     der_path: Path
 
 
-def _read(path: str | os.PathLike[str], what: str) -> bytes:
+def _read(path: str | os.PathLike[str], what: str, follow_symlinks: bool = True) -> bytes:
     """Read a whole file, mapping OS errors to messages that name the file and its role."""
     try:
-        return Path(path).read_bytes()
+        if follow_symlinks:
+            return Path(path).read_bytes()
+        with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as file:
+            return file.read()
+    except SecretFileError as exc:
+        raise CertificateError(f"cannot read {what} file {os.fspath(path)}: {exc}") from None
     except FileNotFoundError:
         raise CertificateError(f"{what} file {os.fspath(path)} not found") from None
     except IsADirectoryError:
@@ -82,9 +93,11 @@ def load_certificate_chain(path: str | os.PathLike[str]) -> list[x509.Certificat
     return chain
 
 
-def load_private_key(path: str | os.PathLike[str], password: bytes | None = None) -> PrivateKey:
+def load_private_key(
+    path: str | os.PathLike[str], password: bytes | None = None, *, follow_symlinks: bool = True
+) -> PrivateKey:
     """Load an RSA or ECDSA private key (PKCS#8 or traditional, PEM or DER, maybe encrypted)."""
-    data = _read(path, "key")
+    data = _read(path, "key", follow_symlinks)
     load: _KeyLoader = (
         serialization.load_pem_private_key
         if _PEM_MARKER in data
@@ -133,6 +146,15 @@ def _key_kind(key: object) -> str:
     name = type(key).__name__.removesuffix("PrivateKey")
     article = "an" if name[:1].upper() in "AEIOU" else "a"
     return f"{article} {name} key"
+
+
+def key_file_mode(path: str | os.PathLike[str]) -> int | None:
+    """The mode of a key file that the group or others may read or write, else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # gone since it was read: nothing left to warn about
+        return None
+    return mode if loose_mode(mode) else None
 
 
 def check_key_matches(certificate: x509.Certificate, key: PrivateKey) -> None:
@@ -219,29 +241,15 @@ def make_self_signed(
     paths = DevCertificate(
         cert_path=target / CERT_FILE, key_path=target / KEY_FILE, der_path=target / DER_FILE
     )
-    _write_private(
-        paths.key_path,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
-    paths.cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    paths.der_path.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+    replace(paths.key_path, pem_key, PRIVATE)
+    replace(paths.cert_path, certificate.public_bytes(serialization.Encoding.PEM), _PUBLIC)
+    replace(paths.der_path, certificate.public_bytes(serialization.Encoding.DER), _PUBLIC)
     return paths
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret so that it is never readable by others, not even for an instant.
-
-    Creating with mode 0600 covers a new file; the fchmod covers an existing file, whose mode
-    O_CREAT leaves alone, and a umask that would have loosened nothing anyway.
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        os.fchmod(file.fileno(), 0o600)
-        file.write(data)
 
 
 def ensure_dev_certificate(directory: str | os.PathLike[str]) -> tuple[DevCertificate, bool]:
@@ -257,6 +265,7 @@ def ensure_dev_certificate(directory: str | os.PathLike[str]) -> tuple[DevCertif
         if not existing.der_path.is_file():
             # The DER copy is a convenience for clients that import only DER; rebuild it.
             certificate = load_certificate_chain(existing.cert_path)[0]
-            existing.der_path.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+            der = certificate.public_bytes(serialization.Encoding.DER)
+            replace(existing.der_path, der, _PUBLIC)
         return existing, False
     return make_self_signed(target), True

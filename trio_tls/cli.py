@@ -1,4 +1,4 @@
-"""The `trio-tls` command: serve, certs, handlers.
+"""The `trio-tls` command: serve, certs, handlers, ticket-keys.
 
 Everything a user can get wrong (a missing or unreadable certificate, a wrong key password, a
 key that does not match, a port in use, an unknown handler) ends as one line on stderr and a
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,9 +34,16 @@ from .plugins import (
     load_handler,
     parse_handler_options,
 )
-from .server import DEFAULT_HOST, DEFAULT_PORT, serve
-from .sessions import TicketKeyFileError
+from .secretfiles import SecretFileError
+from .server import DEFAULT_HOST, DEFAULT_PORT, ensure_descriptors, serve
 from .settings import DEV_CERT_DIR, Settings, UsageError, build_config
+from .ticketfile import (
+    FileTicketKeys,
+    TicketKeyFileError,
+    create_key_file,
+    keep_rotating,
+    rotate_key_file,
+)
 
 log = logging.getLogger("trio_tls")
 SHUTDOWN_GRACE = 5.0
@@ -48,6 +58,17 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
     return port
+
+
+def _seconds(text: str) -> float:
+    """A timeout: a positive, finite number of seconds (0, a negative, nan never work)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return seconds
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -105,9 +126,30 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tickets", action="store_true", help="do not issue session tickets")
     run.add_argument(
         "--ticket-key-file",
-        help="ticket keys shared by several servers (made, mode 0600, if missing)",
+        help="ticket keys shared by several servers, reloaded when it changes (README)",
     )
-    run.add_argument("--handshake-timeout", type=float, default=10.0, metavar="SECONDS")
+    run.add_argument(
+        "--ticket-key-rotation",
+        choices=["auto", "external"],
+        default="auto",
+        help="auto: this server makes the file if missing and rotates it hourly; external: "
+        "another program rotates it (trio-tls ticket-keys rotate), this server only reads it",
+    )
+    run.add_argument("--handshake-timeout", type=_seconds, default=10.0, metavar="SECONDS")
+    run.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="close a connection that sends nothing for this long while read from (default 60)",
+    )
+    run.add_argument(
+        "--write-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="close a connection that takes no data for this long while written to (default 30)",
+    )
     run.add_argument("--max-connections", type=int, default=1000)
     run.add_argument(
         "--key-log-file",
@@ -128,6 +170,13 @@ def _build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--out", type=Path, default=DEV_CERT_DIR)
 
     commands.add_parser("handlers", help="list installed handler plugins")
+
+    ticket_keys = commands.add_parser("ticket-keys", help="manage a ticket key file")
+    actions = ticket_keys.add_subparsers(dest="action", required=True)
+    rotate = actions.add_parser(
+        "rotate", help="rotate a ticket key file now, or make it (e.g. hourly from cron)"
+    )
+    rotate.add_argument("file")
     return parser
 
 
@@ -143,11 +192,30 @@ def _settings(args: argparse.Namespace) -> Settings:
         session_cache_size=args.session_cache_size,
         tickets=not args.no_tickets,
         ticket_key_file=args.ticket_key_file,
+        ticket_key_rotation=args.ticket_key_rotation,
+        quiet=args.listen_fd is not None,
+    )
+
+
+async def _rotate_ticket_key_file(settings: Settings, config: ServerConfig | None) -> None:
+    """The owner's job (this server, or the supervisor of --workers); returns at once if not."""
+    if settings.ticket_key_file is None or not settings.owns_ticket_key_file:
+        return
+    # The supervisor's keys never seal, so only a single server's can wear out.
+    keys = config.ticket_keys if config is not None else None
+    await keep_rotating(
+        settings.ticket_key_file,
+        lifetime=settings.session_lifetime,
+        keys=keys if isinstance(keys, FileTicketKeys) else None,
     )
 
 
 async def _serve_until_signalled(
-    args: argparse.Namespace, handler: Handler, config: ServerConfig, keylog: KeyLogFile | None
+    args: argparse.Namespace,
+    handler: Handler,
+    settings: Settings,
+    config: ServerConfig,
+    keylog: KeyLogFile | None,
 ) -> None:
     shutdown = trio.Event()
     inherited = None if args.listen_fd is None else [workers.inherited_listener(args.listen_fd)]
@@ -163,6 +231,8 @@ async def _serve_until_signalled(
                     args.host,
                     args.port,
                     handshake_timeout=args.handshake_timeout,
+                    idle_timeout=args.idle_timeout,
+                    write_timeout=args.write_timeout,
                     max_connections=args.max_connections,
                     shutdown=shutdown,
                     shutdown_grace=SHUTDOWN_GRACE,
@@ -188,6 +258,17 @@ async def _serve_until_signalled(
                     shutdown.set()
 
             nursery.start_soon(watch_signals)
+            nursery.start_soon(_rotate_ticket_key_file, settings, config)
+
+
+_KEYLOG_BANNER = """\
+**************************************************************************************
+WARNING: the SSLKEYLOGFILE environment variable is set, so trio-tls is
+writing TLS secrets to {path} ({where}).
+Anyone who can read that file can decrypt every connection recorded in it.
+Key logging is for debugging only: unset SSLKEYLOGFILE unless you meant this
+(--key-log-file asks for it explicitly).
+**************************************************************************************"""
 
 
 def _open_keylog(args: argparse.Namespace) -> KeyLogFile | None:
@@ -196,10 +277,14 @@ def _open_keylog(args: argparse.Namespace) -> KeyLogFile | None:
         return None
     try:
         keylog = KeyLogFile(path)
-    except OSError as exc:
-        raise UsageError(f"cannot open key log file {path}: {exc.strerror or exc}") from None
-    if args.listen_fd is None:
+    except (OSError, SecretFileError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"cannot open key log file {path}: {reason}") from None
+    if args.listen_fd is None and args.key_log_file:
         log.warning("writing TLS secrets to %s: anyone with it can decrypt traffic", path)
+    elif args.listen_fd is None:
+        # An inherited variable (set for a browser, say) turns this on without anyone asking.
+        print(_KEYLOG_BANNER.format(path=path, where=os.path.abspath(path)), file=sys.stderr)
     return keylog
 
 
@@ -210,6 +295,11 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     )
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.ticket_key_rotation == "external" and args.ticket_key_file is None:
+        raise UsageError("--ticket-key-rotation external needs --ticket-key-file")
+    descriptors_warning = ensure_descriptors(args.max_connections)
+    if descriptors_warning is not None and args.listen_fd is None:
+        log.warning("%s", descriptors_warning)
     # Build the handler and configuration before listening, so mistakes surface at once.
     handler = load_handler(args.handler, parse_handler_options(args.handler_opt))
     settings = _settings(args)
@@ -225,7 +315,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             if args.workers > 1:
                 _run_workers(args, settings)
             else:
-                trio.run(_serve_until_signalled, args, handler, config, keylog)
+                trio.run(_serve_until_signalled, args, handler, settings, config, keylog)
         except* OSError as group:
             # Binding fails inside the nursery, which wraps the error in an ExceptionGroup.
             raise _listen_error(args, group.exceptions[0]) from None
@@ -247,14 +337,25 @@ def _run_workers(args: argparse.Namespace, settings: Settings) -> None:
     with sock:
         worker_args = [*args.argv, "--workers", "1"]
         if settings.ticket_key_file is not None:
+            # The supervisor owns the file (unless someone else does); workers only read it.
             worker_args += ["--ticket-key-file", settings.ticket_key_file]
+            worker_args += ["--ticket-key-rotation", "external"]
         port = sock.getsockname()[1]
         print(
             f"serving handler {args.handler!r} on https://{args.host}:{port}/ "
             f"with {args.workers} workers",
             flush=True,
         )
-        trio.run(workers.supervise, worker_args, args.workers, sock, SHUTDOWN_GRACE)
+        trio.run(_supervise, worker_args, args.workers, sock, settings)
+
+
+async def _supervise(
+    worker_args: Sequence[str], count: int, sock: socket.socket, settings: Settings
+) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_rotate_ticket_key_file, settings, None)
+        await workers.supervise(worker_args, count, sock, SHUTDOWN_GRACE)
+        nursery.cancel_scope.cancel()
 
 
 def _cmd_certs(args: argparse.Namespace) -> None:
@@ -270,11 +371,27 @@ def _cmd_handlers(args: argparse.Namespace) -> None:
         print(f"{info.name:16} {info.value:40} ({origin})")
 
 
+def _cmd_ticket_keys(args: argparse.Namespace) -> None:
+    now = time.time()
+    if create_key_file(args.file, now):
+        print(f"made {args.file} (mode 0600)")
+        return
+    rotated = rotate_key_file(args.file, now, lifetime=Settings().session_lifetime)
+    sealing = rotated.sealing.key.name.hex()
+    announced = [line.key.name.hex() for line in rotated.lines if line.role == "next"][-1]
+    print(f"rotated {args.file}: key {sealing} seals, key {announced} is announced")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _build_parser().parse_args(argv)
     args.argv = argv
-    command = {"serve": _cmd_serve, "certs": _cmd_certs, "handlers": _cmd_handlers}
+    command = {
+        "serve": _cmd_serve,
+        "certs": _cmd_certs,
+        "handlers": _cmd_handlers,
+        "ticket-keys": _cmd_ticket_keys,
+    }
     try:
         command[args.command](args)
     except (UsageError, CertificateError, PluginError, TicketKeyFileError, ValueError) as exc:

@@ -129,10 +129,16 @@ class ServerConfig:
             raise ValueError("at least one cipher suite is needed")
 
     def certificates_for(self, host_name: str | None) -> tuple[CertifiedKey, ...]:
-        """Certificates in the order to try for this SNI host: those it names first."""
+        """Certificates in the order to try for this SNI host: those it names first.
+
+        With strict SNI only those: answering a known name with another host's certificate
+        would tell the client which other names live here.
+        """
         if host_name is None:
             return self.certificates
         named = tuple(c for c in self.certificates if c.matches(host_name))
+        if self.strict_sni:
+            return named
         return named + tuple(c for c in self.certificates if c not in named)
 
     def knows_host(self, host_name: str) -> bool:

@@ -20,6 +20,7 @@ from .config import ServerConfig
 from .enums import AlertDescription, AlertLevel, ContentType
 from .errors import (
     DecodeError,
+    InternalError,
     LocalProtocolError,
     RemoteProtocolError,
     TLSError,
@@ -131,6 +132,13 @@ class ServerConnection:
             self._we_closed = True
             self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
 
+    def abort(self) -> None:
+        """Queue a fatal internal_error instead of close_notify: our side failed mid-stream,
+        and the peer must not take what it received for the whole (RFC 5246 §7.2.1 exists to
+        expose truncation). The connection enters the error state. Idempotent."""
+        if self._error is None:
+            self._fail(InternalError("the server aborted the connection"))
+
     def has_data_to_send(self) -> bool:
         return bool(self._outgoing)
 
@@ -197,7 +205,10 @@ class ServerConnection:
         if alert.level == AlertLevel.warning and alert.description != AlertDescription.close_notify:
             self._count_warning("warning alerts")
         elif alert.description == AlertDescription.close_notify:
+            # RFC 5246 §7.2.1: answer with our own close_notify, discarding pending writes;
+            # nothing more may be sent.
             self._peer_closed = ConnectionClosed(close_notify=True)
+            self.close()
         elif alert.level == AlertLevel.fatal:
             # RFC 5246 §7.2.2: the connection ends at once; nothing more is read or sent, and
             # an aborted connection must never look like a clean close.

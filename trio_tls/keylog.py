@@ -1,9 +1,10 @@
 """NSS key log output (the SSLKEYLOGFILE format Wireshark reads), as a connection observer.
 
 Each full handshake appends `CLIENT_RANDOM <client random hex> <master secret hex>`. The file is
-created 0600 and opened for append, so several servers (or a client and a server) can share one.
-Anyone holding this file can decrypt the recorded traffic: it is for debugging only, and the CLI
-warns at start-up whenever it is on.
+opened for append, so several servers (or a client and a server) can share one, under the rules
+of secretfiles: never through a symbolic link, created 0600 with O_EXCL, and refused if it exists
+with access for other users. Anyone holding this file can decrypt the recorded traffic: it is
+for debugging only, and the CLI warns at start-up whenever it is on.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import os
 
 from .events import Observation, SecretsEstablished
+from .secretfiles import open_for_append
 
 
 class KeyLogFile:
     """An observer that records master secrets; call `close()` when the server stops."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Raises OSError, or SecretFileError for a link or a file others may read."""
         self.path = os.fspath(path)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_for_append(self.path)
         self._file = os.fdopen(fd, "a", encoding="ascii")
 
     def __call__(self, observation: Observation) -> None:

@@ -7,9 +7,16 @@ state sealed with AES-256-GCM under a named key: key_name(16) ‖ nonce(12) ‖ 
 with the key name as additional data. Any ticket that fails to open — tampered, expired,
 unknown key — is simply not a session: the caller runs a full handshake, never fails one.
 
-TicketKeys holds the current key (which seals) and older ones (which only open); it rotates on
-its own every `rotate_after` seconds unless the keys come from a file shared by several
-processes, in which case rotating is the job of whoever writes the file.
+TicketKeys holds one key that seals and others that only open. Keys it made itself rotate every
+`rotate_after` seconds (RFC 5077 §5.5: keys should change regularly, which is what keeps a key
+stolen today from opening last week's tickets and their master secrets), and a retired key opens
+tickets until the last one it sealed has expired. Keys handed in belong to whoever handed them in:
+ticketfile.FileTicketKeys follows a key file that its owner rotates.
+
+Every key counts its seals. The nonces are random, and NIST SP 800-38D §8.3 allows 2^32 of them
+per key; a process seals at most SEAL_LIMIT (2^24) tickets under one key, rotating its own keys
+when they reach it, and sending an empty ticket (RFC 5077 §3.3: "no ticket this time") when it
+cannot rotate a key that reached it. 2^24 leaves room for 256 processes sharing one key.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import os
 import struct
 import time
 from collections import OrderedDict
-from pathlib import Path
+from collections.abc import Sequence
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -31,6 +38,7 @@ TICKET_KEY_LENGTH = 32
 _NONCE_LENGTH = 12
 _STATE_HEADER = struct.Struct("!BHQ?B")  # format, suite, created, ems, sni length
 _STATE_FORMAT = 1
+SEAL_LIMIT = 2**24
 
 
 @attrs.frozen
@@ -101,82 +109,65 @@ class TicketKey:
         return cls(os.urandom(KEY_NAME_LENGTH), os.urandom(TICKET_KEY_LENGTH))
 
 
-class TicketKeyFileError(ValueError):
-    """The ticket key file is missing, unreadable or malformed; str() is one line."""
-
-
-def load_ticket_keys(path: str | os.PathLike[str]) -> list[TicketKey]:
-    """Read a ticket key file: one key per line, 96 hex digits (16-byte name, 32-byte key).
-
-    The first line seals new tickets; later lines only open old ones, so a rotation is "write a
-    new first line, keep the old one below it for a ticket lifetime".
-    """
-    try:
-        lines = [line.strip() for line in Path(path).read_text("ascii").splitlines()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TicketKeyFileError(f"cannot read ticket key file {path}: {exc}") from None
-    keys = []
-    for number, line in enumerate(lines, 1):
-        if not line or line.startswith("#"):
-            continue
-        try:
-            raw = bytes.fromhex(line)
-        except ValueError:
-            raw = b""
-        if len(raw) != KEY_NAME_LENGTH + TICKET_KEY_LENGTH:
-            raise TicketKeyFileError(f"{path}:{number}: expected 96 hex digits")
-        keys.append(TicketKey(raw[:KEY_NAME_LENGTH], raw[KEY_NAME_LENGTH:]))
-    if not keys:
-        raise TicketKeyFileError(f"ticket key file {path} holds no key")
-    return keys
-
-
-def write_ticket_key_file(path: str | os.PathLike[str], keys: list[TicketKey]) -> None:
-    """Create a key file (mode 0600): the secrets in it decrypt every session they sealed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as file:
-        for key in keys:
-            file.write((key.name + key.secret).hex() + "\n")
-
-
 class TicketKeys:
     """Seals and opens session tickets; see the module docstring."""
 
     def __init__(
         self,
-        keys: list[TicketKey] | None = None,
+        keys: Sequence[TicketKey] | None = None,
         *,
         lifetime: float = 7200,
         rotate_after: float | None = 3600,
         now: float | None = None,
+        seal_limit: int = SEAL_LIMIT,
     ) -> None:
         self.lifetime = lifetime
         self._rotate_after = rotate_after if keys is None else None
         self._rotated_at = time.time() if now is None else now
-        self._keys: list[tuple[bytes, AESGCM]] = []
-        for key in keys or [TicketKey.generate()]:
-            self._keys.append((key.name, AESGCM(key.secret)))
+        self._seal_limit = seal_limit
+        self._aeads: dict[bytes, AESGCM] = {}
+        self._seals: dict[bytes, int] = {}  # tickets this process sealed under each key
+        self._retired: dict[bytes, float] = {}  # our own old keys: when each stopped sealing
+        self._sealing = b""
+        self._install(keys or [TicketKey.generate()])
 
-    def _maybe_rotate(self, now: float) -> None:
-        if self._rotate_after is None or now - self._rotated_at < self._rotate_after:
+    def _install(self, keys: Sequence[TicketKey]) -> None:
+        """The first key seals and all open; a key kept across a reload keeps its count."""
+        self._aeads = {key.name: AESGCM(key.secret) for key in keys}
+        self._seals = {name: self._seals.get(name, 0) for name in self._aeads}
+        self._sealing = keys[0].name
+
+    def _refresh(self, now: float) -> None:
+        """Rotate our own keys when it is time, or when the sealing key reaches its limit."""
+        if self._rotate_after is None or (
+            now - self._rotated_at < self._rotate_after
+            and self._seals[self._sealing] < self._seal_limit
+        ):
             return
+        self._retired[self._sealing] = now
+        for name, retired in list(self._retired.items()):
+            if now - retired > self.lifetime:  # every ticket it sealed has expired
+                del self._retired[name], self._aeads[name], self._seals[name]
         key = TicketKey.generate()
-        self._keys.insert(0, (key.name, AESGCM(key.secret)))
-        # Keep old keys for as long as tickets they sealed may still be valid.
-        keep = 1 + int(self.lifetime // self._rotate_after) + 1
-        del self._keys[keep:]
+        self._aeads[key.name] = AESGCM(key.secret)
+        self._seals[key.name] = 0
+        self._sealing = key.name
         self._rotated_at = now
 
     def seal(self, state: SessionState) -> bytes:
-        """Seal under the current key (rotating first, if it is time, by the state's clock)."""
-        self._maybe_rotate(state.created)
-        name, aead = self._keys[0]
+        """A ticket for state, by the state's clock; b"" if the key is spent (module docstring)."""
+        self._refresh(state.created)
+        name = self._sealing
+        if self._seals[name] >= self._seal_limit:
+            return b""
+        self._seals[name] += 1
         nonce = os.urandom(_NONCE_LENGTH)
-        return name + nonce + aead.encrypt(nonce, state.encode(), name)
+        return name + nonce + self._aeads[name].encrypt(nonce, state.encode(), name)
 
     def open(self, ticket: bytes, now: float) -> SessionState | None:
+        self._refresh(now)
         name = ticket[:KEY_NAME_LENGTH]
-        aead = next((aead for key_name, aead in self._keys if key_name == name), None)
+        aead = self._aeads.get(name)
         if aead is None:
             return None
         nonce = ticket[KEY_NAME_LENGTH : KEY_NAME_LENGTH + _NONCE_LENGTH]

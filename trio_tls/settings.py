@@ -1,15 +1,20 @@
 """Command-line settings to a ServerConfig: certificates, suites, groups, ALPN, resumption.
 
 Kept apart from argument parsing so that the rules (how --certfile and --keyfile pair up, which
-names a suite or group may go by, where the dev certificate lives) read in one place, and so the
-worker processes of `--workers` build exactly the configuration a single process would.
+names a suite or group may go by, where the dev certificate lives, who rotates the ticket key
+file) read in one place, and so the worker processes of `--workers` build exactly the
+configuration a single process would. Warnings about the files (a key others may read, a ticket
+key file nobody rotates) are logged once: by the supervisor, not again by every worker.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
@@ -17,22 +22,22 @@ from .certs import (
     CertificateError,
     ensure_dev_certificate,
     fingerprint_sha256,
+    key_file_mode,
     load_certificate_chain,
     load_private_key,
 )
 from .config import CertifiedKey, ServerConfig
 from .enums import NamedGroup
 from .kx import SUPPORTED_GROUPS
-from .sessions import (
-    SessionCache,
-    TicketKey,
-    TicketKeys,
-    load_ticket_keys,
-    write_ticket_key_file,
-)
+from .sessions import SessionCache, TicketKeys
 from .suites import DEFAULT_SUITES, CipherSuite, suite_by_name
+from .ticketfile import FileTicketKeys, create_key_file
+
+log = logging.getLogger("trio_tls")
 
 DEV_CERT_DIR = Path("certs")
+# A file rotated by someone else whose sealing key is older than this: is the rotation running?
+STALE_TICKET_KEY = 86400.0
 _GROUP_ALIASES = {
     "x25519": NamedGroup.x25519,
     "secp256r1": NamedGroup.secp256r1,
@@ -59,7 +64,18 @@ class Settings:
     session_cache_size: int = 20_000
     tickets: bool = True
     ticket_key_file: str | None = None
+    # auto: this process (the supervisor, with --workers) rotates the file; external: only reads.
+    ticket_key_rotation: Literal["auto", "external"] = "auto"
     session_lifetime: float = 7200
+    # A worker of --workers: its supervisor already gave every warning.
+    quiet: bool = False
+
+    @property
+    def owns_ticket_key_file(self) -> bool:
+        """Whether this process makes and rotates the ticket key file (ticketfile)."""
+        return (
+            self.tickets and self.ticket_key_file is not None and self.ticket_key_rotation == "auto"
+        )
 
 
 def _split(text: str) -> list[str]:
@@ -116,7 +132,18 @@ def load_certificates(settings: Settings) -> list[CertifiedKey]:
     certified = []
     for certfile, keyfile in _certificate_pairs(settings):
         chain = load_certificate_chain(certfile)
-        key = load_private_key(keyfile, password)
+        # Our own dev key is never read through a link; an operator's key may be one.
+        key = load_private_key(keyfile, password, follow_symlinks=bool(settings.certfiles))
+        mode = key_file_mode(keyfile)
+        if mode is not None and not settings.quiet:
+            # Only a warning: group-readable keys (Debian's ssl-cert) and 0644 secret mounts
+            # are deliberate setups, and OpenSSL-based servers load them too.
+            log.warning(
+                "key file %s is open to other users (mode %04o); run: chmod 600 %s",
+                keyfile,
+                mode & 0o777,
+                keyfile,
+            )
         try:
             certified.append(CertifiedKey(tuple(chain), key))
         except CertificateError:
@@ -130,16 +157,30 @@ def load_certificates(settings: Settings) -> list[CertifiedKey]:
 
 
 def ticket_keys(settings: Settings) -> TicketKeys | None:
-    """Tickets sealed under keys from the shared file (made 0600 if missing), else our own."""
+    """Tickets sealed under keys that follow the shared file, else under our own.
+
+    The owner of the file (`ticket_key_rotation == "auto"`) makes it if it is missing; it is
+    also who runs ticketfile.keep_rotating. A reader only warns when nobody seems to rotate it.
+    """
     if not settings.tickets:
         return None
-    if settings.ticket_key_file is None:
+    path = settings.ticket_key_file
+    if path is None:
         return TicketKeys(lifetime=settings.session_lifetime)
-    if not os.path.exists(settings.ticket_key_file):
-        write_ticket_key_file(settings.ticket_key_file, [TicketKey.generate()])
-    return TicketKeys(
-        load_ticket_keys(settings.ticket_key_file), lifetime=settings.session_lifetime
-    )
+    now = time.time()
+    if settings.owns_ticket_key_file:
+        create_key_file(path, now)
+    keys = FileTicketKeys(path, lifetime=settings.session_lifetime, now=now)
+    age = now - keys.sealing_since
+    if settings.ticket_key_rotation == "external" and age > STALE_TICKET_KEY and not settings.quiet:
+        log.warning(
+            "the sealing key in ticket key file %s is %d hours old: is its rotation "
+            "(trio-tls ticket-keys rotate %s) running?",
+            path,
+            age // 3600,
+            path,
+        )
+    return keys
 
 
 def build_config(settings: Settings, default_alpn: Sequence[bytes] = ()) -> ServerConfig:

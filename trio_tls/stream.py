@@ -12,12 +12,24 @@ pending bytes *inside* it, so records reach the wire in sequence-number order ev
 receive side has to send (an alert) while a send is in flight. Cancellation during a write or
 during the handshake leaves the stream broken, since the peer may have seen half a record. We
 never renegotiate, so unlike SSLStream there is no retry loop.
+
+How a connection ends, and what the peer sees (RFC 5246 §7.2.1):
+- `aclose()`: close_notify, then the transport closes: a clean end, nothing was truncated.
+- `abort()`: a fatal internal_error, then the transport closes: our side failed, so whatever
+  the peer received may be incomplete, and it must not mistake it for the whole.
+- The peer's close_notify: answered at once with ours; `receive_some` returns b"" and sends are
+  refused (BrokenResourceError), since TLS 1.2 has no half-close.
+- A broken stream (protocol error, transport failure, write timeout) sends its fatal alert if
+  it has one and never a close_notify. An idle timeout (deadlines.IdleTimeout) breaks the
+  stream but leaves the TLS state intact, so `aclose()` still says close_notify: an idle
+  keep-alive connection ends cleanly.
 """
 
 from __future__ import annotations
 
 import enum
 import operator
+from collections.abc import Callable
 from contextlib import suppress
 
 import attrs
@@ -25,6 +37,7 @@ import trio
 
 from .config import ServerConfig
 from .connection import ServerConnection
+from .deadlines import IdleTimeout
 from .enums import AlertLevel
 from .errors import TLSError
 from .events import (
@@ -92,6 +105,7 @@ class TLSStream(trio.abc.Stream):
         self._write_lock = trio.StrictFIFOLock()
         self._send_conflict = _ConflictDetector("another task is sending on this TLSStream")
         self._receive_conflict = _ConflictDetector("another task is receiving on this TLSStream")
+        self._idle_expired = False  # broken by an idle timeout: the TLS state is still whole
         self._received = bytearray()  # decrypted bytes not yet returned by receive_some
         self._transport_reads = 0
         # An event or error met while gathering data; delivered by the next call.
@@ -155,6 +169,7 @@ class TLSStream(trio.abc.Stream):
                 self._transport_reads += 1
                 data = await self.transport_stream.receive_some(self._receive_size)
             except _TRANSPORT_ERRORS as exc:
+                self._idle_expired = isinstance(exc.__cause__, IdleTimeout)
                 raise await self._fail(exc) from exc
             self._connection.receive_data(data)
 
@@ -209,7 +224,11 @@ class TLSStream(trio.abc.Stream):
                             await trio.lowlevel.cancel_shielded_checkpoint()
                         return data
                 elif isinstance(event, ConnectionClosed):
-                    if event.close_notify or self._https_compatible:
+                    if event.close_notify:
+                        with suppress(*_TRANSPORT_ERRORS):
+                            await self._flush()  # our close_notify in reply
+                        return b""
+                    if self._https_compatible:
                         return b""
                     raise await self._fail(
                         ConnectionError("the peer closed the connection without close_notify")
@@ -281,19 +300,31 @@ class TLSStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         """Send close_notify (without waiting for the peer's) and close the transport."""
+        await self._close(self._connection.close, clean=True)
+
+    async def abort(self) -> None:
+        """Send a fatal internal_error instead of close_notify, then close the transport.
+
+        For a connection whose sender failed part way (a handler raised, or was cancelled):
+        the peer learns that the stream it got was cut short.
+        """
+        await self._close(self._connection.abort, clean=False)
+
+    async def _close(self, say_goodbye: Callable[[], None], *, clean: bool) -> None:
         if self._state is _State.CLOSED:
             await trio.lowlevel.checkpoint()
             return
-        send_close_notify = (
-            self._state is _State.OK
+        tls_intact = self._state is _State.OK or self._idle_expired
+        send_goodbye = (
+            tls_intact
             and self._info is not None
-            and not self._https_compatible
+            and not (clean and self._https_compatible)
             and not self._write_lock.locked()
         )
         self._state = _State.CLOSED
         try:
-            if send_close_notify:
-                self._connection.close()
+            if send_goodbye:
+                say_goodbye()
                 with suppress(*_TRANSPORT_ERRORS):
                     await self._flush()
         finally:

@@ -6,7 +6,8 @@ worker inherit it, and the kernel hands each new connection to whichever worker 
 A worker that dies is restarted after a short pause. SIGTERM or SIGINT is passed on to every
 worker, which drains as a single server would; a second signal, or workers still running after
 the grace period, are killed. Ticket keys come from one file, so a session ticket issued by one
-worker resumes on any of them (session IDs stay per worker).
+worker resumes on any of them (session IDs stay per worker); the supervisor rotates that file and
+the workers only reload it (ticketfile).
 """
 
 from __future__ import annotations
