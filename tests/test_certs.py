@@ -6,8 +6,10 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import shutil
 import ssl
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -310,3 +312,18 @@ def test_every_scheme_a_key_offers_signs(full_config: ServerConfig) -> None:
             else:
                 assert isinstance(public, ec.EllipticCurvePublicKey)
                 public.verify(signature, b"data", ec.ECDSA(info.hash()))
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_an_rsassa_pss_certificate_is_refused(tmp_path: Path) -> None:
+    # cryptography cannot make one; OpenSSL can, and such keys sign only rsa_pss_pss_*.
+    make = "openssl req -x509 -newkey rsa-pss -pkeyopt rsa_keygen_bits:2048 -nodes"
+    subprocess.run(
+        [*make.split(), "-keyout", "pss.key", "-out", "pss.crt", "-subj", "/CN=localhost"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    chain = load_certificate_chain(tmp_path / "pss.crt")
+    with pytest.raises(ValueError, match="RSASSA-PSS only"):
+        CertifiedKey(tuple(chain), load_private_key(tmp_path / "pss.key"))

@@ -381,7 +381,6 @@ TABLE = [
     Hostile("empty-alert-record", lambda c: record(ALERT, b""), A.decode_error),
     Hostile("alert-level-3", lambda c: record(ALERT, b"\x03\x00"), A.illegal_parameter),
     Hostile("alert-level-0", lambda c: record(ALERT, b"\x00\x0a"), A.illegal_parameter),
-    Hostile("alert-inside-split-hello", interleaved(ALERT, b"\x01\x00"), A.unexpected_message),
     Hostile("ccs-inside-split-hello", interleaved(CCS, b"\x01"), A.unexpected_message),
     Hostile("app-data-inside-split-hello", interleaved(APP, b"x"), A.unexpected_message),
     # Not TLS at all: plain HTTP ('G' = 71) and an SSLv2 CLIENT-HELLO (0x80) fail on the first
@@ -509,9 +508,6 @@ TABLE = [
             lambda c: c.sealed(HS, handshake(HandshakeType.finished, bytes(12))),
             A.unexpected_message, phase="traffic"),
     Hostile("sealed-empty-handshake-record", lambda c: c.sealed(HS, b""),
-            A.unexpected_message, phase="traffic"),
-    Hostile("app-data-inside-split-post-handshake-message",
-            lambda c: c.sealed(HS, b"\x01\x00") + c.application_data(b"x"),
             A.unexpected_message, phase="traffic"),
     Hostile("sealed-alert-of-3-bytes", lambda c: c.sealed(ALERT, b"\x01\x00\x00"),
             A.decode_error, phase="traffic"),

@@ -190,3 +190,13 @@ def test_renegotiation_gets_a_warning(server: Server) -> None:
     output = (result.stdout + result.stderr).decode("utf-8", "replace")
     assert "RENEGOTIATING" in output, output
     assert "<<< TLS 1.2, Alert [length 0002], warning no_renegotiation" in output, output
+
+
+@pytest.mark.parametrize(("name", "acknowledged"), [("localhost", True), ("other.example", False)])
+def test_sni_is_acknowledged_only_for_a_name_we_have(
+    server: Server, name: str, acknowledged: bool
+) -> None:
+    # RFC 6066 §3: the empty server_name in ServerHello says the name was used.
+    output = s_client(server.port, "-servername", name, "-tlsextdebug")
+    assert "New, TLSv1.2" in output, output
+    assert ('TLS server extension "server name"' in output) is acknowledged, output

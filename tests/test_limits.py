@@ -248,3 +248,41 @@ def test_renegotiation_after_our_close_notify_gets_no_answer(rsa_config: ServerC
     server.receive_data(client.sealed(HS, renegotiation_hello(client, secure=True)))
     assert drain(server) == []
     assert server.data_to_send() == b""
+
+
+# -- RFC 5246 §6.2.1: other records may come between the fragments of a handshake message ------
+
+
+def test_data_between_the_fragments_of_a_renegotiation_hello_is_delivered(
+    rsa_config: ServerConfig,
+) -> None:
+    server = ServerConnection(rsa_config)
+    client = ScriptedClient()
+    full_handshake(server, client)
+    hello = renegotiation_hello(client, secure=True)
+    server.receive_data(
+        client.sealed(HS, hello[:3])
+        + client.application_data(b"inside")
+        + client.sealed(ALERT, b"\x01\x5a")  # a warning (user_canceled) in between too
+        + client.sealed(HS, hello[3:])
+    )
+    assert drain(server) == [
+        ApplicationData(b"inside"),
+        AlertReceived(AlertLevel.warning, AlertDescription.user_canceled),
+    ]
+    assert client.read(server.data_to_send()) == [WARNING_NO_RENEGOTIATION]
+    check_data_flows(server, client)
+
+
+def test_a_warning_alert_between_the_fragments_of_the_client_hello(
+    rsa_config: ServerConfig,
+) -> None:
+    client = ScriptedClient()
+    message = client.client_hello_message(client.client_hello_body())
+    hello = record(HS, message[:40]) + record(ALERT, b"\x01\x5a") + record(HS, message[40:])
+    server = ServerConnection(rsa_config)
+    server.receive_data(hello)
+    assert drain(server) == [AlertReceived(AlertLevel.warning, AlertDescription.user_canceled)]
+    client.read_server_flight(server.data_to_send())
+    server.receive_data(client.client_key_exchange() + client.finished())
+    assert [type(e) for e in drain(server)] == [HandshakeComplete]

@@ -13,6 +13,7 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from .certs import check_key_matches
 from .kx import CURVE_GROUPS, SUPPORTED_GROUPS, PrivateKey, schemes_for_key
@@ -56,6 +57,13 @@ class CertifiedKey:
         if isinstance(self.key, rsa.RSAPrivateKey) and self.key.key_size < MIN_RSA_BITS:
             raise ValueError(
                 f"the RSA key has {self.key.key_size} bits; use one of at least {MIN_RSA_BITS}"
+            )
+        if self.chain[0].public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
+            # Such a key may only make rsa_pss_pss_* signatures (RFC 8446 §4.2.3, RFC 4055),
+            # which we do not offer; signing with rsa_pss_rsae_* or PKCS#1 would be refused.
+            raise ValueError(
+                "the certificate's key is RSASSA-PSS only (id-RSASSA-PSS); use an RSA key "
+                "of type rsaEncryption (openssl genpkey -algorithm RSA) or an ECDSA key"
             )
         check_key_matches(self.chain[0], self.key)
         der = tuple(cert.public_bytes(Encoding.DER) for cert in self.chain)

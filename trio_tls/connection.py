@@ -169,9 +169,9 @@ class ServerConnection:
             while (message := self._handshake.next_message(self._state.accepted)) is not None:
                 self._handle_handshake(*message)
             return
-        if not self._handshake.is_empty():
-            # RFC 8446 §5.1 (and the TLS 1.2 practice): no interleaving inside a message.
-            raise UnexpectedMessage("record interleaved with a fragmented handshake message")
+        # RFC 5246 §6.2.1: records of other types MAY come between the fragments of a
+        # handshake message (TLS 1.3 forbids it; TLS 1.2 does not). Each is judged by the
+        # state alone: data after the handshake is data, a CCS is out of place anyway.
         if content_type == ContentType.application_data:
             if not self._state.accepts_application_data:
                 raise UnexpectedMessage("application data before the handshake finished")

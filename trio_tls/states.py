@@ -399,8 +399,10 @@ class ExpectClientHello(State):
             group=group,
             signature_scheme=scheme,
         )
+        # RFC 6066 §3: acknowledge the name only if it chose the certificate.
+        acknowledge_sni = sni is not None and certified.matches(sni)
         transcript = _send_server_hello(
-            ctx, hello, raw, negotiated, negotiated.session_id, acknowledge_sni=sni is not None
+            ctx, hello, raw, negotiated, negotiated.session_id, acknowledge_sni=acknowledge_sni
         )
         transcript.update(ctx.send_handshake(certified.certificate, certified.certificate_message))
 
