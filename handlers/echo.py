@@ -18,7 +18,7 @@ CHUNK = 256 * 1024
 def make_handler(options: Mapping[str, str]) -> Handler:
     """The echo handler takes no options; a stray one is a typo worth reporting."""
     if options:
-        raise ValueError(f"echo: unknown option {sorted(options)[0]!r}")
+        raise ValueError(f"echo: unknown option {sorted(options)[0]!r} (echo takes no options)")
     return echo
 
 

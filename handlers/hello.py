@@ -7,12 +7,16 @@ soon as it is parsed; any request body is read and dropped, and once both sides 
 400 (or h11's more precise status hint, e.g. 431 for oversized headers) and the connection ends.
 GET and HEAD are served; any other method (CONNECT, POST, ...) gets 405 with `Allow`
 (RFC 9110 §15.5.6). A keep-alive connection serves at most `max-requests` requests, the last
-one with `Connection: close`; how long it may sit idle between them is serve()'s idle timeout.
+one with `Connection: close`; how long it may sit idle between them is serve()'s idle timeout,
+and once the server begins shutting down (`stream.shutdown`) an idle connection ends at once,
+cleanly, instead of waiting to be cancelled. Each response is logged to the `trio_tls.access`
+logger, in the spirit of a web server's access log, so operators can route it on its own.
 """
 
 from __future__ import annotations
 
 import http
+import logging
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -21,6 +25,8 @@ import h11
 import trio
 
 from trio_tls.plugins import Handler
+
+access_log = logging.getLogger("trio_tls.access")
 
 CHUNK = 65536
 # A request head bigger than this is refused rather than buffered without bound.
@@ -48,7 +54,8 @@ def make_handler(options: Mapping[str, str]) -> Handler:
     bounds the requests served on one connection."""
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
-        raise ValueError(f"hello: unknown option {unknown[0]!r}")
+        known = ", ".join(sorted(_OPTIONS))
+        raise ValueError(f"hello: unknown option {unknown[0]!r} (options: {known})")
     text = options.get("max-requests", str(DEFAULT_MAX_REQUESTS))
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"hello: max-requests must be a whole number of at least 1, not {text!r}")
@@ -57,6 +64,8 @@ def make_handler(options: Mapping[str, str]) -> Handler:
 
 async def _serve(stream: trio.abc.Stream, body: bytes, max_requests: int) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_SIZE)
+    peer = _peer(stream)
+    shutdown: trio.Event | None = getattr(stream, "shutdown", None)
     served = 0
     peer_closed = False
     while True:
@@ -65,12 +74,22 @@ async def _serve(stream: trio.abc.Stream, body: bytes, max_requests: int) -> Non
         except h11.RemoteProtocolError as exc:
             # After the client hung up mid-request there is nobody to read a 400.
             if not peer_closed and conn.our_state in {h11.IDLE, h11.SEND_RESPONSE}:
-                await stream.send_all(_error_response(conn, exc.error_status_hint))
+                response = _error_response(conn, exc.error_status_hint)
+                await stream.send_all(response)
+                access_log.info('%s "-" %d %d', peer, exc.error_status_hint, len(response))
             return
         if event is h11.NEED_DATA:
-            data = await stream.receive_some(CHUNK)
+            # Idle keep-alive: a request served, the next not begun. (A new connection is
+            # about to send its first request, so like nginx we let that one come.)
+            idle = served > 0 and conn.their_state is h11.IDLE and not conn.trailing_data[0]
+            if idle and shutdown is not None:
+                data = await _receive_unless(stream, shutdown)
+                if data is None:
+                    return  # the server is stopping: end this idle connection cleanly
+            else:
+                data = bytes(await stream.receive_some(CHUNK))
             peer_closed = not data
-            conn.receive_data(bytes(data))  # b"" tells h11 about EOF
+            conn.receive_data(data)  # b"" tells h11 about EOF
             continue
         if isinstance(event, h11.ConnectionClosed):
             return
@@ -78,13 +97,47 @@ async def _serve(stream: trio.abc.Stream, body: bytes, max_requests: int) -> Non
             served += 1
             last = served >= max_requests
             if event.method in ALLOWED_METHODS:
-                await stream.send_all(_response(conn, event, body, last=last))
+                status, response = 200, _response(conn, event, body, last=last)
             else:
-                await stream.send_all(_not_allowed(conn, last=last))
+                status, response = 405, _not_allowed(conn, last=last)
+            await stream.send_all(response)
+            access_log.info(
+                '%s "%s %s HTTP/%s" %d %d',
+                peer,
+                event.method.decode("ascii", "replace"),
+                event.target.decode("ascii", "replace"),
+                event.http_version.decode("ascii", "replace"),
+                status,
+                len(response),
+            )
         if conn.our_state is h11.MUST_CLOSE:
             return
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    info = getattr(stream, "info", None)
+    peer = getattr(info, "peer", None)
+    return peer if isinstance(peer, str) else "-"
+
+
+async def _receive_unless(stream: trio.abc.Stream, shutdown: trio.Event) -> bytes | None:
+    """The next bytes from the client, or None if `shutdown` is set first.
+
+    TLSStream's receive is cancel-safe, so giving up on it loses nothing.
+    """
+    received: bytes | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def stop_at_shutdown() -> None:
+            await shutdown.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(stop_at_shutdown)
+        received = bytes(await stream.receive_some(CHUNK))
+        nursery.cancel_scope.cancel()
+    return received
 
 
 def _response(conn: h11.Connection, request: h11.Request, body: bytes, *, last: bool) -> bytes:

@@ -141,6 +141,9 @@ def running_server(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
+            # Its own process group, as a shell gives a job: os.killpg(proc.pid, SIGINT) is
+            # what a Ctrl+C in a terminal sends.
+            start_new_session=True,
         )
     try:
         server = Server(proc, stderr_path)

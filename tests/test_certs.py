@@ -11,6 +11,7 @@ import ssl
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -21,13 +22,16 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from trio_tls.certs import (
+    MAX_DAYS,
     CertificateError,
+    CertificateExistsError,
     check_key_matches,
     ensure_dev_certificate,
     fingerprint_sha256,
     load_certificate_chain,
     load_private_key,
     make_self_signed,
+    parse_name,
 )
 from trio_tls.config import CertifiedKey, ServerConfig
 from trio_tls.kx import SCHEMES, sign
@@ -215,8 +219,120 @@ def test_generated_key_file_is_made_private(tmp_path: Path) -> None:
     key_path = tmp_path / "server.key"
     key_path.write_bytes(b"old")
     key_path.chmod(0o644)
-    make_self_signed(tmp_path)
+    make_self_signed(tmp_path, force=True)
     assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("existing", ["server.key", "server.crt", "server.der"])
+def test_existing_files_are_never_replaced_without_force(tmp_path: Path, existing: str) -> None:
+    (tmp_path / existing).write_bytes(b"someone's")
+    with pytest.raises(CertificateExistsError) as error:
+        make_self_signed(tmp_path, key_type="ecdsa")
+    assert error.value.path == tmp_path / existing
+    assert str(error.value) == f"{tmp_path / existing} exists"
+    # Checked before anything is written: no half-made pair beside the file.
+    assert [path.name for path in tmp_path.iterdir()] == [existing]
+    assert (tmp_path / existing).read_bytes() == b"someone's"
+
+
+def test_a_file_that_appears_meanwhile_is_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generate = ec.generate_private_key
+
+    def generate_while_another_writes(curve: ec.EllipticCurve) -> ec.EllipticCurvePrivateKey:
+        (tmp_path / "server.crt").write_bytes(b"theirs")
+        return generate(curve)
+
+    monkeypatch.setattr(ec, "generate_private_key", generate_while_another_writes)
+    with pytest.raises(CertificateExistsError):
+        make_self_signed(tmp_path, key_type="ecdsa")
+    assert (tmp_path / "server.crt").read_bytes() == b"theirs"
+
+
+def test_a_link_is_never_followed_and_force_replaces_it(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    link = certs / "server.key"
+    link.symlink_to(tmp_path / "dangling")
+    with pytest.raises(CertificateExistsError):  # even a dangling link exists
+        make_self_signed(certs, key_type="ecdsa")
+    assert not (tmp_path / "dangling").exists()
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    link.unlink()
+    link.symlink_to(victim)
+    dev = make_self_signed(certs, key_type="ecdsa", force=True)
+    assert victim.read_bytes() == b"precious"
+    assert not dev.key_path.is_symlink()
+    assert stat.S_IMODE(os.stat(dev.key_path).st_mode) == 0o600
+    check_key_matches(load_certificate_chain(dev.cert_path)[0], load_private_key(dev.key_path))
+
+
+def test_names_and_days(tmp_path: Path) -> None:
+    names = ["example.test", "*.example.test", "10.0.0.7", "2001:db8::1", "example.test"]
+    dev = make_self_signed(tmp_path, key_type="ecdsa", names=names, days=30)
+    (certificate,) = load_certificate_chain(dev.cert_path)
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["example.test", "*.example.test"]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("10.0.0.7"),
+        ipaddress.ip_address("2001:db8::1"),
+    ]
+    assert certificate.subject.rfc4514_string() == "CN=example.test"
+    validity = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert validity == datetime.timedelta(days=30)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["localhost", "a-b.example", "xn--bcher-kva.de", "*.example.test", "a" * 63 + ".test", "::1"],
+)
+def test_parse_name_accepts(name: str) -> None:
+    parsed = parse_name(name)
+    expected = x509.IPAddress if ":" in name else x509.DNSName
+    assert isinstance(parsed, expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("", "'' is not a DNS label"),
+        ("a b", "'a b' is not a DNS label"),
+        ("-a.test", "'-a' is not a DNS label"),
+        ("a-.test", "'a-' is not a DNS label"),
+        ("a..test", "'' is not a DNS label"),
+        ("example.test.", "'' is not a DNS label"),
+        ("a_b.test", "'a_b' is not a DNS label"),
+        ("a" * 64 + ".test", "is not a DNS label"),
+        ("a.*.test", "'*' is not a DNS label"),
+        ("*", "'*' is not a DNS label"),
+        ("[::1]", "is not a DNS label"),
+        ("10.0.0.0/8", "is not a DNS label"),
+        ("x." * 127, "at most 253 characters"),
+        ("bücher.de", "use its xn-- form"),
+    ],
+)
+def test_parse_name_refuses(name: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=r"not an IP address|at most 253") as error:
+        parse_name(name)
+    assert reason in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"days": 0}, "1 to 825 days, not 0"),
+        ({"days": MAX_DAYS + 1}, "not 826"),
+        ({"names": []}, "at least one name"),
+        ({"names": ["localhost", "a b"]}, "'a b' is not a DNS label"),
+    ],
+)
+def test_make_self_signed_refuses(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_self_signed(tmp_path, key_type="ecdsa", **kwargs)
+    assert not list(tmp_path.iterdir())
 
 
 def test_generated_certificate_completes_an_ssl_handshake(tmp_path: Path) -> None:
@@ -266,6 +382,27 @@ def test_ensure_dev_certificate_is_idempotent(tmp_path: Path) -> None:
     fourth, created_after_loss = ensure_dev_certificate(tmp_path)
     assert created_after_loss
     assert fourth.cert_path.read_bytes() != cert_bytes
+
+
+def test_an_expired_dev_certificate_is_renewed(tmp_path: Path) -> None:
+    dev, _ = ensure_dev_certificate(tmp_path)
+    key = load_private_key(dev.key_path)
+    old = load_certificate_chain(dev.cert_path)[0]
+    expired = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(old.subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(old.not_valid_before_utc - datetime.timedelta(days=30))
+        .not_valid_after(datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    dev.cert_path.write_bytes(expired.public_bytes(serialization.Encoding.PEM))
+    renewed, created = ensure_dev_certificate(tmp_path)
+    assert created
+    leaf = load_certificate_chain(renewed.cert_path)[0]
+    assert leaf.not_valid_after_utc > datetime.datetime.now(datetime.UTC)
 
 
 def test_fingerprint_format(tmp_path: Path) -> None:

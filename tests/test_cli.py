@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import ipaddress
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -215,7 +217,12 @@ def cert_files(
 
 
 def _write_weak_rsa(path: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    _write_self_signed(path, 1024, datetime.timedelta(days=1))
+
+
+def _write_self_signed(path: Path, bits: int, lifetime: datetime.timedelta) -> None:
+    """A self-signed RSA certificate and its key in one file, valid until now + lifetime."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
@@ -224,8 +231,8 @@ def _write_weak_rsa(path: Path) -> None:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now - datetime.timedelta(days=400))
+        .not_valid_after(now + lifetime)
         .sign(key, hashes.SHA256())
     )
     path.write_bytes(
@@ -455,7 +462,7 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
     "encrypted-key-without-password": (
         ENCRYPTED_KEY_ARGS,
         {},
-        ["is encrypted; a password is needed"],
+        ["is encrypted; a password is needed", "--keyfile-password-env"],
     ),
     "password-variable-unset": (
         [*ENCRYPTED_KEY_ARGS, "--keyfile-password-env", "TRIO_TLS_TEST_UNSET_VARIABLE"],
@@ -491,8 +498,33 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
         {},
         ["--ticket-key-rotation external needs --ticket-key-file"],
     ),
-    "unknown-cipher": (["--ciphers", "RC4-MD5"], {}, ["unknown or unsupported cipher suite"]),
-    "unknown-group": (["--groups", "x448"], {}, ["unknown group 'x448'"]),
+    "unknown-cipher": (
+        ["--ciphers", "RC4-MD5"],
+        {},
+        ["--ciphers: unknown or unsupported cipher suite", "ECDHE-RSA-AES128-GCM-SHA256"],
+    ),
+    "unknown-group": (["--groups", "x448"], {}, ["--groups: unknown group 'x448'", "x25519"]),
+    "empty-ciphers": (["--ciphers", ""], {}, ["--ciphers names no cipher suite"]),
+    "empty-groups": (["--groups", ":"], {}, ["--groups names no group"]),
+    "empty-alpn": (["--alpn", ""], {}, ["--alpn names no protocol"]),
+    "non-ascii-alpn": (["--alpn", "hé"], {}, ["--alpn 'hé'", "printable ASCII"]),
+    "alpn-name-over-255": (["--alpn", "x" * 256], {}, ["--alpn 'xxx", "1 to 255"]),
+    "alpn-the-handler-cannot-speak": (
+        ["--alpn", "h2"],
+        {},
+        ["--alpn h2: the handler speaks only http/1.1"],
+    ),
+    "only-ecdsa-suites-for-an-rsa-certificate": (
+        ["--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+        {},
+        ["--ciphers: every suite given needs an ECDSA certificate", "are RSA"],
+    ),
+    "negative-session-cache": (["--session-cache-size", "-1"], {}, ["--session-cache-size -1"]),
+    "unknown-handler-option-lists-the-known": (
+        ["--handler-opt", "colour=red"],
+        {},
+        ["unknown option 'colour'", "body, max-requests"],
+    ),
 }
 
 
@@ -525,13 +557,77 @@ def test_serve_port_in_use(tmp_path: Path, cert_files: CertFiles) -> None:
     _assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}", "in use")
 
 
-def test_serve_rejects_port_out_of_range(tmp_path: Path) -> None:
+ARGUMENT_ERRORS = {
     # getaddrinfo would quietly take 99999 modulo 65536 and serve on port 34463.
-    result = _run(tmp_path, "serve", "--port", "99999")
-    assert result.returncode == 2
-    assert "port 99999 is out of range" in result.stderr
-    assert "Traceback" not in result.stderr
+    "port-out-of-range": (["--port", "99999"], "port 99999 is out of range 0-65535"),
+    "max-connections-0": (["--max-connections", "0"], "--max-connections: 0 is not 1 or more"),
+    "max-connections-negative": (["--max-connections", "-5"], "-5 is not 1 or more"),
+    "handshake-timeout-0": (["--handshake-timeout", "0"], "0 is not a positive number"),
+    "handshake-timeout-negative": (["--handshake-timeout=-1"], "-1 is not a positive number"),
+    "handshake-timeout-nan": (["--handshake-timeout", "nan"], "nan is not a positive number"),
+    "idle-timeout-inf": (["--idle-timeout", "inf"], "inf is not a positive number"),
+    "write-timeout-text": (["--write-timeout", "soon"], "invalid number of seconds 'soon'"),
+    "unknown-option": (["--colour", "red"], "unrecognized arguments: --colour red"),
+}
+
+
+@pytest.mark.parametrize(("args", "message"), ARGUMENT_ERRORS.values(), ids=ARGUMENT_ERRORS)
+def test_serve_argument_errors_are_one_line_and_status_1(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = _run(tmp_path, "serve", *args)
+    assert result.returncode == 1  # as for every other mistake (README)
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+    assert "--help" in result.stderr
     assert not (tmp_path / "certs").exists()
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "warning"),
+    [
+        (datetime.timedelta(days=-2), "expired on"),
+        (datetime.timedelta(days=10), "expires on"),
+    ],
+    ids=["expired", "expiring-in-10-days"],
+)
+def test_a_certificate_near_or_past_its_end_is_warned_about(
+    tmp_path: Path, lifetime: datetime.timedelta, warning: str
+) -> None:
+    combined = tmp_path / "server.pem"
+    _write_self_signed(combined, 2048, lifetime)
+    combined.chmod(0o600)
+    with running_server(tmp_path, "--certfile", str(combined)) as server:
+        server.wait_for_stderr(f"certificate {combined} {warning}", 5)
+        assert "renew it" in server.stderr
+
+
+def test_version(tmp_path: Path) -> None:
+    result = _run(tmp_path, "--version")
+    assert result.returncode == 0
+    assert re.fullmatch(r"trio-tls \d+\.\d+\.\d+\n", result.stdout), result.stdout
+
+
+def test_serve_help_shows_defaults(tmp_path: Path) -> None:
+    result = _run(tmp_path, "serve", "--help")
+    text = " ".join(result.stdout.split())
+    for default in ("(default: 4433)", "(default: hello)", "(default: 60.0)", "(default: 1000)"):
+        assert default in text, result.stdout
+
+
+def test_dual_stack_and_ipv6_url(tmp_path: Path, cert_files: CertFiles, ca: trustme.CA) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    args = ("--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key))
+    with running_server(tmp_path, "--host", "127.0.0.1", "--host", "::1", *args) as server:
+        assert re.search(r"on https://127\.0\.0\.1:\d+/ and https://\[::1\]:\d+/", server.stdout)
+        for family, address in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):
+            with socket.socket(family) as raw:
+                raw.settimeout(CLIENT_TIMEOUT)
+                raw.connect((address, server.port))
+                with _client_context(ca).wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(REQUEST)
+                    assert _read_to_eof(tls).endswith(HELLO_BODY)
 
 
 # --- certs and handlers ------------------------------------------------------------------------
@@ -566,6 +662,86 @@ def test_certs_default_is_rsa_2048_in_certs(tmp_path: Path) -> None:
     assert key.key_size == 2048
     certificate = x509.load_pem_x509_certificate((out / "server.crt").read_bytes())
     assert key.public_key() == certificate.public_key()
+
+
+def test_certs_never_replaces_files_without_force(tmp_path: Path) -> None:
+    assert _run(tmp_path, "certs", "--key-type", "ecdsa").returncode == 0
+    key_path = (tmp_path / "certs" / "server.key").resolve()
+    key = key_path.read_bytes()
+
+    again = _run(tmp_path, "certs", "--key-type", "ecdsa")
+    assert again.returncode == 1
+    _assert_one_line_error(again, f"{key_path} exists; use --force to replace it")
+    assert key_path.read_bytes() == key
+
+    forced = _run(tmp_path, "certs", "--key-type", "ecdsa", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert key_path.read_bytes() != key
+    assert _mode(key_path) == 0o600
+    certificate = x509.load_pem_x509_certificate((key_path.parent / "server.crt").read_bytes())
+    new_key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    assert new_key.public_key() == certificate.public_key()
+
+
+def test_certs_names_days_and_absolute_paths(tmp_path: Path) -> None:
+    names = ["--name", "example.test", "--name", "10.0.0.7", "--name", "::1"]
+    result = _run(tmp_path, "certs", "--out", "dev", "--key-type", "ecdsa", *names, "--days", "30")
+    assert result.returncode == 0, result.stderr
+    out = (tmp_path / "dev").resolve()
+    lines = result.stdout.splitlines()
+    assert f"wrote {out / 'server.key'} (private key, mode 0600)" in lines
+    pair = f"wrote {out / 'server.crt'} (certificate) and {out / 'server.der'} (the same, DER)"
+    assert pair in lines
+    assert lines[-1] == f"trust it: curl --cacert {out / 'server.crt'} https://example.test:4433/"
+    certificate = x509.load_pem_x509_certificate((out / "server.crt").read_bytes())
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["example.test"]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("10.0.0.7"),
+        ipaddress.ip_address("::1"),
+    ]
+    validity = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert validity == datetime.timedelta(days=30)
+
+
+def test_certs_prints_the_curl_line_that_trusts_it(tmp_path: Path) -> None:
+    made = _run(tmp_path, "certs")
+    assert made.returncode == 0, made.stderr
+    cert_path = (tmp_path / "certs" / "server.crt").resolve()
+    prefix, _, line = made.stdout.splitlines()[-1].partition("curl ")
+    assert prefix == "trust it: "
+    argv = shlex.split("curl " + line)
+    assert argv == ["curl", "--cacert", str(cert_path), "https://localhost:4433/"]
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    with running_server(tmp_path) as server:  # serves the certs/ just made
+        url = argv[-1].replace(":4433/", f":{server.port}/")
+        result = subprocess.run(
+            [*argv[:-1], "-sS", "--max-time", "10", url],
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == HELLO_BODY
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--name", "a b"], "--name 'a b': not an IP address, and 'a b' is not a DNS label"),
+        (["--name", "localhost", "--name", "bücher.de"], "--name 'bücher.de': "),
+        (["--name", ""], "--name '': "),
+        (["--days", "0"], "--days must be from 1 to 825"),
+        (["--days", "826"], "not 826"),
+    ],
+    ids=["space", "non-ascii", "empty", "days-0", "days-826"],
+)
+def test_certs_refuses_bad_names_and_days(tmp_path: Path, args: list[str], message: str) -> None:
+    result = _run(tmp_path, "certs", *args)
+    assert result.returncode == 1
+    _assert_one_line_error(result, message)
+    assert not (tmp_path / "certs").exists()
 
 
 def test_handlers_lists_builtins(tmp_path: Path) -> None:

@@ -239,9 +239,11 @@ def test_hello_max_requests_must_be_a_positive_number(value: str) -> None:
 
 
 def test_unknown_options_are_rejected() -> None:
-    with pytest.raises(ValueError, match=r"^hello: unknown option 'colour'$"):
+    with pytest.raises(
+        ValueError, match=r"^hello: unknown option 'colour' \(options: body, max-requests\)$"
+    ):
         hello.make_handler({"colour": "red"})
-    with pytest.raises(ValueError, match=r"^echo: unknown option 'x'$"):
+    with pytest.raises(ValueError, match=r"^echo: unknown option 'x' \(echo takes no options\)$"):
         echo.make_handler({"x": "1"})
     with pytest.raises(PluginError, match="hello: unknown option 'colour'"):
         plugins.load_handler("hello", {"colour": "red"})

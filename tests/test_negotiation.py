@@ -62,8 +62,14 @@ def test_server_preference_order(ca: trustme.CA, dual_config: ServerConfig) -> N
     # OpenSSL's own order puts AES-256 first; ours puts AES-128-GCM with ECDSA first.
     client = connect(dual_config, client_context(ca, "ECDHE+AESGCM:ECDHE+CHACHA20"))
     assert client.ssl.cipher()[0] == "ECDHE-ECDSA-AES128-GCM-SHA256"  # type: ignore[index]
+
+
+def test_an_x25519_only_client(ca: trustme.CA, dual_config: ServerConfig) -> None:
     ctx = client_context(ca, "ECDHE+AESGCM:ECDHE+CHACHA20")
-    ctx.set_ecdh_curve("X25519")
+    try:
+        ctx.set_ecdh_curve("X25519")
+    except ssl.SSLError:  # Python < 3.11.4's ssl takes only curves OpenSSL calls EC curves
+        pytest.skip("this Python's ssl cannot offer X25519 alone")
     assert connect(dual_config, ctx).server.info.group == "x25519"  # type: ignore[union-attr]
 
 

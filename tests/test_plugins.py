@@ -1,26 +1,37 @@
-"""Handler discovery by entry points: the built-ins, broken plugins, a freshly installed one."""
+"""Handler discovery by entry points: the built-ins, broken plugins, and the README's example
+plugin, taken from README.md, installed with pip and served over TLS as its guide says."""
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+import ssl
 import subprocess
 import sys
 import textwrap
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
-import trio.testing
+import trustme
 
+from trio_tls import ConnectionInfo, ServerConfig, TLSStream, serve
 from trio_tls.plugins import (
     ENTRY_POINT_GROUP,
     HandlerInfo,
     PluginError,
     UnknownHandlerError,
+    handler_alpn,
     installed_handlers,
     load_handler,
     parse_handler_options,
 )
+
+from . import readme
 
 # Output from pip that means "could not reach the package index", as opposed to a real failure.
 NETWORK_TROUBLE = (
@@ -128,74 +139,129 @@ def test_broken_plugins(name: str, message: str) -> None:
     assert "\n" not in str(error.value)
 
 
-SHOUT_PYPROJECT = f"""\
-[build-system]
-requires = ["setuptools>=69"]
-build-backend = "setuptools.build_meta"
+@pytest.fixture(scope="module")
+def shout_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's plugin package, built and installed with pip as its reader would.
 
-[project]
-name = "trio-tls-shout"
-version = "0.2.0"
-
-[project.entry-points."{ENTRY_POINT_GROUP}"]
-shout = "trio_tls_shout:make_handler"
-
-[tool.setuptools]
-py-modules = ["trio_tls_shout"]
-"""
-
-SHOUT_MODULE = """\
-def make_handler(options):
-    suffix = options.get("suffix", "!").encode()
-
-    async def shout(stream):
-        while data := await stream.receive_some(65536):
-            await stream.send_all(bytes(data).upper() + suffix)
-
-    return shout
-"""
+    --target keeps it out of this environment, and --no-deps because its one dependency,
+    trio-tls, is the one under test (test_readme_installs_trio_tls_first covers resolving it).
+    """
+    package = tmp_path_factory.mktemp("plugin") / "trio-tls-shout"
+    package.mkdir()
+    for name, text in readme.files("Writing a handler plugin").items():
+        (package / name).write_text(text)
+    site = package.parent / "site"
+    _pip("install", "--no-deps", "--target", str(site), str(package))
+    return site
 
 
 @pytest.fixture
-def shout_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Build and install a third-party handler package with pip, as a user would."""
-    package = tmp_path / "trio-tls-shout"
-    package.mkdir()
-    (package / "pyproject.toml").write_text(SHOUT_PYPROJECT)
-    (package / "trio_tls_shout.py").write_text(SHOUT_MODULE)
-    site = tmp_path / "site"
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input"]
-    command += ["--disable-pip-version-check", "--target", str(site), str(package)]
-    try:
-        subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
-    except subprocess.CalledProcessError as exc:
-        output = exc.stdout + exc.stderr
-        if any(marker in output for marker in NETWORK_TROUBLE):
-            pytest.skip(f"pip could not fetch the build backend: {output.strip()[-300:]}")
-        raise AssertionError(f"pip install failed:\n{output}") from exc
-    monkeypatch.syspath_prepend(str(site))
+def shout_installed(shout_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.syspath_prepend(str(shout_site))
     try:
         yield
     finally:
         sys.modules.pop("trio_tls_shout", None)
 
 
+def _pip(*args: str) -> None:
+    """Run pip; skip the test when the package index (for setuptools) is out of reach."""
+    command = [sys.executable, "-m", "pip", *args, "--no-input", "--disable-pip-version-check"]
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    except subprocess.CalledProcessError as exc:
+        output = exc.stdout + exc.stderr
+        if any(marker in output for marker in NETWORK_TROUBLE):
+            pytest.skip(f"pip could not fetch the build backend: {output.strip()[-300:]}")
+        raise AssertionError(f"pip {args[0]} failed:\n{output}") from exc
+
+
+async def _shout_client(
+    port: int, ca: trustme.CA, alpn: list[str]
+) -> trio.SSLStream[trio.SocketStream]:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    context.set_alpn_protocols(alpn)
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    client = trio.SSLStream(tcp, context, server_hostname="localhost")
+    await client.do_handshake()
+    return client
+
+
 @pytest.mark.usefixtures("shout_installed")
-async def test_third_party_handler_is_discovered_and_works() -> None:
-    info = installed_handlers()["shout"]
-    assert info == HandlerInfo(
+async def test_readme_plugin_serves_with_its_alpn_and_cleans_up_at_shutdown(
+    ca: trustme.CA, rsa_config: ServerConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert installed_handlers()["shout"] == HandlerInfo(
         name="shout",
         value="trio_tls_shout:make_handler",
         distribution="trio-tls-shout",
-        version="0.2.0",
+        version="1.0",
     )
     assert {"echo", "hello", "shout"} <= set(installed_handlers())
-
     handler = load_handler("shout", {"suffix": "!!"})
-    client, server = trio.testing.memory_stream_pair()
+    assert handler_alpn(handler) == (b"shout",)
+    config = attrs.evolve(rsa_config, alpn_protocols=handler_alpn(handler))
+    caplog.set_level(logging.INFO, logger="trio_tls_shout")
+    shutdown = trio.Event()
+    grace = 0.5
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "trio_tls_shout"]
+
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(handler, server)
+            run = functools.partial(serve, shutdown=shutdown, shutdown_grace=grace)
+            listeners = await nursery.start(run, handler, config, "127.0.0.1", 0)
+            client = await _shout_client(listeners[0].socket.getsockname()[1], ca, ["shout"])
+            assert client.selected_alpn_protocol() == "shout"
             await client.send_all(b"hello")
             assert await client.receive_some() == b"HELLO!!"
-            await client.send_eof()
+            host, port = client.transport_stream.socket.getsockname()[:2]
+            peer = f"{host}:{port}"
+            assert said() == [f"{peer}: ALPN shout"]
+            # The client stays, so the handler waits in receive_some until the grace runs out.
+            shutdown.set()
+            began = trio.current_time()
+        assert trio.current_time() - began >= grace
+    await client.transport_stream.aclose()
+    assert said() == [f"{peer}: ALPN shout", f"{peer}: done"]
+
+
+@pytest.mark.usefixtures("shout_installed")
+def test_readme_plugin_refuses_an_unknown_option_as_the_readme_says() -> None:
+    with pytest.raises(PluginError) as error:
+        load_handler("shout", {"sufix": "?"})
+    message = "cannot create handler 'shout': unknown option 'sufix'; shout takes suffix"
+    assert str(error.value) == message
+    guide = " ".join(readme.section("Writing a handler plugin").split())
+    assert f"trio-tls: error: {message}" in guide
+
+
+def test_readme_installs_trio_tls_first(tmp_path: Path) -> None:
+    """trio-tls is not on the index: the guide installs it from its checkout, then the plugin,
+    whose `trio-tls` requirement pip then finds satisfied (trio-tls is installed here too)."""
+    (commands,) = readme.code_blocks("Writing a handler plugin", "sh")
+    installs = [
+        line.split("#")[0].split() for line in commands.splitlines() if "pip install" in line
+    ]
+    assert installs == [
+        ["python3", "-m", "pip", "install", "/path/to/trio-tls"],
+        ["python3", "-m", "pip", "install", "./trio-tls-shout"],
+    ]
+    package = tmp_path / "trio-tls-shout"
+    package.mkdir()
+    for name, text in readme.files("Writing a handler plugin").items():
+        (package / name).write_text(text)
+    report = tmp_path / "report.json"
+    _pip("install", "--dry-run", "--quiet", "--report", str(report), str(package))
+    to_install = [item["metadata"]["name"] for item in json.loads(report.read_text())["install"]]
+    assert to_install == ["trio-tls-shout"]
+
+
+def test_stream_info_is_fully_typed() -> None:
+    """What a handler reads on stream.info has precise types, so mypy --strict checks plugins."""
+    hints = typing.get_type_hints(ConnectionInfo)
+    assert hints["peer"] == str | None
+    assert not {object, typing.Any} & set(hints.values())
+    assert typing.get_type_hints(TLSStream.__init__)["peer"] == str | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
 import h11
@@ -162,12 +163,40 @@ async def test_protocol_failure_is_logged_with_its_alert(
     caplog.set_level(logging.INFO, logger="trio_tls")
     port = await start(server_nursery, load_handler("hello"), rsa_config)
     tcp = await trio.open_tcp_stream("127.0.0.1", port)
-    await tcp.send_all(b"GET / HTTP/1.1\r\n\r\n")
+    await tcp.send_all(b"\x99\x03\x03\x00\x00")  # not a record type
     assert await tcp.receive_some() == b"\x15\x03\x03\x00\x02\x02\x0a"
     assert await tcp.receive_some() == b""
     await tcp.aclose()
     await trio.testing.wait_all_tasks_blocked()
-    assert any("unexpected_message" in r.getMessage() for r in caplog.records)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(
+        "failed: unexpected_message (unknown record content type 153)" in line for line in lines
+    ), lines
+
+
+async def test_plain_http_gets_a_plain_400(
+    rsa_config: ServerConfig, server_nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    port = await start(server_nursery, load_handler("hello"), rsa_config)
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    await tcp.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    reply = b""
+    while chunk := await tcp.receive_some():
+        reply += chunk
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    conn.receive_data(reply)
+    response = conn.next_event()
+    assert isinstance(response, h11.Response)
+    assert response.status_code == 400
+    body = conn.next_event()
+    assert isinstance(body, h11.Data)
+    assert body.data == b"The plain HTTP request was sent to an HTTPS port.\n"
+    await tcp.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.endswith(": plain HTTP on the TLS port (answered 400)") for line in lines)
 
 
 async def test_max_connections_queues_the_excess(
@@ -255,3 +284,79 @@ async def test_a_handler_timeout_is_a_handler_error(
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.endswith(" handler error") for m in messages), messages
     assert not any("handshake timeout" in m for m in messages)
+
+
+async def test_shutdown_ends_idle_keep_alive_connections_at_once_and_cleanly(
+    ca: trustme.CA, rsa_config: ServerConfig
+) -> None:
+    shutdown = trio.Event()
+    with trio.fail_after(3):
+        async with trio.open_nursery() as nursery:
+            port = await start(
+                nursery, load_handler("hello"), rsa_config, shutdown=shutdown, shutdown_grace=30
+            )
+            client = await connect(ca, port)
+            assert await http_get(client, h11.Connection(h11.CLIENT)) == b"Hello from Python TLS!"
+            shutdown.set()  # the connection is idle between requests: it may go now
+            assert await client.receive_some() == b""  # close_notify, long before the grace
+            await client.aclose()
+
+
+def log_lines(caplog: pytest.LogCaptureFixture, logger: str = "trio_tls") -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == logger]
+
+
+async def test_each_connection_is_one_line_with_what_an_operator_needs(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trio_tls")
+    hello = load_handler("hello")
+    port = await start(server_nursery, hello, rsa_config)
+    client = await connect(ca, port)
+    await http_get(client, h11.Connection(h11.CLIENT))
+    await client.aclose()  # with close_notify
+    # Python's ssl, like browsers, often just closes the socket: that is normal too.
+    rude = await connect(ca, port)
+    await http_get(rude, h11.Connection(h11.CLIENT))
+    await rude.transport_stream.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    lines = log_lines(caplog)
+    pattern = (
+        r"^127\.0\.0\.1:\d+ sni=localhost alpn=- suite=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 "
+        r"resumed=no in=\d+ out=\d+ time=\d+\.\dms: (closed|closed by the peer)$"
+    )
+    ends = [line.rsplit(": ", 1)[1] for line in lines if re.match(pattern, line)]
+    assert sorted(ends) == ["closed", "closed by the peer"], lines
+    assert not any("failed" in line for line in lines), lines
+    debug = [line for line in lines if " handshake in " in line]
+    assert len(debug) == 2
+    assert "TLSv1.2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 group=" in debug[0]
+    access = log_lines(caplog, "trio_tls.access")
+    assert len(access) == 2
+    assert re.match(r'^127\.0\.0\.1:\d+ "GET / HTTP/1\.1" 200 \d+$', access[0]), access
+
+
+async def test_a_relay_whose_peer_vanishes_is_no_handler_error(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A handler with a nursery sees the broken stream inside an ExceptionGroup.
+    caplog.set_level(logging.INFO, logger="trio_tls")
+
+    async def relay(stream: trio.abc.Stream) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.receive_some)
+            await trio.sleep_forever()
+
+    port = await start(server_nursery, relay, rsa_config)
+    client = await connect(ca, port)
+    await client.transport_stream.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    lines = log_lines(caplog)
+    assert any(line.endswith(": closed by the peer") for line in lines), lines
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -1,7 +1,7 @@
 """trio-tls: a TLS 1.2 server whose protocol is written in Python, on trio.
 
 `ServerConnection` is the sans-IO engine; `TLSStream` adapts it to trio; `serve()` runs a
-handler on every accepted connection.
+handler on every accepted connection. A handler plugin needs only `Handler` and `TLSStream`.
 """
 
 from .config import CertifiedKey, ServerConfig
@@ -15,6 +15,7 @@ from .events import (
     ConnectionInfo,
     HandshakeComplete,
 )
+from .plugins import Handler
 from .server import serve
 from .stream import TLSStream
 
@@ -25,6 +26,7 @@ __all__ = [
     "CertifiedKey",
     "ConnectionClosed",
     "ConnectionInfo",
+    "Handler",
     "HandshakeComplete",
     "LocalProtocolError",
     "RemoteProtocolError",

@@ -9,6 +9,11 @@ the key 0600 from the first byte, and the key is read back only with `follow_sym
 a link planted in certs/ can neither receive the key nor hand us another. An operator's own key
 may be a link (Kubernetes mounts secrets as links); whether its mode is too open is the
 caller's question (key_file_mode).
+
+`trio-tls certs` makes the same certificate for the names and validity it is given, and never
+replaces an existing file unless told to (`--force`): certs/ may hold a key someone still needs.
+Without force each file is created with O_EXCL, so one that appears after the check is not
+replaced either; with force each is replaced whole.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .kx import PrivateKey
-from .secretfiles import PRIVATE, SecretFileError, loose_mode, open_nofollow, replace
+from .secretfiles import PRIVATE, SecretFileError, create, loose_mode, open_nofollow, replace
 
 _KeyLoader = Callable[[bytes, bytes | None], PrivateKeyTypes]
 
@@ -39,13 +45,30 @@ DER_FILE = "server.der"
 
 _PEM_MARKER = b"-----BEGIN"
 _PUBLIC = 0o644
-_VALIDITY = datetime.timedelta(days=365)
+DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+DEFAULT_DAYS = 365
+# Apple's platforms refuse a TLS server certificate valid for more than 825 days even when the
+# user trusts it by hand (support.apple.com/HT210176); a longer one would pass curl and fail
+# Safari, so it is refused here instead.
+MAX_DAYS = 825
+# A host name label (RFC 1123 §2.1): letters, digits and inner hyphens, 63 characters at most.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_MAX_DNS_NAME = 253
+_MAX_COMMON_NAME = 64  # RFC 5280's ub-common-name
 # Backdating absorbs clock skew between this machine and the client checking notBefore.
 _BACKDATE = datetime.timedelta(hours=1)
 
 
 class CertificateError(Exception):
     """A certificate or key problem, worded as one line for the person running the server."""
+
+
+class CertificateExistsError(CertificateError):
+    """make_self_signed would write over an existing file, and was not told to replace it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} exists")
+        self.path = path
 
 
 @attrs.frozen
@@ -108,7 +131,10 @@ def load_private_key(
     except TypeError as exc:
         # cryptography signals "password needed" and "password not needed" with TypeError.
         if password is None:
-            message = f"key file {os.fspath(path)} is encrypted; a password is needed"
+            message = (
+                f"key file {os.fspath(path)} is encrypted; a password is needed "
+                "(name the environment variable that holds it with --keyfile-password-env)"
+            )
         else:
             message = f"key file {os.fspath(path)} is not encrypted, but a password was given"
         raise CertificateError(message) from exc
@@ -175,14 +201,60 @@ def fingerprint_sha256(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
+def parse_name(text: str) -> x509.GeneralName:
+    """A subjectAltName entry: an IP address if text is one, else a DNS name.
+
+    A DNS name must be a host name (RFC 1123 §2.1), 253 characters at most; its first label may
+    be `*`, a wildcard for one label, as the server itself matches them. ValueError says why not.
+    """
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if not text.isascii():
+        raise ValueError("not an IP address, and a DNS name must be ASCII (use its xn-- form)")
+    if len(text) > _MAX_DNS_NAME:
+        raise ValueError(f"a DNS name has at most {_MAX_DNS_NAME} characters")
+    labels = text.split(".")
+    if labels[0] == "*" and len(labels) > 1:
+        labels = labels[1:]
+    for label in labels:
+        if not _LABEL.fullmatch(label):
+            raise ValueError(
+                f"not an IP address, and {label!r} is not a DNS label (letters, digits and "
+                "inner hyphens, at most 63)"
+            )
+    return x509.DNSName(text)
+
+
 def make_self_signed(
-    directory: str | os.PathLike[str], key_type: Literal["rsa", "ecdsa"] = "rsa"
+    directory: str | os.PathLike[str],
+    key_type: Literal["rsa", "ecdsa"] = "rsa",
+    *,
+    names: Sequence[str] = DEFAULT_NAMES,
+    days: int = DEFAULT_DAYS,
+    force: bool = False,
 ) -> DevCertificate:
-    """Generate a fresh key and a self-signed localhost certificate and write them to directory.
+    """Generate a fresh key and a self-signed certificate for names and write them to directory.
 
     The extensions are the ones modern clients insist on (SAN, not CN, names the host; serverAuth
     EKU; CA=false), so `curl --cacert server.crt https://localhost:...` works with no flags.
+    An existing file is a CertificateExistsError, checked before any work, unless force.
     """
+    if not names:
+        raise ValueError("a certificate needs at least one name")
+    alt_names = [parse_name(name) for name in dict.fromkeys(names)]
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"a certificate is valid for 1 to {MAX_DAYS} days, not {days}")
+    target = Path(directory)
+    paths = DevCertificate(
+        cert_path=target / CERT_FILE, key_path=target / KEY_FILE, der_path=target / DER_FILE
+    )
+    if not force:
+        for path in (paths.key_path, paths.cert_path, paths.der_path):
+            if os.path.lexists(path):
+                raise CertificateExistsError(path)
+
     key: PrivateKey
     if key_type == "rsa":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -191,7 +263,9 @@ def make_self_signed(
     else:
         raise ValueError(f"unknown key type {key_type!r}; expected 'rsa' or 'ecdsa'")
 
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    # Clients go by the SAN; the CN is the label trust stores show, so the first name if it fits.
+    first = names[0] if len(names[0]) <= _MAX_COMMON_NAME else "trio-tls development certificate"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, first)])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -200,17 +274,8 @@ def make_self_signed(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now - _BACKDATE + _VALIDITY)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.IPv6Address("::1")),
-                ]
-            ),
-            critical=False,
-        )
+        .not_valid_after(now - _BACKDATE + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -236,36 +301,43 @@ def make_self_signed(
         .sign(key, hashes.SHA256())
     )
 
-    target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
-    paths = DevCertificate(
-        cert_path=target / CERT_FILE, key_path=target / KEY_FILE, der_path=target / DER_FILE
-    )
     pem_key = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    replace(paths.key_path, pem_key, PRIVATE)
-    replace(paths.cert_path, certificate.public_bytes(serialization.Encoding.PEM), _PUBLIC)
-    replace(paths.der_path, certificate.public_bytes(serialization.Encoding.DER), _PUBLIC)
+    write = replace if force else _create_new
+    write(paths.key_path, pem_key, PRIVATE)
+    write(paths.cert_path, certificate.public_bytes(serialization.Encoding.PEM), _PUBLIC)
+    write(paths.der_path, certificate.public_bytes(serialization.Encoding.DER), _PUBLIC)
     return paths
+
+
+def _create_new(path: Path, data: bytes, mode: int) -> None:
+    """Create path; a file that appeared since make_self_signed looked is not replaced either."""
+    if not create(path, data, mode):
+        raise CertificateExistsError(path)
 
 
 def ensure_dev_certificate(directory: str | os.PathLike[str]) -> tuple[DevCertificate, bool]:
     """Reuse the dev certificate if there is one, so clients that trusted it keep trusting it.
 
     Returns the paths and whether they were just created (the CLI then says how to trust it).
+    An expired one is replaced.
     """
     target = Path(directory)
     existing = DevCertificate(
         cert_path=target / CERT_FILE, key_path=target / KEY_FILE, der_path=target / DER_FILE
     )
     if existing.cert_path.is_file() and existing.key_path.is_file():
-        if not existing.der_path.is_file():
-            # The DER copy is a convenience for clients that import only DER; rebuild it.
-            certificate = load_certificate_chain(existing.cert_path)[0]
-            der = certificate.public_bytes(serialization.Encoding.DER)
-            replace(existing.der_path, der, _PUBLIC)
-        return existing, False
-    return make_self_signed(target), True
+        certificate = load_certificate_chain(existing.cert_path)[0]
+        if certificate.not_valid_after_utc > datetime.datetime.now(datetime.UTC):
+            if not existing.der_path.is_file():
+                # The DER copy is a convenience for clients that import only DER; rebuild it.
+                der = certificate.public_bytes(serialization.Encoding.DER)
+                replace(existing.der_path, der, _PUBLIC)
+            return existing, False
+        # Expired: every client would refuse it, so a new one is the only useful answer.
+    # The certificate or its key is missing, or it expired: make the pair afresh.
+    return make_self_signed(target, force=True), True

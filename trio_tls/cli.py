@@ -8,22 +8,34 @@ non-zero exit, never a traceback: those are configuration mistakes, not bugs.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import math
 import os
-import signal
+import shlex
 import socket
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import trio
 
 from . import workers
-from .certs import CertificateError, fingerprint_sha256, load_certificate_chain, make_self_signed
+from .certs import (
+    DEFAULT_DAYS,
+    DEFAULT_NAMES,
+    MAX_DAYS,
+    CertificateError,
+    CertificateExistsError,
+    fingerprint_sha256,
+    load_certificate_chain,
+    make_self_signed,
+    parse_name,
+)
 from .config import ServerConfig
 from .keylog import KeyLogFile
 from .plugins import (
@@ -37,6 +49,7 @@ from .plugins import (
 from .secretfiles import SecretFileError
 from .server import DEFAULT_HOST, DEFAULT_PORT, ensure_descriptors, serve
 from .settings import DEV_CERT_DIR, Settings, UsageError, build_config
+from .shutdown import SIGNALS, Shutdown, ignore_hangups, watch_signals
 from .ticketfile import (
     FileTicketKeys,
     TicketKeyFileError,
@@ -71,16 +84,43 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _at_least_one(text: str) -> int:
+    """A count that must be 1 or more (--max-connections 0 would never accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake exits with status 1 and one line, as every other mistake does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trio-tls", description="A TLS 1.2 server written in Python, on trio."
-    )
+    parser = _Parser(prog="trio-tls", description="A TLS 1.2 server written in Python, on trio.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("serve", help="serve TLS with a handler plugin")
-    run.add_argument("--host", default=DEFAULT_HOST)
+    run = commands.add_parser(
+        "serve",
+        help="serve TLS with a handler plugin",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run.add_argument(
+        "--host",
+        dest="hosts",
+        action="append",
+        help=f"address to listen on (repeatable: --host :: --host 0.0.0.0 is dual stack; "
+        f"default {DEFAULT_HOST})",
+    )
     run.add_argument("--port", type=_port, default=DEFAULT_PORT, help="0 picks a free port")
-    run.add_argument("--handler", default="hello", help="handler plugin name (default: hello)")
+    run.add_argument("--handler", default="hello", help="handler plugin name")
     run.add_argument(
         "--handler-opt",
         action="append",
@@ -141,16 +181,18 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_seconds,
         default=60.0,
         metavar="SECONDS",
-        help="close a connection that sends nothing for this long while read from (default 60)",
+        help="close a connection that sends nothing for this long while read from",
     )
     run.add_argument(
         "--write-timeout",
         type=_seconds,
         default=30.0,
         metavar="SECONDS",
-        help="close a connection that takes no data for this long while written to (default 30)",
+        help="close a connection that takes no data for this long while written to",
     )
-    run.add_argument("--max-connections", type=int, default=1000)
+    run.add_argument(
+        "--max-connections", type=_at_least_one, default=1000, help="connections open at once"
+    )
     run.add_argument(
         "--key-log-file",
         help="append NSS key log lines here (debugging only; also $SSLKEYLOGFILE)",
@@ -163,11 +205,26 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     # A worker's inherited listening socket, set by the supervisor only.
     run.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    # A worker's end of its control socket to the supervisor (workers.py), likewise.
+    run.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     certs = commands.add_parser("certs", help="make a self-signed development certificate")
     certs.add_argument("--key-type", choices=["rsa", "ecdsa"], default="rsa")
-    certs.add_argument("--out", type=Path, default=DEV_CERT_DIR)
+    certs.add_argument("--out", type=Path, default=DEV_CERT_DIR, help="directory (default: certs)")
+    certs.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help=f"DNS name or IP address to certify (repeatable; default: {', '.join(DEFAULT_NAMES)})",
+    )
+    certs.add_argument(
+        "--days",
+        type=int,
+        default=DEFAULT_DAYS,
+        help=f"validity in days, at most {MAX_DAYS} (default {DEFAULT_DAYS})",
+    )
+    certs.add_argument("--force", action="store_true", help="replace existing files")
 
     commands.add_parser("handlers", help="list installed handler plugins")
 
@@ -217,10 +274,22 @@ async def _serve_until_signalled(
     config: ServerConfig,
     keylog: KeyLogFile | None,
 ) -> None:
-    shutdown = trio.Event()
-    inherited = None if args.listen_fd is None else [workers.inherited_listener(args.listen_fd)]
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    shutdown = Shutdown()
+    if args.listen_fd is None:
+        listeners = await _open_listeners(args.hosts, args.port)
+    else:
+        listeners = [workers.inherited_listener(args.listen_fd)]
+    with trio.open_signal_receiver(*SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_signals, shutdown, signals)
+            if args.control_fd is not None:
+                nursery.start_soon(workers.follow_supervisor, args.control_fd, shutdown)
+
+            async def stop_at_once() -> None:
+                await shutdown.stopping.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_at_once)
 
             async def run_server(
                 task_status: trio.TaskStatus[Sequence[trio.SocketListener]],
@@ -234,30 +303,20 @@ async def _serve_until_signalled(
                     idle_timeout=args.idle_timeout,
                     write_timeout=args.write_timeout,
                     max_connections=args.max_connections,
-                    shutdown=shutdown,
+                    shutdown=shutdown.draining,
                     shutdown_grace=SHUTDOWN_GRACE,
                     observer=keylog,
-                    listeners=inherited,
+                    listeners=listeners,
                     task_status=task_status,
                 )
-                # serve() has drained: stop the signal watcher too, or the nursery never exits.
+                # serve() has drained: stop the watchers too, or the nursery never exits.
                 nursery.cancel_scope.cancel()
 
-            listeners = await nursery.start(run_server)
+            await nursery.start(run_server)
             if args.listen_fd is None:
                 port = listeners[0].socket.getsockname()[1]
-                print(
-                    f"serving handler {args.handler!r} on https://{args.host}:{port}/", flush=True
-                )
-
-            async def watch_signals() -> None:
-                async for signum in signals:
-                    if shutdown.is_set():  # a second signal: stop now
-                        nursery.cancel_scope.cancel()
-                    log.info("received %s: shutting down", signal.Signals(signum).name)
-                    shutdown.set()
-
-            nursery.start_soon(watch_signals)
+                urls = " and ".join(_url(host, port) for host in args.hosts)
+                print(f"serving handler {args.handler!r} on {urls}", flush=True)
             nursery.start_soon(_rotate_ticket_key_file, settings, config)
 
 
@@ -293,10 +352,20 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {worker}%(message)s"
     )
+    ignore_hangups()
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    cpus = workers.cpu_count()
+    if args.workers > workers.WORKERS_PER_CPU * cpus:
+        raise UsageError(
+            f"--workers {args.workers} is too many for {cpus} CPU(s): at most "
+            f"{workers.WORKERS_PER_CPU * cpus} ({workers.WORKERS_PER_CPU} per CPU; "
+            "one per CPU is usually best)"
+        )
     if args.ticket_key_rotation == "external" and args.ticket_key_file is None:
         raise UsageError("--ticket-key-rotation external needs --ticket-key-file")
+    if args.workers > 1 and len(args.hosts) > 1:
+        raise UsageError("--workers serves one --host; run one server per address instead")
     descriptors_warning = ensure_descriptors(args.max_connections)
     if descriptors_warning is not None and args.listen_fd is None:
         log.warning("%s", descriptors_warning)
@@ -315,25 +384,41 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             if args.workers > 1:
                 _run_workers(args, settings)
             else:
+                # Listeners are opened before any nursery, so binding errors come out bare.
                 trio.run(_serve_until_signalled, args, handler, settings, config, keylog)
-        except* OSError as group:
-            # Binding fails inside the nursery, which wraps the error in an ExceptionGroup.
-            raise _listen_error(args, group.exceptions[0]) from None
         finally:
             if keylog is not None:
                 keylog.close()
 
 
-def _listen_error(args: argparse.Namespace, exc: BaseException) -> UsageError:
+async def _open_listeners(hosts: Sequence[str], port: int) -> list[trio.SocketListener]:
+    """Listeners on every host, all on one port (the first one's, when port 0 picks it).
+
+    trio sets IPV6_V6ONLY, so `::` and `0.0.0.0` side by side make a dual-stack server."""
+    listeners: list[trio.SocketListener] = []
+    for host in hosts:
+        if listeners and port == 0:
+            port = listeners[0].socket.getsockname()[1]
+        try:
+            listeners += await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            for listener in listeners:
+                await listener.aclose()
+            raise _listen_error(host, port, exc) from None
+    return listeners
+
+
+def _listen_error(host: str, port: int, exc: BaseException) -> UsageError:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-    return UsageError(f"cannot listen on {args.host}:{args.port}: {reason}")
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return UsageError(f"cannot listen on {where}: {reason}")
 
 
 def _run_workers(args: argparse.Namespace, settings: Settings) -> None:
     try:
         sock = workers.bind(args.host, args.port)
     except OSError as exc:
-        raise _listen_error(args, exc) from None
+        raise _listen_error(args.host, args.port, exc) from None
     with sock:
         worker_args = [*args.argv, "--workers", "1"]
         if settings.ticket_key_file is not None:
@@ -342,7 +427,7 @@ def _run_workers(args: argparse.Namespace, settings: Settings) -> None:
             worker_args += ["--ticket-key-rotation", "external"]
         port = sock.getsockname()[1]
         print(
-            f"serving handler {args.handler!r} on https://{args.host}:{port}/ "
+            f"serving handler {args.handler!r} on {_url(args.host, port)} "
             f"with {args.workers} workers",
             flush=True,
         )
@@ -352,17 +437,51 @@ def _run_workers(args: argparse.Namespace, settings: Settings) -> None:
 async def _supervise(
     worker_args: Sequence[str], count: int, sock: socket.socket, settings: Settings
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_rotate_ticket_key_file, settings, None)
-        await workers.supervise(worker_args, count, sock, SHUTDOWN_GRACE)
-        nursery.cancel_scope.cancel()
+    shutdown = Shutdown()
+    # Signals are caught before any nursery opens: a Ctrl+C a moment earlier is a bare
+    # KeyboardInterrupt out of trio.run (exit status 130), never one wrapped in a group.
+    with trio.open_signal_receiver(*SIGNALS) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_signals, shutdown, signals)
+            nursery.start_soon(_rotate_ticket_key_file, settings, None)
+            await workers.supervise(worker_args, count, sock, shutdown, SHUTDOWN_GRACE)
+            nursery.cancel_scope.cancel()
 
 
 def _cmd_certs(args: argparse.Namespace) -> None:
-    dev = make_self_signed(args.out, args.key_type)
-    chain = load_certificate_chain(dev.cert_path)
-    print(f"wrote {dev.cert_path}, {dev.der_path} and {dev.key_path} (mode 0600)")
-    print(f"SHA-256 fingerprint {fingerprint_sha256(chain[0])}")
+    names = list(dict.fromkeys(args.name)) or list(DEFAULT_NAMES)
+    for name in names:
+        try:
+            parse_name(name)
+        except ValueError as exc:
+            raise UsageError(f"--name {name!r}: {exc}") from None
+    if not 1 <= args.days <= MAX_DAYS:
+        raise UsageError(f"--days must be from 1 to {MAX_DAYS} (Apple's limit), not {args.days}")
+    try:
+        dev = make_self_signed(
+            args.out, args.key_type, names=names, days=args.days, force=args.force
+        )
+    except CertificateExistsError as exc:
+        path = os.path.abspath(exc.path)
+        raise UsageError(f"{path} exists; use --force to replace it") from None
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise UsageError(f"cannot write to {os.path.abspath(args.out)}: {reason}") from None
+    (certificate,) = load_certificate_chain(dev.cert_path)
+    cert_path = os.path.abspath(dev.cert_path)
+    print(f"wrote {os.path.abspath(dev.key_path)} (private key, mode 0600)")
+    print(f"wrote {cert_path} (certificate) and {os.path.abspath(dev.der_path)} (the same, DER)")
+    until = certificate.not_valid_after_utc
+    print(f"for {', '.join(names)}; valid for {args.days} days, until {until:%Y-%m-%d %H:%M} UTC")
+    print(f"SHA-256 fingerprint {fingerprint_sha256(certificate)}")
+    url = f"https://{_url_host(names)}:{DEFAULT_PORT}/"
+    print(f"trust it: curl --cacert {shlex.quote(cert_path)} {url}")
+
+
+def _url_host(names: Sequence[str]) -> str:
+    """A host for a URL the certificate is good for: its first name that is not a wildcard."""
+    host = next((name for name in names if not name.startswith("*.")), "www" + names[0][1:])
+    return f"[{host}]" if ":" in host else host
 
 
 def _cmd_handlers(args: argparse.Namespace) -> None:
@@ -382,10 +501,24 @@ def _cmd_ticket_keys(args: argparse.Namespace) -> None:
     print(f"rotated {args.file}: key {sealing} seals, key {announced} is announced")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trio-tls")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "(not installed)"
+
+
+def _url(host: str, port: int) -> str:
+    return f"https://[{host}]:{port}/" if ":" in host else f"https://{host}:{port}/"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _build_parser().parse_args(argv)
     args.argv = argv
+    if args.command == "serve":
+        args.hosts = args.hosts or [DEFAULT_HOST]
+        args.host = args.hosts[0]
     command = {
         "serve": _cmd_serve,
         "certs": _cmd_certs,

@@ -48,10 +48,14 @@ class DeadlineStream(trio.abc.HalfCloseableStream):
         self.socket = transport.socket
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
+        self.bytes_received = 0  # for the connection's log line
+        self.bytes_sent = 0
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         with trio.move_on_after(self.idle_timeout):
-            return await self.transport.receive_some(max_bytes)
+            data = await self.transport.receive_some(max_bytes)
+            self.bytes_received += len(data)
+            return data
         raise trio.BrokenResourceError("idle timeout") from IdleTimeout(
             f"no data from the peer for {self.idle_timeout:g} s"
         )
@@ -59,6 +63,7 @@ class DeadlineStream(trio.abc.HalfCloseableStream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self.write_timeout == math.inf:
             await self.transport.send_all(data)
+            self.bytes_sent += len(data)
             return
         with memoryview(data) as view:
             if not view:
@@ -67,7 +72,9 @@ class DeadlineStream(trio.abc.HalfCloseableStream):
             start = 0
             while start < len(view):
                 with trio.move_on_after(self.write_timeout) as stalled:
-                    start += await self._send_some(view[start:])
+                    sent = await self._send_some(view[start:])
+                    start += sent
+                    self.bytes_sent += sent
                 if stalled.cancelled_caught:
                     raise trio.BrokenResourceError("write timeout") from WriteTimeout(
                         f"the peer took no data for {self.write_timeout:g} s"

@@ -63,6 +63,14 @@ class AlertDescription(IntEnum):
     no_application_protocol = 120
 
 
+def alert_name(description: int) -> str:
+    """An alert's RFC name (unknown_ca), or alert(N) for one we do not know."""
+    try:
+        return AlertDescription(description).name
+    except ValueError:
+        return f"alert({description})"
+
+
 class ExtensionType(IntEnum):
     server_name = 0
     supported_groups = 10

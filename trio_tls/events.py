@@ -14,6 +14,8 @@ from typing import Literal
 
 import attrs
 
+from .enums import alert_name
+
 
 class _Sentinel(enum.Enum):
     NEED_DATA = enum.auto()
@@ -25,7 +27,12 @@ NeedData = Literal[_Sentinel.NEED_DATA]
 
 @attrs.frozen
 class ConnectionInfo:
-    """The negotiated parameters of one connection, as a handler sees them on `stream.info`."""
+    """The negotiated parameters of one connection, as a handler sees them on `stream.info`.
+
+    version is "TLSv1.2"; the other names are the IANA registries': cipher_suite e.g.
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", group e.g. "x25519", signature_scheme e.g.
+    "rsa_pss_rsae_sha256". sni and alpn are None when the client sent none or none was chosen.
+    """
 
     version: str
     cipher_suite: str
@@ -35,7 +42,9 @@ class ConnectionInfo:
     extended_master_secret: bool
     group: str | None  # None when resumed: no key exchange took place
     signature_scheme: str | None
-    peer: object = None
+    # The client as serve() names it, "host:port" ("[host]:port" for IPv6); None when the
+    # TLSStream was made without one (in a test, say).
+    peer: str | None = None
 
 
 @attrs.frozen
@@ -52,6 +61,10 @@ class ApplicationData:
 class AlertReceived:
     level: int
     description: int
+
+    @property
+    def name(self) -> str:
+        return alert_name(self.description)
 
 
 @attrs.frozen

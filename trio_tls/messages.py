@@ -18,10 +18,10 @@ import attrs
 from .codec import Reader, Writer
 from .enums import (
     CURVE_TYPE_NAMED_CURVE,
-    AlertDescription,
     AlertLevel,
     ExtensionType,
     HandshakeType,
+    alert_name,
 )
 from .errors import DecodeError, IllegalParameter, UnexpectedMessage
 
@@ -539,10 +539,7 @@ class Alert:
 
     @property
     def name(self) -> str:
-        try:
-            return AlertDescription(self.description).name
-        except ValueError:
-            return f"alert({self.description})"
+        return alert_name(self.description)
 
 
 def encode_handshake(message: HandshakeMessage) -> bytes:

@@ -25,8 +25,11 @@ ENTRY_POINT_GROUP = "trio_tls.handlers"
 class Handler(Protocol):
     """Serve one connection; the server closes the stream afterwards, whatever happens.
 
-    A handler may also have an `alpn_protocols` attribute (a sequence of protocol names, most
+    A handler may also have an `alpn_protocols` attribute (a tuple of protocol names, most
     preferred first): the server then offers those in ALPN unless `--alpn` says otherwise.
+    When the server shuts down it waits `shutdown_grace` seconds for handlers to return, then
+    cancels them: clean up in `finally`, and let `trio.Cancelled` through (README, "Writing a
+    handler plugin").
     """
 
     async def __call__(self, stream: TLSStream, /) -> None: ...

@@ -88,13 +88,16 @@ def open_for_append(path: str | os.PathLike[str]) -> int:
     return fd
 
 
-def create(path: str | os.PathLike[str], data: bytes) -> bool:
-    """Write a new secret file (0600); False, leaving it alone, if the path exists at all."""
+def create(path: str | os.PathLike[str], data: bytes, mode: int = PRIVATE) -> bool:
+    """Write a new file, 0600 unless mode says otherwise; False, leaving it alone, if the path
+    exists at all (a link too, even a dangling one)."""
     try:
         fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         return False
     with os.fdopen(fd, "wb") as file:
+        if mode != PRIVATE:
+            os.fchmod(fd, mode)  # as replace() does: the mode asked for, whatever the umask
         file.write(data)
         file.flush()
         os.fsync(fd)

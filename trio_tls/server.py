@@ -14,9 +14,12 @@ cap the accept loop waits, and the kernel's backlog queues new clients. Running 
 descriptors (or kernel memory) is not fatal: accept() is retried after a pause, as
 trio.serve_listeners does, and logged at most every few seconds.
 
-Shutdown, when `shutdown` is set: stop accepting, close the listeners, give running connections
-`shutdown_grace` seconds, then cancel what is left. One INFO log line per connection: peer,
-cipher suite, outcome (the alert, the timeout, or the handler's error).
+Shutdown, when `shutdown` is set: stop accepting, close the listeners, tell the handlers (each
+stream's `shutdown` event is this one), give running connections `shutdown_grace` seconds, then
+cancel what is left. One INFO log line per connection (connlog.py): peer, what was negotiated,
+bytes each way, duration, and the outcome (the alert, the timeout, or the handler's error).
+Plain HTTP sent to the TLS port gets a plain-text 400, as nginx answers, instead of an alert the
+person at the browser would never see.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from collections.abc import Sequence
 import trio
 
 from .config import ServerConfig
-from .deadlines import DeadlineStream, IdleTimeout, StreamTimeout
-from .errors import TLSError
+from .connlog import connection_line, describe_failure, handshake_line
+from .deadlines import DeadlineStream
 from .events import Observer
 from .plugins import Handler
 from .stream import TLSStream
@@ -47,6 +50,12 @@ ACCEPT_RETRY_DELAY = 0.1
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
 # Descriptors beyond one per connection: listeners, log and key files, worker pipes.
 RESERVED_DESCRIPTORS = 64
+FIRST_READ = 64 * 1024
+_PLAIN_HTTP_BODY = b"The plain HTTP request was sent to an HTTPS port.\n"
+PLAIN_HTTP_REPLY = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_PLAIN_HTTP_BODY), _PLAIN_HTTP_BODY)
+)
 # TCP keepalive: probe after 60 s of silence, every 10 s, give up after 6 unanswered probes.
 _KEEPALIVE_OPTIONS = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6))
 
@@ -60,20 +69,6 @@ def _peer_name(stream: trio.SocketStream) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _describe_failure(exc: BaseException) -> str:
-    """Name the alert or the deadline behind a broken stream when there is one."""
-    cause = exc.__cause__
-    while cause is not None:
-        if isinstance(cause, TLSError):
-            alert = cause.alert.name if cause.alert is not None else "no alert"
-            return f"failed: {alert} ({cause})"
-        if isinstance(cause, StreamTimeout):
-            kind = "idle" if isinstance(cause, IdleTimeout) else "write"
-            return f"{kind} timeout ({cause})"
-        cause = cause.__cause__
-    return f"failed: {exc or type(exc).__name__}"
-
-
 def _keep_alive(transport: trio.SocketStream) -> None:
     """TCP keepalive, so a peer that vanished without a FIN is noticed (Linux options)."""
     transport.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -83,34 +78,47 @@ def _keep_alive(transport: trio.SocketStream) -> None:
             transport.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
+def _is_plain_http(first: bytes | bytearray) -> bool:
+    """A TLS record starts with a content type byte (20-24); an HTTP request with a letter."""
+    return bool(first) and 0x41 <= first[0] <= 0x5A  # A-Z: GET, POST, HEAD, ...
+
+
 async def _serve_connection(
     transport: trio.SocketStream,
     handler: Handler,
     config: ServerConfig,
     limits: _Limits,
     observer: Observer | None,
+    shutdown: trio.Event,
 ) -> None:
+    started = trio.current_time()
     peer = _peer_name(transport)
     _keep_alive(transport)
     guarded = DeadlineStream(
         transport, idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout
     )
-    stream = TLSStream(guarded, config, observer=observer, peer=peer)
+    stream: TLSStream | None = None
     outcome = "closed"
     clean = False
     try:
         # Only the handshake's own deadline counts as a timeout: a handler's TooSlowError is
         # the handler's error.
         with trio.move_on_after(limits.handshake_timeout) as deadline:
-            await stream.do_handshake()
+            opened = await _open_tls(guarded, config, observer, peer, shutdown)
         if deadline.cancelled_caught:
             outcome = "handshake timeout"
+        elif isinstance(opened, str):
+            outcome = opened
         else:
+            stream = opened
+            log.debug("%s", handshake_line(peer, stream.info, trio.current_time() - started))
             await handler(stream)
         clean = True
     except trio.BrokenResourceError as exc:
-        outcome = _describe_failure(exc)
+        outcome = describe_failure(exc, handshake_done=_handshake_done(stream))
         clean = True  # the stream itself failed: nothing left to say but what it already said
+    except BaseExceptionGroup as group:
+        outcome, clean = _group_outcome(group, peer, _handshake_done(stream))
     except Exception:
         log.exception("handler error for %s", peer)
         outcome = "handler error"
@@ -118,9 +126,63 @@ async def _serve_connection(
         if not clean and outcome == "closed":
             outcome = "cancelled"
         with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await (stream.aclose() if clean else stream.abort())
-        suite = stream.info.cipher_suite if stream.handshake_done else "-"
-        log.info("%s %s %s", peer, suite, outcome)
+            if stream is None:
+                await guarded.aclose()
+            else:
+                await (stream.aclose() if clean else stream.abort())
+        info = stream.info if stream is not None and stream.handshake_done else None
+        seconds = trio.current_time() - started
+        line = connection_line(
+            peer, info, guarded.bytes_received, guarded.bytes_sent, seconds, outcome
+        )
+        log.info("%s", line)
+
+
+async def _open_tls(
+    guarded: DeadlineStream,
+    config: ServerConfig,
+    observer: Observer | None,
+    peer: str,
+    shutdown: trio.Event,
+) -> TLSStream | str:
+    """The handshaken stream, or the outcome of a connection that never got that far.
+
+    The first bytes are read here, not by TLSStream, to tell plain HTTP from TLS."""
+    first = bytes(await guarded.receive_some(FIRST_READ))
+    if not first:
+        return "closed before the handshake"
+    if _is_plain_http(first):
+        await guarded.send_all(PLAIN_HTTP_REPLY)  # as nginx does, and no TLS alert
+        return "plain HTTP on the TLS port (answered 400)"
+    stream = TLSStream(
+        guarded, config, observer=observer, peer=peer, shutdown=shutdown, initial_data=first
+    )
+    await stream.do_handshake()  # on failure, the caller closes the transport beneath
+    return stream
+
+
+def _group_outcome(
+    group: BaseExceptionGroup[BaseException], peer: str, handshake_done: bool
+) -> tuple[str, bool]:
+    """(outcome, clean) for a handler that raised a group (a relay's nursery, say): transport
+    breaks alone are the stream's end like a bare BrokenResourceError; cancellation is passed
+    on; anything else is the handler's error."""
+    breaks, others = group.split(trio.BrokenResourceError)
+    if others is None and breaks is not None:
+        return describe_failure(_first_leaf(breaks), handshake_done=handshake_done), True
+    if others is not None and others.split(Exception)[0] is None:
+        raise group  # nothing but cancellation
+    log.exception("handler error for %s", peer)
+    return "handler error", False
+
+
+def _handshake_done(stream: TLSStream | None) -> bool:
+    return stream is not None and stream.handshake_done
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 class _Limits:
@@ -207,6 +269,7 @@ async def _accept_loop(
     config: ServerConfig,
     limits: _Limits,
     observer: Observer | None,
+    shutdown: trio.Event,
 ) -> None:
     errors = _AcceptErrors()
     while True:
@@ -220,7 +283,7 @@ async def _accept_loop(
 
         async def run(transport: trio.SocketStream = transport, token: object = token) -> None:
             try:
-                await _serve_connection(transport, handler, config, limits, observer)
+                await _serve_connection(transport, handler, config, limits, observer, shutdown)
             finally:
                 limiter.release_on_behalf_of(token)
 
@@ -250,6 +313,10 @@ async def serve(
     `listeners` (a socket inherited from a supervisor, say) replace host and port.
     """
     limits = _Limits(handshake_timeout, idle_timeout, write_timeout)
+    if max_connections < 1:
+        raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+    # Handed to every stream as `stream.shutdown`, so handlers can wind down at a clean point.
+    shutting_down = trio.Event() if shutdown is None else shutdown
     if listeners is None:
         listeners = await trio.open_tcp_listeners(port, host=host)
     limiter = trio.CapacityLimiter(max_connections)
@@ -270,10 +337,10 @@ async def serve(
                         config,
                         limits,
                         observer,
+                        shutting_down,
                     )
-                if shutdown is not None:
-                    await shutdown.wait()
-                    acceptors.cancel_scope.cancel()
+                await shutting_down.wait()
+                acceptors.cancel_scope.cancel()
             await _close_listeners(listeners)
             log.info("shutting down: %d connection(s) open", limiter.borrowed_tokens)
             connections.cancel_scope.deadline = trio.current_time() + shutdown_grace

@@ -9,6 +9,7 @@ key file nobody rotates) are logged once: by the supervisor, not again by every 
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import attrs
+from cryptography import x509
 
 from .certs import (
     CertificateError,
@@ -36,6 +38,7 @@ from .ticketfile import FileTicketKeys, create_key_file
 log = logging.getLogger("trio_tls")
 
 DEV_CERT_DIR = Path("certs")
+EXPIRY_WARNING = datetime.timedelta(days=30)
 # A file rotated by someone else whose sealing key is older than this: is the rotation running?
 STALE_TICKET_KEY = 86400.0
 _GROUP_ALIASES = {
@@ -84,9 +87,12 @@ def _split(text: str) -> list[str]:
 
 def parse_suites(text: str) -> list[CipherSuite]:
     """IANA or OpenSSL names, separated by ':' or ','; the order given is the preference."""
-    suites = [suite_by_name(name) for name in _split(text)]
+    try:
+        suites = [suite_by_name(name) for name in _split(text)]
+    except ValueError as exc:
+        raise UsageError(f"--ciphers: {exc}") from None
     if not suites:
-        raise UsageError("--ciphers names no cipher suite")
+        raise UsageError("--ciphers names no cipher suite; leave it out for the defaults")
     return suites
 
 
@@ -96,10 +102,10 @@ def parse_groups(text: str) -> list[int]:
         group = _GROUP_ALIASES.get(name.lower())
         if group is None:
             known = ", ".join(sorted({g.name for g in _GROUP_ALIASES.values()}))
-            raise UsageError(f"unknown group {name!r} (known: {known})")
+            raise UsageError(f"--groups: unknown group {name!r} (known: {known})")
         groups.append(group)
     if not groups:
-        raise UsageError("--groups names no group")
+        raise UsageError("--groups names no group; leave it out for the defaults")
     return groups
 
 
@@ -153,7 +159,32 @@ def load_certificates(settings: Settings) -> list[CertifiedKey]:
         except (ValueError, TypeError) as exc:  # e.g. an ECDSA curve TLS 1.2 cannot use here
             raise UsageError(f"{certfile}: {exc}") from None
         print(f"certificate {certfile}: SHA-256 fingerprint {fingerprint_sha256(chain[0])}")
+        if not settings.quiet:
+            _warn_about_validity(certfile, chain[0])
     return certified
+
+
+def _warn_about_validity(certfile: str | Path, leaf: x509.Certificate) -> None:
+    """Clients refuse a certificate outside its validity: say so while there is time."""
+    now = datetime.datetime.now(datetime.UTC)
+    expires = leaf.not_valid_after_utc
+    if expires <= now:
+        log.warning(
+            "certificate %s expired on %s: clients will refuse it; renew it", certfile, expires
+        )
+    elif expires - now < EXPIRY_WARNING:
+        log.warning(
+            "certificate %s expires on %s, in %d days: renew it",
+            certfile,
+            expires,
+            (expires - now).days,
+        )
+    if leaf.not_valid_before_utc > now:
+        log.warning(
+            "certificate %s is not valid until %s: check this machine's clock",
+            certfile,
+            leaf.not_valid_before_utc,
+        )
 
 
 def ticket_keys(settings: Settings) -> TicketKeys | None:
@@ -183,19 +214,73 @@ def ticket_keys(settings: Settings) -> TicketKeys | None:
     return keys
 
 
+def parse_alpn(text: str, handler_speaks: Sequence[bytes]) -> list[bytes]:
+    """--alpn: names of 1 to 255 printable ASCII bytes (RFC 7301 §3.1), each one the handler
+    speaks if it says what it speaks: a protocol it cannot serve would fail every client."""
+    protocols = []
+    for name in _split(text):
+        if not (name.isascii() and name.isprintable() and len(name) <= 255):
+            raise UsageError(
+                f"--alpn {name!r}: a protocol name is 1 to 255 printable ASCII characters, "
+                "such as h2 or http/1.1"
+            )
+        protocols.append(name.encode("ascii"))
+    if not protocols:
+        raise UsageError("--alpn names no protocol; leave it out to offer what the handler speaks")
+    unserved = [p for p in protocols if handler_speaks and p not in handler_speaks]
+    if unserved:
+        speaks = ", ".join(p.decode() for p in handler_speaks)
+        raise UsageError(
+            f"--alpn {unserved[0].decode()}: the handler speaks only {speaks}; "
+            "choose among those, or leave --alpn out"
+        )
+    return protocols
+
+
+def _check_suites_fit(suites: Sequence[CipherSuite], certified: Sequence[CertifiedKey]) -> None:
+    """--ciphers: every suite needs a certificate of its kind; with none, no handshake works."""
+    have = {c.auth for c in certified}
+    unserved = [suite for suite in suites if suite.auth not in have]
+    if len(unserved) == len(suites):
+        needed = " or ".join(sorted({suite.auth.upper() for suite in suites}))
+        kinds = " and ".join(sorted(kind.upper() for kind in have))
+        raise UsageError(
+            f"--ciphers: every suite given needs an {needed} certificate, and the certificates "
+            f"are {kinds}; add such a certificate, or choose ECDHE-{kinds.split()[0]} suites"
+        )
+    for suite in unserved:
+        log.warning(
+            "--ciphers: %s needs an %s certificate, and none is given",
+            suite.openssl_name,
+            suite.auth.upper(),
+        )
+
+
 def build_config(settings: Settings, default_alpn: Sequence[bytes] = ()) -> ServerConfig:
-    """The whole configuration; `default_alpn` is what the handler declares it speaks."""
+    """The whole configuration; `default_alpn` is what the handler declares it speaks.
+
+    Every setting that could never work fails here, before the first accept, as one line
+    naming the option and the fix."""
     if settings.alpn is not None:
-        alpn = [name.encode("ascii") for name in _split(settings.alpn)]
+        alpn = parse_alpn(settings.alpn, default_alpn)
     else:
         alpn = list(default_alpn)
+    if settings.session_cache_size < 0:
+        raise UsageError(
+            f"--session-cache-size {settings.session_cache_size}: give 0 (no cache) or more"
+        )
     cache = None
     if settings.session_cache_size > 0:
         cache = SessionCache(settings.session_cache_size, settings.session_lifetime)
+    certified = load_certificates(settings)
+    suites = DEFAULT_SUITES  # these serve whichever kinds of certificate there are
+    if settings.ciphers is not None:
+        suites = tuple(parse_suites(settings.ciphers))
+        _check_suites_fit(suites, certified)
     return ServerConfig(
-        load_certificates(settings),
-        cipher_suites=parse_suites(settings.ciphers) if settings.ciphers else DEFAULT_SUITES,
-        groups=parse_groups(settings.groups) if settings.groups else SUPPORTED_GROUPS,
+        certified,
+        cipher_suites=suites,
+        groups=parse_groups(settings.groups) if settings.groups is not None else SUPPORTED_GROUPS,
         alpn_protocols=alpn,
         strict_sni=settings.strict_sni,
         session_cache=cache,

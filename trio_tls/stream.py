@@ -81,8 +81,30 @@ class _ConflictDetector:
         self._held = False
 
 
+class PeerClosed(ConnectionError):
+    """The peer closed the transport without close_notify.
+
+    Before the handshake ends that is a failed connection; after it, most clients (browsers,
+    Python's ssl) close this way, so it is normal unless the protocol on top was mid-message.
+    """
+
+
+class PeerAlert(ConnectionError):
+    """The peer ended the connection with a fatal alert."""
+
+    def __init__(self, alert: AlertReceived) -> None:
+        super().__init__(f"the peer sent a fatal {alert.name} alert")
+        self.alert = alert
+
+
 class TLSStream(trio.abc.Stream):
-    """The server side of a TLS 1.2 connection over `transport_stream`."""
+    """The server side of a TLS 1.2 connection over `transport_stream`.
+
+    `shutdown` is set when the server begins a graceful shutdown: a handler that may wait long
+    for its peer (between keep-alive requests, say) can watch it and end the connection at the
+    next clean point, rather than be cancelled when the grace period runs out. `initial_data`
+    is what was already read from the transport (the server peeks at the first bytes).
+    """
 
     def __init__(
         self,
@@ -91,11 +113,16 @@ class TLSStream(trio.abc.Stream):
         *,
         observer: Observer | None = None,
         https_compatible: bool = False,
-        peer: object = None,
+        peer: str | None = None,
         receive_size: int = DEFAULT_RECEIVE_SIZE,
+        shutdown: trio.Event | None = None,
+        initial_data: bytes = b"",
     ) -> None:
         self.transport_stream = transport_stream
+        self.shutdown = trio.Event() if shutdown is None else shutdown
         self._connection = ServerConnection(config, observer)
+        if initial_data:
+            self._connection.receive_data(initial_data)
         self._https_compatible = https_compatible
         self._peer = peer
         self._receive_size = receive_size
@@ -147,7 +174,9 @@ class TLSStream(trio.abc.Stream):
         if isinstance(exc, TLSError) and not self._write_lock.locked():
             with trio.move_on_after(1), suppress(*_TRANSPORT_ERRORS):
                 await self._flush()
-        return trio.BrokenResourceError(str(exc) or type(exc).__name__)
+        broken = trio.BrokenResourceError(str(exc) or type(exc).__name__)
+        broken.__cause__ = exc  # even where the caller raises it without `from`
+        return broken
 
     async def _next_event(self) -> Event | NeedData:
         """The connection's next event, reading from the transport when it needs data."""
@@ -191,10 +220,10 @@ class TLSStream(trio.abc.Stream):
                         return
                     if isinstance(event, ConnectionClosed):
                         raise await self._fail(
-                            ConnectionError("the peer closed the connection during the handshake")
+                            PeerClosed("the peer closed the connection during the handshake")
                         )
                     if isinstance(event, AlertReceived) and event.level == AlertLevel.fatal:
-                        raise await self._fail(ConnectionError(f"the peer sent alert {event}"))
+                        raise await self._fail(PeerAlert(event))
             except trio.Cancelled:
                 self._state = _State.BROKEN
                 raise
@@ -231,10 +260,10 @@ class TLSStream(trio.abc.Stream):
                     if self._https_compatible:
                         return b""
                     raise await self._fail(
-                        ConnectionError("the peer closed the connection without close_notify")
+                        PeerClosed("the peer closed the connection without close_notify")
                     )
                 elif isinstance(event, AlertReceived) and event.level == AlertLevel.fatal:
-                    raise await self._fail(ConnectionError(f"the peer sent alert {event}"))
+                    raise await self._fail(PeerAlert(event))
             if reads == self._transport_reads:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             size = len(self._received) if max_bytes is None else max_bytes

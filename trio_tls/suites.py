@@ -78,4 +78,5 @@ def suite_by_name(name: str) -> CipherSuite:
     for suite in ALL_SUITES:
         if name in (suite.name, suite.openssl_name):
             return suite
-    raise ValueError(f"unknown or unsupported cipher suite {name!r}")
+    known = ", ".join(suite.openssl_name for suite in ALL_SUITES)
+    raise ValueError(f"unknown or unsupported cipher suite {name!r} (known: {known})")

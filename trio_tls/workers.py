@@ -3,29 +3,68 @@
 Python runs one core per process, so using every core means several processes. The supervisor
 binds the socket itself (so a port in use is one clear error, and port 0 works), lets each
 worker inherit it, and the kernel hands each new connection to whichever worker accepts first.
-A worker that dies is restarted after a short pause. SIGTERM or SIGINT is passed on to every
-worker, which drains as a single server would; a second signal, or workers still running after
-the grace period, are killed. Ticket keys come from one file, so a session ticket issued by one
-worker resumes on any of them (session IDs stay per worker); the supervisor rotates that file and
-the workers only reload it (ticketfile).
+A worker that dies is restarted after a short pause. Ticket keys come from one file, so a
+session ticket issued by one worker resumes on any of them (session IDs stay per worker); the
+supervisor rotates that file and the workers only reload it (ticketfile).
+
+Shutdown (shutdown.py) goes through a private control socket per worker (a socketpair; the
+worker's end is inherited as `--control-fd`), never through signals to the workers. Each side
+writes one byte when it takes a step: DRAIN or STOP. So whoever is signalled first — the
+supervisor, one worker, or all of them at once as systemd does — every process drains once, and
+a second signal to any of them stops them all. The socket also covers what signals cannot:
+
+- A worker sees EOF when the supervisor dies, even by SIGKILL or the OOM killer, and drains:
+  its listener closes at once, so the port is free for the next start, and requests in flight
+  still finish. No worker outlives its supervisor by more than the grace period. (Linux's
+  PR_SET_PDEATHSIG would send a signal instead: not portable, and not "the user's".)
+- A byte written before the worker reads it waits in the socket, so a worker whose spawn was
+  still under way, or that was still importing, when the shutdown began drains once it starts.
+- The supervisor reads a worker's end to EOF before it looks at the exit status, so a worker
+  that shut down because someone signalled it is never taken for a crash and restarted.
+
+Workers run in their own session, so a terminal's Ctrl+C (SIGINT to the foreground process
+group) reaches only the supervisor, which passes it on: no KeyboardInterrupt tracebacks from
+workers still importing, which cannot catch it yet. Signals sent to workers directly (systemd,
+`kill`) count as each worker's own. A worker still draining KILL_MARGIN seconds after the grace
+period, or still running STOP_MARGIN seconds after a stop, is killed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import trio
+
+from .shutdown import Shutdown
 
 log = logging.getLogger("trio_tls")
 
 RESTART_DELAY = 0.5
 BACKLOG = 4096
-KILL_MARGIN = 5.0
+KILL_MARGIN = 5.0  # beyond the grace period, for a draining worker to finish and exit
+STOP_MARGIN = 2.0  # for a stopping worker to abort its connections (each bounded at 1 s)
+# Workers are CPU-bound (TLS, Python) and wait on I/O asynchronously, so more of them than CPUs
+# buys nothing but memory and start-up time; beyond a few per CPU is a typo, not a choice.
+WORKERS_PER_CPU = 4
+DRAIN = b"d"
+STOP = b"s"
+# A worker that SIGINT or SIGTERM reached before it could catch them (while it was starting)
+# was asked to stop all the same: main() returns 130 on KeyboardInterrupt, and SIGTERM kills.
+ASKED_TO_STOP = frozenset({-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT})
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (taskset and cgroup cpusets narrow them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -50,10 +89,119 @@ def inherited_listener(fd: int) -> trio.SocketListener:
     return trio.SocketListener(trio.socket.from_stdlib_socket(socket.socket(fileno=fd)))
 
 
+async def _tell(channel: trio.socket.SocketType, step: bytes) -> None:
+    # If the other end is gone there is nobody to tell; its EOF says so to whoever reads.
+    with contextlib.suppress(OSError):
+        await channel.send(step)
+
+
+async def _receive(channel: trio.socket.SocketType) -> bytes:
+    """The steps the other end took since the last call; b"" once it has exited."""
+    try:
+        return await channel.recv(16)
+    except ConnectionResetError:  # it exited with our last byte unread (Linux AF_UNIX)
+        return b""
+
+
+async def _pass_on(channel: trio.socket.SocketType, shutdown: Shutdown) -> None:
+    await shutdown.draining.wait()
+    await _tell(channel, DRAIN)
+    await shutdown.stopping.wait()
+    await _tell(channel, STOP)
+
+
+async def follow_supervisor(fd: int, shutdown: Shutdown) -> None:
+    """In a worker: take the steps the supervisor takes, tell it ours, drain if it dies."""
+    with trio.socket.from_stdlib_socket(socket.socket(fileno=fd)) as channel:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_pass_on, channel, shutdown)
+            while steps := await _receive(channel):
+                if STOP in steps:
+                    shutdown.stop()
+                elif DRAIN in steps:
+                    shutdown.drain()
+            if not shutdown.draining.is_set():
+                log.warning("the supervisor has exited: shutting down")
+                shutdown.drain()
+            nursery.cancel_scope.cancel()
+
+
+class _Supervisor:
+    """Keeps workers running until the shutdown drains, then sees each one out."""
+
+    def __init__(
+        self, command: Sequence[str], sock: socket.socket, shutdown: Shutdown, grace: float
+    ) -> None:
+        self.command = command
+        self.sock = sock
+        self.shutdown = shutdown
+        self.grace = grace
+
+    async def keep_running(self, index: int) -> None:
+        while not self.shutdown.draining.is_set():
+            pid, code = await self._run_once(index)
+            if self.shutdown.draining.is_set():
+                return
+            if code in ASKED_TO_STOP:
+                log.info(
+                    "worker %d (pid %d) was stopped by a signal: shutting down all", index, pid
+                )
+                self.shutdown.drain()
+                return
+            log.warning("worker %d (pid %d) exited with %s; restarting", index, pid, code)
+            with trio.move_on_after(RESTART_DELAY):
+                await self.shutdown.draining.wait()
+
+    async def _run_once(self, index: int) -> tuple[int, int]:
+        """Start worker `index` and relay steps both ways until it exits: (pid, status)."""
+        ours, theirs = socket.socketpair()
+        with trio.socket.from_stdlib_socket(ours) as channel:
+            with theirs:
+                # The supervisor already printed what a user needs; workers only log (stderr).
+                process = await trio.lowlevel.open_process(
+                    [*self.command, "--control-fd", str(theirs.fileno())],
+                    pass_fds=(self.sock.fileno(), theirs.fileno()),
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                )
+            # Only the worker holds its end now: EOF means it is exiting. The deadline still
+            # holds until it has.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_pass_on, channel, self.shutdown)
+                nursery.start_soon(self._deadline, process, index)
+                while steps := await _receive(channel):
+                    self._heard(steps, process.pid, index)
+                code = await process.wait()
+                nursery.cancel_scope.cancel()
+        return process.pid, code
+
+    def _heard(self, steps: bytes, pid: int, index: int) -> None:
+        """A worker took a step (its own signal): all of them take it."""
+        if STOP in steps and not self.shutdown.stopping.is_set():
+            log.warning("worker %d (pid %d) is stopping at once: stopping all", index, pid)
+            self.shutdown.stop()
+        elif DRAIN in steps and not self.shutdown.draining.is_set():
+            log.info("worker %d (pid %d) is shutting down: shutting down all", index, pid)
+            self.shutdown.drain()
+
+    async def _deadline(self, process: trio.Process, index: int) -> None:
+        """Kill a worker that outlives its drain, or does not obey a stop."""
+        await self.shutdown.draining.wait()
+        with trio.move_on_after(self.grace + KILL_MARGIN):
+            await self.shutdown.stopping.wait()
+            await trio.sleep(STOP_MARGIN)
+        log.warning("worker %d (pid %d) is still running: killing it", index, process.pid)
+        process.kill()
+
+
 async def supervise(
-    worker_args: Sequence[str], count: int, sock: socket.socket, grace: float
+    worker_args: Sequence[str],
+    count: int,
+    sock: socket.socket,
+    shutdown: Shutdown,
+    grace: float,
 ) -> None:
-    """Run `count` workers until a signal; each gets `worker_args` and the socket's fd."""
+    """Run `count` workers until `shutdown` drains them; each gets `worker_args` and the socket."""
     command = [
         sys.executable,
         "-m",
@@ -62,47 +210,7 @@ async def supervise(
         "--listen-fd",
         str(sock.fileno()),
     ]
-    stopping = trio.Event()
-    processes: dict[int, trio.Process] = {}
-
-    async def keep_running(index: int) -> None:
-        while not stopping.is_set():
-            # The supervisor already printed what a user needs; workers only log (stderr).
-            process = await trio.lowlevel.open_process(
-                command, pass_fds=(sock.fileno(),), stdout=subprocess.DEVNULL
-            )
-            processes[index] = process
-            code = await process.wait()
-            if stopping.is_set():
-                return
-            log.warning("worker %d (pid %d) exited with %s; restarting", index, process.pid, code)
-            with trio.move_on_after(RESTART_DELAY):
-                await stopping.wait()
-
-    def signal_all(signum: int) -> None:
-        for process in processes.values():
-            if process.returncode is None:
-                process.send_signal(signum)
-
-    async def watch_signals(signals: AsyncIterator[int]) -> None:
-        async for signum in signals:
-            if stopping.is_set():  # a second signal: stop now
-                signal_all(signal.SIGKILL)
-                continue
-            log.info("received %s: stopping %d workers", signal.Signals(signum).name, count)
-            stopping.set()
-            signal_all(signal.SIGTERM)
-
-    async def kill_stragglers() -> None:
-        await stopping.wait()
-        await trio.sleep(grace + KILL_MARGIN)
-        signal_all(signal.SIGKILL)
-
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_signals, signals)
-            nursery.start_soon(kill_stragglers)
-            async with trio.open_nursery() as workers:
-                for index in range(count):
-                    workers.start_soon(keep_running, index)
-            nursery.cancel_scope.cancel()
+    supervisor = _Supervisor(command, sock, shutdown, grace)
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            nursery.start_soon(supervisor.keep_running, index)

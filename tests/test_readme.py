@@ -1,0 +1,112 @@
+"""The README's examples as printed: "Using it from Python" serves what `trio-tls certs` makes,
+and it and the plugin example pass `mypy --strict` (test_plugins.py installs and serves the
+plugin). Only the example's port is changed, to a free one: 4433 may be taken.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+import trio_tls
+
+from . import readme
+from .cli_server import EXIT_TIMEOUT, STARTUP_TIMEOUT, child_env, command
+
+README_PORT = "4433"
+MYPY_TIMEOUT = 300.0
+
+
+def _python_example() -> str:
+    (code,) = readme.code_blocks("Using it from Python", "python")
+    return code
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _first_reply(proc: subprocess.Popen[bytes], port: int, cafile: Path, stderr: Path) -> bytes:
+    """Connect once the example listens, verifying the certificate, and read until it closes."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=EXIT_TIMEOUT) as raw,
+                context.wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                chunks = []
+                while chunk := tls.recv(4096):
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except ConnectionRefusedError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the example is not listening:\n{stderr.read_text()}")
+            time.sleep(0.05)
+
+
+def test_python_example_serves_what_trio_tls_certs_makes(tmp_path: Path) -> None:
+    made = subprocess.run(
+        command("certs"),
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    code = _python_example()
+    assert code.count(README_PORT) == 1
+    port = _free_port()
+    (tmp_path / "example.py").write_text(code.replace(README_PORT, str(port)))
+    stderr_path = tmp_path / "example.stderr"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "example.py"],
+            cwd=tmp_path,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        reply = _first_reply(proc, port, tmp_path / "certs" / "server.crt", stderr_path)
+    finally:
+        proc.kill()
+        proc.wait(timeout=EXIT_TIMEOUT)
+    assert reply == b"hi TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n"
+
+
+def test_examples_pass_mypy_strict(tmp_path: Path) -> None:
+    (tmp_path / "example.py").write_text(_python_example())
+    plugin = readme.files("Writing a handler plugin")["trio_tls_shout.py"]
+    (tmp_path / "trio_tls_shout.py").write_text(plugin)
+    env = child_env()
+    checkout = Path(trio_tls.__file__).resolve().parent.parent
+    if checkout != Path(sysconfig.get_paths()["purelib"]).resolve():
+        # An editable install is an import hook that mypy cannot follow (the README says so).
+        env["MYPYPATH"] = str(checkout)
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--config-file=", "--follow-imports=silent"]
+    mypy += ["--cache-dir", str(tmp_path / ".mypy_cache"), "example.py", "trio_tls_shout.py"]
+    result = subprocess.run(
+        mypy,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=MYPY_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
