@@ -16,14 +16,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from .certs import check_key_matches
-from .kx import CURVE_GROUPS, SUPPORTED_GROUPS, PrivateKey, schemes_for_key
+from .clientauth import ClientAuth
+from .kx import CURVE_GROUPS, MIN_RSA_BITS, SUPPORTED_GROUPS, PrivateKey, schemes_for_key
 from .messages import Certificate, encode_handshake
 from .sessions import SessionCache, TicketKeys
 from .suites import DEFAULT_SUITES, AuthKind, CipherSuite
-
-# Below 2048 bits RSA is breakable (NIST SP 800-57), and RSA-PSS with SHA-512 cannot sign with
-# a key under 1040 bits: a key either serves every scheme we offer or is refused here.
-MIN_RSA_BITS = 2048
 
 
 def _dns_names(certificate: x509.Certificate) -> tuple[str, ...]:
@@ -117,6 +114,8 @@ class ServerConfig:
     strict_sni: bool = False
     session_cache: SessionCache | None = None
     ticket_keys: TicketKeys | None = None
+    # Ask clients for certificates (RFC 5246 §7.4.4); None: never.
+    client_auth: ClientAuth | None = None
     # Sessions age by this clock; tests replace it to travel in time.
     clock: Callable[[], float] = time.time
 

@@ -100,6 +100,30 @@ class UnrecognizedName(LocalProtocolError):
     alert = AlertDescription.unrecognized_name
 
 
+class BadCertificate(LocalProtocolError):
+    """The client's certificate cannot be parsed, or fails a check other than those below."""
+
+    alert = AlertDescription.bad_certificate
+
+
+class UnsupportedCertificate(LocalProtocolError):
+    """The client's certificate has a key of a type or size we do not accept."""
+
+    alert = AlertDescription.unsupported_certificate
+
+
+class CertificateExpired(LocalProtocolError):
+    """A certificate of the client's chain is outside its validity period."""
+
+    alert = AlertDescription.certificate_expired
+
+
+class UnknownCA(LocalProtocolError):
+    """The client's chain leads to no CA we were configured to trust."""
+
+    alert = AlertDescription.unknown_ca
+
+
 class InternalError(LocalProtocolError):
     """Our own limit or invariant, not the peer's fault (sequence numbers exhausted, ...)."""
 

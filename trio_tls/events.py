@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import attrs
+from cryptography import x509
 
 from .enums import alert_name
 
@@ -45,6 +46,9 @@ class ConnectionInfo:
     # The client as serve() names it, "host:port" ("[host]:port" for IPv6); None when the
     # TLSStream was made without one (in a test, say).
     peer: str | None = None
+    # The client's verified certificate chain, leaf first, when client authentication is on
+    # and the client sent one (on a resumed session: the chain verified when it was made).
+    client_certificate: tuple[x509.Certificate, ...] | None = None
 
 
 @attrs.frozen

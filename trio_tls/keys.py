@@ -89,15 +89,28 @@ def verify_data(hash_name: str, master: bytes, label: bytes, handshake_hash: byt
 
 
 class Transcript:
-    """Running hash of the handshake messages (headers included), with cheap snapshots."""
+    """Running hash of the handshake messages (headers included), with cheap snapshots.
 
-    __slots__ = ("_hash",)
+    With `keep_messages`, the messages themselves are kept too: a client's CertificateVerify
+    signs them whole (RFC 5246 §7.4.8), with a hash of its choosing, not the PRF's.
+    """
 
-    def __init__(self, hash_name: str) -> None:
+    __slots__ = ("_hash", "_messages")
+
+    def __init__(self, hash_name: str, *, keep_messages: bool = False) -> None:
         self._hash = hashlib.new(hash_name)
+        self._messages: list[bytes] | None = [] if keep_messages else None
 
     def update(self, message: bytes) -> None:
         self._hash.update(message)
+        if self._messages is not None:
+            self._messages.append(message)
+
+    def messages(self) -> bytes:
+        """Every message so far, concatenated; only with `keep_messages`."""
+        if self._messages is None:
+            raise ValueError("this transcript keeps no messages")
+        return b"".join(self._messages)
 
     def digest(self) -> bytes:
         return self._hash.copy().digest()

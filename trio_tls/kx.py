@@ -12,14 +12,19 @@ from __future__ import annotations
 from typing import Literal
 
 import attrs
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .enums import NamedGroup, SignatureScheme
-from .errors import IllegalParameter
+from .errors import DecryptError, IllegalParameter
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+# Below 2048 bits RSA is breakable (NIST SP 800-57), and RSA-PSS with SHA-512 cannot sign with
+# a key under 1040 bits: our key either serves every scheme we offer or is refused; a client's
+# is refused too.
+MIN_RSA_BITS = 2048
 
 _CURVES: dict[int, ec.EllipticCurve] = {
     NamedGroup.secp256r1: ec.SECP256R1(),
@@ -105,12 +110,40 @@ def choose_scheme(ours: tuple[int, ...], offered: frozenset[int]) -> int | None:
     return None
 
 
+def _rsa_padding(info: SchemeInfo) -> padding.AsymmetricPadding:
+    algorithm = info.hash()
+    if info.kind == "rsa_pss":
+        return padding.PSS(padding.MGF1(algorithm), padding.PSS.DIGEST_LENGTH)
+    return padding.PKCS1v15()
+
+
 def sign(key: PrivateKey, scheme: int, data: bytes) -> bytes:
     info = SCHEMES[scheme]
-    algorithm = info.hash()
     if isinstance(key, rsa.RSAPrivateKey):
-        if info.kind == "rsa_pss":
-            pss = padding.PSS(padding.MGF1(algorithm), padding.PSS.DIGEST_LENGTH)
-            return key.sign(data, pss, algorithm)
-        return key.sign(data, padding.PKCS1v15(), algorithm)
-    return key.sign(data, ec.ECDSA(algorithm))
+        return key.sign(data, _rsa_padding(info), info.hash())
+    return key.sign(data, ec.ECDSA(info.hash()))
+
+
+# What a client may sign its CertificateVerify with: every scheme we can check, none with SHA-1
+# (RFC 9155 §2), offered in CertificateRequest and nothing else accepted.
+CLIENT_SCHEMES: tuple[int, ...] = tuple(SCHEMES)
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+def verify(key: PublicKey, scheme: int, data: bytes, signature: bytes) -> None:
+    """Check a client's signature: illegal_parameter for a scheme we did not offer or that
+    does not fit the key (RFC 5246 §7.4.8), decrypt_error for a signature that fails."""
+    info = SCHEMES.get(scheme)  # CLIENT_SCHEMES is all of them
+    if info is None:
+        raise IllegalParameter(f"CertificateVerify with scheme {scheme:#06x}, not offered")
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            if info.kind == "ecdsa":
+                raise IllegalParameter("an ECDSA signature scheme with an RSA key")
+            key.verify(signature, data, _rsa_padding(info), info.hash())
+        else:
+            if info.kind != "ecdsa":
+                raise IllegalParameter("an RSA signature scheme with an ECDSA key")
+            key.verify(signature, data, ec.ECDSA(info.hash()))
+    except InvalidSignature:
+        raise DecryptError("the client's CertificateVerify signature does not verify") from None

@@ -385,9 +385,11 @@ class ServerHello:
 
 @attrs.frozen
 class Certificate:
-    """RFC 5246 §7.4.2: the chain, leaf first, as DER."""
+    """RFC 5246 §7.4.2 (and §7.4.6 from a client): the chain, leaf first, as DER."""
 
     handshake_type: ClassVar[int] = HandshakeType.certificate
+    # A client's chain: OpenSSL's default limit (max_cert_list), far above any real one.
+    max_length: ClassVar[int] = 100 * 1024
     certificate_list: tuple[bytes, ...]
 
     @classmethod
@@ -435,6 +437,52 @@ class ServerKeyExchange:
 
     def encode(self, writer: Writer) -> None:
         writer.raw(self.encode_params(self.named_curve, self.public))
+        writer.u16(self.signature_scheme)
+        writer.opaque16(self.signature)
+
+
+@attrs.frozen
+class CertificateRequest:
+    """RFC 5246 §7.4.4: the certificate types and signature schemes we take from a client, and
+    the distinguished names (DER) of the CAs we trust, which may be left empty."""
+
+    handshake_type: ClassVar[int] = HandshakeType.certificate_request
+    certificate_types: tuple[int, ...]
+    supported_signature_algorithms: tuple[int, ...]
+    certificate_authorities: tuple[bytes, ...]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        types = reader.vec8(minimum=1).u8_list()
+        schemes = _decode_u16_vector(reader)
+        names = reader.vec16()
+        authorities = []
+        while not names.at_end():
+            authorities.append(names.opaque16(minimum=1))
+        return cls(types, schemes, tuple(authorities))
+
+    def encode(self, writer: Writer) -> None:
+        writer.opaque8(bytes(self.certificate_types))
+        _encode_u16_vector(writer, self.supported_signature_algorithms)
+        with writer.prefixed(2):
+            for name in self.certificate_authorities:
+                writer.opaque16(name)
+
+
+@attrs.frozen
+class CertificateVerify:
+    """RFC 5246 §7.4.8: the client's signature over every handshake message before this one."""
+
+    handshake_type: ClassVar[int] = HandshakeType.certificate_verify
+    max_length: ClassVar[int] = 2 + 2 + 1024  # scheme, length, up to an RSA-8192 signature
+    signature_scheme: int
+    signature: bytes
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.u16(), reader.opaque16(minimum=1))
+
+    def encode(self, writer: Writer) -> None:
         writer.u16(self.signature_scheme)
         writer.opaque16(self.signature)
 

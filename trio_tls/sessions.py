@@ -1,7 +1,8 @@
 """Session resumption state: a bounded session-ID cache and RFC 5077 session tickets.
 
 What is resumed is a SessionState: the suite, master secret, whether the extended master secret
-made it (RFC 7627 §5.3 forbids crossing that line), the SNI it was made for, and when. The
+made it (RFC 7627 §5.3 forbids crossing that line), the SNI it was made for, when, and the
+client's verified certificate chain if it authenticated. The
 cache keeps at most `size` of them for at most `lifetime` seconds (LRU). A ticket is the same
 state sealed with AES-256-GCM under a named key: key_name(16) ‖ nonce(12) ‖ ciphertext+tag,
 with the key name as additional data. Any ticket that fails to open — tampered, expired,
@@ -22,7 +23,6 @@ cannot rotate a key that reached it. 2^24 leaves room for 256 processes sharing 
 from __future__ import annotations
 
 import os
-import struct
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -31,42 +31,62 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .codec import Reader, Writer
+from .errors import DecodeError
 from .keys import MASTER_SECRET_LENGTH
 
 KEY_NAME_LENGTH = 16
 TICKET_KEY_LENGTH = 32
 _NONCE_LENGTH = 12
-_STATE_HEADER = struct.Struct("!BHQ?B")  # format, suite, created, ems, sni length
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2
 SEAL_LIMIT = 2**24
 
 
 @attrs.frozen
 class SessionState:
+    """What a resumption restores. `client_chain` is the client's verified chain (DER, leaf
+    first) when it authenticated, and `auth_epoch` the client-auth settings it was verified
+    under (clientauth.ClientAuth.epoch, b"" for none): a session is only resumed under the same
+    settings, so the identity it carries is one today's settings would accept."""
+
     suite_id: int
     master_secret: bytes = attrs.field(repr=False)
     extended_master_secret: bool
     sni: str | None
     created: float
+    client_chain: tuple[bytes, ...] = ()
+    auth_epoch: bytes = b""
 
     def encode(self) -> bytes:
-        sni = (self.sni or "").encode("ascii")
-        header = _STATE_HEADER.pack(
-            _STATE_FORMAT, self.suite_id, int(self.created), self.extended_master_secret, len(sni)
-        )
-        return header + self.master_secret + sni
+        writer = Writer()
+        writer.u8(_STATE_FORMAT)
+        writer.u16(self.suite_id)
+        writer.u32(int(self.created))
+        writer.u8(self.extended_master_secret)
+        writer.raw(self.master_secret)
+        writer.opaque8((self.sni or "").encode("ascii"))
+        writer.opaque8(self.auth_epoch)
+        for der in self.client_chain:
+            writer.opaque24(der)
+        return writer.getvalue()
 
     @classmethod
     def decode(cls, data: bytes) -> SessionState | None:
         """None for anything malformed: a ticket we sealed is never malformed."""
-        if len(data) < _STATE_HEADER.size + MASTER_SECRET_LENGTH:
+        reader = Reader(data)
+        try:
+            if reader.u8() != _STATE_FORMAT:
+                return None
+            suite_id, created, ems = reader.u16(), reader.u32(), reader.u8()
+            master_secret = reader.raw(MASTER_SECRET_LENGTH)
+            sni = reader.opaque8().decode("ascii") or None
+            epoch = reader.opaque8()
+            chain = []
+            while not reader.at_end():
+                chain.append(reader.opaque24(minimum=1))
+        except (DecodeError, UnicodeDecodeError):
             return None
-        version, suite_id, created, ems, sni_length = _STATE_HEADER.unpack_from(data)
-        rest = data[_STATE_HEADER.size :]
-        if version != _STATE_FORMAT or len(rest) != MASTER_SECRET_LENGTH + sni_length:
-            return None
-        sni = rest[MASTER_SECRET_LENGTH:].decode("ascii") or None
-        return cls(suite_id, rest[:MASTER_SECRET_LENGTH], ems, sni, float(created))
+        return cls(suite_id, master_secret, bool(ems), sni, float(created), tuple(chain), epoch)
 
 
 class SessionCache:

@@ -1,64 +1,41 @@
-"""The server handshake as a chain of states (RFC 5246 §7.3, full handshake).
+"""ClientHello in, the server's first flight out (RFC 5246 §7.4.1, §7.3; RFC 8422; RFC 7627).
 
-    ExpectClientHello -> ExpectClientKeyExchange -> ExpectChangeCipherSpec -> ExpectFinished
-    -> Traffic
-
-Each state holds only what exists at that point of the handshake (no ephemeral key after the
-key exchange, no handshake secrets once traffic flows) and answers the one message it expects;
-anything else is unexpected_message. `handle_*` returns the next state. The code reads top to
-bottom as the RFC does: ClientHello in, the server's first flight out, and so on.
+Negotiation is server preference throughout: suite, certificate and signature scheme, group,
+ALPN; a session offered by ticket or ID is resumed when it may be (abbreviated handshake).
 """
 
 from __future__ import annotations
 
-import hmac
 import os
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import ClassVar, Protocol
 
-import attrs
-
-from .config import CertifiedKey, ServerConfig
-from .enums import (
+from ..config import CertifiedKey, ServerConfig
+from ..enums import (
     TLS12,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     ECPointFormat,
     NamedGroup,
-    SignatureScheme,
 )
-from .errors import (
-    DecodeError,
-    DecryptError,
+from ..errors import (
     HandshakeFailure,
     IllegalParameter,
     NoApplicationProtocol,
     ProtocolVersionError,
-    UnexpectedMessage,
     UnrecognizedName,
 )
-from .events import ConnectionInfo, Observer, SecretsEstablished
-from .keys import (
-    VERIFY_DATA_LENGTH,
-    TrafficKeys,
+from ..events import SecretsEstablished
+from ..keys import (
     Transcript,
-    extended_master_secret,
-    key_block,
-    master_secret,
     verify_data,
 )
-from .kx import EphemeralKey, choose_scheme, sign
-from .messages import (
+from ..kx import EphemeralKey, choose_scheme, sign
+from ..messages import (
     AnyExtension,
     ApplicationLayerProtocolNegotiation,
     ClientHello,
-    ClientKeyExchange,
-    ClientMessage,
     ECPointFormats,
     ExtendedMasterSecret,
     Finished,
     HandshakeMessage,
-    NewSessionTicket,
     RenegotiationInfo,
     ServerHello,
     ServerHelloDone,
@@ -69,102 +46,11 @@ from .messages import (
     SupportedGroups,
     SupportedVersions,
 )
-from .protection import RecordProtection
-from .sessions import SessionState
-from .suites import SUITES_BY_ID, CipherSuite
-
-
-class HandshakeContext(Protocol):
-    """What a state may do to its connection: the connection implements this."""
-
-    @property
-    def config(self) -> ServerConfig: ...
-
-    @property
-    def observer(self) -> Observer | None: ...
-
-    def send_handshake(self, message: HandshakeMessage, encoded: bytes | None = None) -> bytes:
-        """Queue a handshake message (or its pre-encoded bytes); return the bytes queued."""
-        ...
-
-    def negotiated_version(self) -> None:
-        """From now on every record must carry version TLS 1.2."""
-        ...
-
-    def set_read_protection(self, protection: RecordProtection) -> None: ...
-
-    def change_write_protection(self, protection: RecordProtection) -> None:
-        """Send ChangeCipherSpec, then protect every later record with `protection`."""
-        ...
-
-    def refuse_renegotiation(self) -> None:
-        """Answer a ClientHello after the handshake with a warning no_renegotiation."""
-        ...
-
-    def handshake_complete_event(self, info: ConnectionInfo) -> None: ...
-
-
-def _accepting(*classes: type[ClientMessage]) -> Mapping[int, type[ClientMessage]]:
-    return MappingProxyType({cls.handshake_type: cls for cls in classes})
-
-
-class State:
-    """A state refuses every message; subclasses accept the ones they expect.
-
-    `accepted` names the handshake messages a state takes: the connection refuses any other
-    type with unexpected_message before its body is buffered or decoded (order before content).
-    """
-
-    accepted: ClassVar[Mapping[int, type[ClientMessage]]] = _accepting()
-    accepts_application_data = False
-
-    def handle_handshake(
-        self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
-    ) -> State:
-        raise UnexpectedMessage(f"{type(message).__name__} in state {type(self).__name__}")
-
-    def handle_change_cipher_spec(self, ctx: HandshakeContext) -> State:
-        raise UnexpectedMessage(f"ChangeCipherSpec in state {type(self).__name__}")
-
-
-@attrs.frozen
-class Negotiated:
-    """The parameters fixed by ClientHello / ServerHello."""
-
-    suite: CipherSuite
-    client_random: bytes
-    server_random: bytes
-    extended_master_secret: bool
-    sni: str | None
-    alpn: bytes | None
-    resumed: bool = False
-    session_id: bytes = b""  # where a full handshake will be cached (b"" for none)
-    issue_ticket: bool = False
-    # Full handshakes only: a resumed session proves itself with the old master secret.
-    certified: CertifiedKey | None = None
-    group: int | None = None
-    signature_scheme: int | None = None
-
-    def info(self) -> ConnectionInfo:
-        return ConnectionInfo(
-            version="TLSv1.2",
-            cipher_suite=self.suite.name,
-            sni=self.sni,
-            alpn=self.alpn.decode("ascii", "replace") if self.alpn is not None else None,
-            resumed=self.resumed,
-            extended_master_secret=self.extended_master_secret,
-            group=_name(NamedGroup, self.group),
-            signature_scheme=_name(SignatureScheme, self.signature_scheme),
-        )
-
-
-def _name(enum: type[NamedGroup] | type[SignatureScheme], value: int | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return enum(value).name
-    except ValueError:
-        return str(value)
+from ..sessions import SessionState
+from ..suites import SUITES_BY_ID, CipherSuite
+from .base import HandshakeContext, Negotiated, State, accepting, traffic_keys
+from .finish import ExpectChangeCipherSpec
+from .keyexchange import ExpectClientKeyExchange
 
 
 def _check_version(hello: ClientHello) -> None:
@@ -341,20 +227,8 @@ def _send_server_hello(
     return transcript
 
 
-def _traffic_keys(negotiated: Negotiated, master: bytes) -> TrafficKeys:
-    suite = negotiated.suite
-    return key_block(
-        suite.prf_hash,
-        master,
-        negotiated.client_random,
-        negotiated.server_random,
-        suite.key_length,
-        suite.iv_length,
-    )
-
-
 class ExpectClientHello(State):
-    accepted = _accepting(ClientHello)
+    accepted = accepting(ClientHello)
 
     def handle_handshake(
         self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
@@ -440,121 +314,8 @@ class ExpectClientHello(State):
         master = session.master_secret
         if ctx.observer is not None:
             ctx.observer(SecretsEstablished(hello.random, master))
-        keys = _traffic_keys(negotiated, master)
+        keys = traffic_keys(negotiated, master)
         ctx.change_write_protection(suite.make_protection(keys.server_key, keys.server_iv))
         server_verify = verify_data(suite.prf_hash, master, b"server finished", transcript.digest())
         transcript.update(ctx.send_handshake(Finished(server_verify)))
         return ExpectChangeCipherSpec(negotiated, transcript, master, keys)
-
-
-@attrs.define
-class ExpectClientKeyExchange(State):
-    accepted = _accepting(ClientKeyExchange)
-    negotiated: Negotiated
-    transcript: Transcript
-    ephemeral: EphemeralKey
-
-    def handle_handshake(
-        self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
-    ) -> State:
-        if not isinstance(message, ClientKeyExchange):
-            return super().handle_handshake(ctx, message, raw)
-        negotiated = self.negotiated
-        suite = negotiated.suite
-        self.transcript.update(raw)
-        pre_master_secret = self.ephemeral.exchange(message.public)
-        if negotiated.extended_master_secret:
-            master = extended_master_secret(
-                suite.prf_hash, pre_master_secret, self.transcript.digest()
-            )
-        else:
-            master = master_secret(
-                suite.prf_hash,
-                pre_master_secret,
-                negotiated.client_random,
-                negotiated.server_random,
-            )
-        if ctx.observer is not None:
-            ctx.observer(SecretsEstablished(negotiated.client_random, master))
-        keys = _traffic_keys(negotiated, master)
-        return ExpectChangeCipherSpec(negotiated, self.transcript, master, keys)
-
-
-@attrs.define
-class _Keyed(State):
-    """What exists between the key exchange and Finished: secrets, keys, the transcript."""
-
-    negotiated: Negotiated
-    transcript: Transcript
-    master_secret: bytes = attrs.field(repr=False)
-    keys: TrafficKeys = attrs.field(repr=False)
-
-
-class ExpectChangeCipherSpec(_Keyed):
-    def handle_change_cipher_spec(self, ctx: HandshakeContext) -> State:
-        suite = self.negotiated.suite
-        ctx.set_read_protection(suite.make_protection(self.keys.client_key, self.keys.client_iv))
-        return ExpectFinished(self.negotiated, self.transcript, self.master_secret, self.keys)
-
-
-class ExpectFinished(_Keyed):
-    accepted = _accepting(Finished)
-
-    def handle_handshake(
-        self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
-    ) -> State:
-        if not isinstance(message, Finished):
-            return super().handle_handshake(ctx, message, raw)
-        suite = self.negotiated.suite
-        if len(message.verify_data) != VERIFY_DATA_LENGTH:
-            raise DecodeError("Finished verify_data has the wrong length")
-        expected = verify_data(
-            suite.prf_hash, self.master_secret, b"client finished", self.transcript.digest()
-        )
-        if not hmac.compare_digest(expected, message.verify_data):
-            raise DecryptError("the client's Finished does not verify")
-        self.transcript.update(raw)
-        if not self.negotiated.resumed:  # a resumption sent its Finished first
-            self._remember_session(ctx)
-            ctx.change_write_protection(
-                suite.make_protection(self.keys.server_key, self.keys.server_iv)
-            )
-            server_verify = verify_data(
-                suite.prf_hash, self.master_secret, b"server finished", self.transcript.digest()
-            )
-            ctx.send_handshake(Finished(server_verify))
-        ctx.handshake_complete_event(self.negotiated.info())
-        return Traffic()
-
-    def _remember_session(self, ctx: HandshakeContext) -> None:
-        """RFC 5077 §3.3: a ticket goes out before our ChangeCipherSpec; or cache by ID."""
-        config = ctx.config
-        negotiated = self.negotiated
-        state = SessionState(
-            suite_id=negotiated.suite.id,
-            master_secret=self.master_secret,
-            extended_master_secret=negotiated.extended_master_secret,
-            sni=negotiated.sni,
-            created=config.clock(),
-        )
-        if negotiated.issue_ticket and config.ticket_keys is not None:
-            ticket = NewSessionTicket(
-                int(config.ticket_keys.lifetime), config.ticket_keys.seal(state)
-            )
-            self.transcript.update(ctx.send_handshake(ticket))
-        elif negotiated.session_id and config.session_cache is not None:
-            config.session_cache.store(negotiated.session_id, state)
-
-
-class Traffic(State):
-    """Application data flows. A new ClientHello (renegotiation) is refused with a warning and
-    otherwise ignored: the connection goes on, as RFC 5246 §7.2.2 allows and OpenSSL does."""
-
-    accepted = _accepting(ClientHello)
-    accepts_application_data = True
-
-    def handle_handshake(
-        self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
-    ) -> State:
-        ctx.refuse_renegotiation()
-        return self
