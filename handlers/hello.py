@@ -65,6 +65,9 @@ def make_handler(options: Mapping[str, str]) -> Handler:
 async def _serve(stream: trio.abc.Stream, body: bytes, max_requests: int) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_SIZE)
     peer = _peer(stream)
+    subject = _client_subject(stream)
+    if subject is not None:  # say whom we are talking to, when the client said so
+        body += f"\nClient certificate: {subject}\n".encode()
     shutdown: trio.Event | None = getattr(stream, "shutdown", None)
     served = 0
     peer_closed = False
@@ -117,9 +120,17 @@ async def _serve(stream: trio.abc.Stream, body: bytes, max_requests: int) -> Non
 
 
 def _peer(stream: trio.abc.Stream) -> str:
+    """The client for the access log: its address, and its certificate's subject if any."""
     info = getattr(stream, "info", None)
     peer = getattr(info, "peer", None)
-    return peer if isinstance(peer, str) else "-"
+    subject = _client_subject(stream)
+    address = peer if isinstance(peer, str) else "-"
+    return f"{address} [{subject}]" if subject else address
+
+
+def _client_subject(stream: trio.abc.Stream) -> str | None:
+    chain = getattr(getattr(stream, "info", None), "client_certificate", None)
+    return chain[0].subject.rfc4514_string() if chain else None
 
 
 async def _receive_unless(stream: trio.abc.Stream, shutdown: trio.Event) -> bytes | None:

@@ -44,9 +44,10 @@ from trio_tls.enums import (
     HandshakeType,
     NamedGroup,
 )
-from trio_tls.kx import SCHEMES, EphemeralKey
+from trio_tls.kx import SCHEMES, EphemeralKey, PrivateKey, sign
 from trio_tls.messages import (
     Certificate,
+    CertificateRequest,
     ClientHello,
     ServerHelloDone,
     ServerKeyExchange,
@@ -263,6 +264,7 @@ class ScriptedClient:
         self.client_random = os.urandom(32)
         self._handshake_messages: list[bytes] = []  # the transcript, headers included
         self.flight: ServerFlight | None = None
+        self.certificate_request: CertificateRequest | None = None
         self.suite: CipherSuite | None = None
         self.keys: Keys | None = None
         self._write: RecordProtection | None = None  # client -> server, after our CCS
@@ -359,10 +361,12 @@ class ScriptedClient:
         assert all(r.content_type == ContentType.handshake for r in records), records
         messages = split_handshake(b"".join(r.fragment for r in records))
         types = tuple(t for t, _ in messages)
+        request = types[3:4] == (HandshakeType.certificate_request,)
         assert types == (
             HandshakeType.server_hello,
             HandshakeType.certificate,
             HandshakeType.server_key_exchange,
+            *((HandshakeType.certificate_request,) if request else ()),
             HandshakeType.server_hello_done,
         ), types
         readers = []
@@ -373,7 +377,8 @@ class ScriptedClient:
         server_hello = ParsedServerHello.decode(readers[0])
         certificate = Certificate.decode(readers[1])
         key_exchange = ServerKeyExchange.decode(readers[2])
-        ServerHelloDone.decode(readers[3])
+        self.certificate_request = CertificateRequest.decode(readers[3]) if request else None
+        ServerHelloDone.decode(readers[-1])
         for reader in readers:
             reader.end()
         self._handshake_messages += [raw for _, raw in messages]
@@ -413,6 +418,30 @@ class ScriptedClient:
             assert isinstance(public_key, ec.EllipticCurvePublicKey)
             assert info.kind == "ecdsa"
             public_key.verify(ske.signature, signed, ec.ECDSA(algorithm))
+
+    # The client's Certificate and CertificateVerify (RFC 5246 §7.4.6, §7.4.8) --------------
+
+    def client_certificate(self, chain: Sequence[bytes]) -> bytes:
+        """A Certificate record carrying `chain` (DER, leaf first; empty for "none")."""
+        writer = Writer()
+        Certificate(tuple(chain)).encode(writer)
+        message = handshake(HandshakeType.certificate, writer.getvalue())
+        self._handshake_messages.append(message)
+        return record(ContentType.handshake, message)
+
+    def certificate_verify(
+        self, key: PrivateKey, scheme: int, *, tamper: bool = False, claim: int | None = None
+    ) -> bytes:
+        """A CertificateVerify over the transcript so far; `tamper` flips a signature bit, and
+        `claim` names another scheme on the wire than the one that signed."""
+        signature = bytearray(sign(key, scheme, b"".join(self._handshake_messages)))
+        if tamper:
+            signature[-1] ^= 0x01
+        named = scheme if claim is None else claim
+        body = named.to_bytes(2, "big") + len(signature).to_bytes(2, "big") + signature
+        message = handshake(HandshakeType.certificate_verify, body)
+        self._handshake_messages.append(message)
+        return record(ContentType.handshake, message)
 
     # ClientKeyExchange, ChangeCipherSpec, Finished ----------------------------------------
 

@@ -520,6 +520,13 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
         ["--ciphers: every suite given needs an ECDSA certificate", "are RSA"],
     ),
     "negative-session-cache": (["--session-cache-size", "-1"], {}, ["--session-cache-size -1"]),
+    "client-auth-without-client-ca": (
+        ["--client-auth", "optional"],
+        {},
+        ["--client-auth optional needs --client-ca FILE"],
+    ),
+    "client-ca-missing": (["--client-ca", "{missing}"], {}, ["--client-ca", "No such file"]),
+    "client-ca-not-pem": (["--client-ca", "{garbage}"], {}, ["--client-ca", "no PEM certificate"]),
     "unknown-handler-option-lists-the-known": (
         ["--handler-opt", "colour=red"],
         {},

@@ -41,6 +41,15 @@ from trio_tls.events import (
 from trio_tls.sessions import SessionCache, SessionState, TicketKeys
 from trio_tls.suites import ALL_SUITES
 
+from .client_certs import (
+    ALICE,
+    BOB_RSA,
+    ED25519,
+    EXPIRED,
+    SERVER_ONLY,
+    STRANGER,
+    client_auth,
+)
 from .scripted_client import (
     DEFAULT_SUITES,
     ScriptedClient,
@@ -55,7 +64,7 @@ from .scripted_client import (
 )
 
 Phase = Literal["start", "hello", "cke", "traffic"]
-ConfigName = Literal["rsa", "alpn", "resume"]
+ConfigName = Literal["rsa", "alpn", "resume", "client-auth", "client-auth-optional"]
 
 A = AlertDescription
 HS = ContentType.handshake
@@ -473,6 +482,45 @@ TABLE = [
     Hostile("second-change-cipher-spec",
             lambda c: c.change_cipher_spec() + c.sealed(CCS, b"\x01"),
             A.unexpected_message, phase="cke"),
+    # ---- client certificates (RFC 5246 §7.4.6, §7.4.8): the alert names what is wrong
+    Hostile("client-certificate-required-but-empty", lambda c: c.client_certificate([]),
+            A.handshake_failure, phase="hello", config="client-auth"),
+    Hostile("client-certificate-from-another-ca", lambda c: c.client_certificate(STRANGER.chain),
+            A.unknown_ca, phase="hello", config="client-auth"),
+    Hostile("client-certificate-expired", lambda c: c.client_certificate(EXPIRED.chain),
+            A.certificate_expired, phase="hello", config="client-auth"),
+    Hostile("client-certificate-not-for-clients",
+            lambda c: c.client_certificate(SERVER_ONLY.chain),
+            A.bad_certificate, phase="hello", config="client-auth"),
+    Hostile("client-certificate-unparseable",
+            lambda c: c.client_certificate([b"\x30\x03\x02\x01\x00"]),
+            A.bad_certificate, phase="hello", config="client-auth"),
+    Hostile("client-certificate-ed25519-key", lambda c: c.client_certificate(ED25519.chain),
+            A.unsupported_certificate, phase="hello", config="client-auth"),
+    Hostile("client-certificate-list-overruns", lambda c: record(HS, handshake(
+                HandshakeType.certificate, b"\x00\x00\x09\x00\x00\x10" + bytes(6))),
+            A.decode_error, phase="hello", config="client-auth"),
+    Hostile("client-certificate-of-100-kib-and-1",
+            lambda c: record(HS, handshake(HandshakeType.certificate, b"", 100 * 1024 + 1)),
+            A.decode_error, phase="hello", config="client-auth"),
+    Hostile("key-exchange-instead-of-the-certificate", lambda c: c.client_key_exchange(),
+            A.unexpected_message, phase="hello", config="client-auth"),
+    Hostile("certificate-verify-that-does-not-verify", lambda c: c.client_certificate(
+                ALICE.chain) + c.client_key_exchange() + c.certificate_verify(
+                ALICE.key, 0x0403, tamper=True),
+            A.decrypt_error, phase="hello", config="client-auth"),
+    Hostile("certificate-verify-with-sha1", lambda c: c.client_certificate(ALICE.chain)
+            + c.client_key_exchange() + c.certificate_verify(ALICE.key, 0x0403, claim=0x0203),
+            A.illegal_parameter, phase="hello", config="client-auth"),
+    Hostile("certificate-verify-with-an-rsa-scheme-for-an-ec-key", lambda c: c.client_certificate(
+                ALICE.chain) + c.client_key_exchange() + c.certificate_verify(BOB_RSA.key, 0x0804),
+            A.illegal_parameter, phase="hello", config="client-auth"),
+    Hostile("certificate-verify-missing", lambda c: c.client_certificate(ALICE.chain)
+            + c.client_key_exchange() + c.change_cipher_spec(),
+            A.unexpected_message, phase="hello", config="client-auth"),
+    Hostile("certificate-verify-after-an-empty-certificate", lambda c: c.client_certificate([])
+            + c.client_key_exchange() + c.certificate_verify(ALICE.key, 0x0403),
+            A.unexpected_message, phase="hello", config="client-auth-optional"),
     # ---- after the handshake: alerts are sealed under the server's keys
     # Each refused renegotiation is answered with a warning no_renegotiation (checked by the
     # tests below the table); the fifth in a row is a flood.
@@ -524,6 +572,8 @@ def configs(rsa_config: ServerConfig) -> dict[ConfigName, ServerConfig]:
         "rsa": rsa_config,
         "alpn": attrs.evolve(rsa_config, alpn_protocols=(b"h2",)),
         "resume": attrs.evolve(rsa_config, session_cache=cache, ticket_keys=TICKET_KEYS),
+        "client-auth": attrs.evolve(rsa_config, client_auth=client_auth("required")),
+        "client-auth-optional": attrs.evolve(rsa_config, client_auth=client_auth("optional")),
     }
 
 

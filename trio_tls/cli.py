@@ -158,6 +158,21 @@ def _build_parser() -> argparse.ArgumentParser:
         help="refuse host names no certificate is for (unrecognized_name)",
     )
     run.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="ask clients for certificates issued by these CAs (a PEM bundle)",
+    )
+    run.add_argument(
+        "--client-auth",
+        choices=["none", "optional", "required"],
+        help="whether a client certificate is required (default: required with --client-ca)",
+    )
+    run.add_argument(
+        "--no-client-ca-names",
+        action="store_true",
+        help="send no CA names in CertificateRequest (large bundles overflow some clients)",
+    )
+    run.add_argument(
         "--session-cache-size",
         type=int,
         default=20_000,
@@ -246,6 +261,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         groups=args.groups,
         alpn=args.alpn,
         strict_sni=args.strict_sni,
+        client_ca=args.client_ca,
+        client_auth=args.client_auth,
+        client_ca_names=not args.no_client_ca_names,
         session_cache_size=args.session_cache_size,
         tickets=not args.no_tickets,
         ticket_key_file=args.ticket_key_file,

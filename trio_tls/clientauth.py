@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import attrs
@@ -54,11 +54,15 @@ def _client_policy() -> verification.ExtensionPolicy:
     )
 
 
+def _certificates(value: Iterable[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class ClientAuth:
     """Ask clients for a certificate and check it against `roots`."""
 
-    roots: tuple[x509.Certificate, ...] = attrs.field(converter=tuple)
+    roots: tuple[x509.Certificate, ...] = attrs.field(converter=_certificates)
     mode: Mode = "required"
     send_ca_names: bool = True
     request: CertificateRequest = attrs.field(init=False)

@@ -49,6 +49,8 @@ def connection_line(
             f"sni={info.sni or '-'} alpn={info.alpn or '-'} suite={info.cipher_suite} "
             f"resumed={'yes' if info.resumed else 'no'}"
         )
+        if info.client_certificate:
+            negotiated += f" client={info.client_certificate[0].subject.rfc4514_string()!r}"
     return f"{peer} {negotiated} in={received} out={sent} time={seconds * 1000:.1f}ms: {outcome}"
 
 

@@ -28,6 +28,7 @@ from .certs import (
     load_certificate_chain,
     load_private_key,
 )
+from .clientauth import ClientAuth
 from .config import CertifiedKey, ServerConfig
 from .enums import NamedGroup
 from .kx import SUPPORTED_GROUPS
@@ -64,6 +65,9 @@ class Settings:
     groups: str | None = None
     alpn: str | None = None
     strict_sni: bool = False
+    client_ca: str | None = None
+    client_auth: Literal["none", "optional", "required"] | None = None  # None: by --client-ca
+    client_ca_names: bool = True
     session_cache_size: int = 20_000
     tickets: bool = True
     ticket_key_file: str | None = None
@@ -285,4 +289,26 @@ def build_config(settings: Settings, default_alpn: Sequence[bytes] = ()) -> Serv
         strict_sni=settings.strict_sni,
         session_cache=cache,
         ticket_keys=ticket_keys(settings),
+        client_auth=load_client_auth(settings),
     )
+
+
+def load_client_auth(settings: Settings) -> ClientAuth | None:
+    """--client-ca and --client-auth: required by default once a CA bundle is given."""
+    mode = settings.client_auth or ("required" if settings.client_ca else "none")
+    if mode == "none":
+        if settings.client_ca is not None and settings.client_auth == "none":
+            raise UsageError("--client-auth none with --client-ca: leave one of them out")
+        return None
+    if settings.client_ca is None:
+        raise UsageError(f"--client-auth {mode} needs --client-ca FILE, the CAs to trust")
+    try:
+        roots = x509.load_pem_x509_certificates(Path(settings.client_ca).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"--client-ca {settings.client_ca}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise UsageError(
+            f"--client-ca {settings.client_ca}: no PEM certificate in it (a bundle of "
+            "-----BEGIN CERTIFICATE----- blocks is expected)"
+        ) from None
+    return ClientAuth(roots, mode, send_ca_names=settings.client_ca_names)

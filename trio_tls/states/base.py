@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import ClassVar, Protocol
 
 import attrs
+from cryptography import x509
 
 from ..config import CertifiedKey, ServerConfig
 from ..enums import (
@@ -105,6 +106,8 @@ class Negotiated:
     certified: CertifiedKey | None = None
     group: int | None = None
     signature_scheme: int | None = None
+    # The client's verified chain, once it has sent one (on resumption: what was kept of it).
+    client_chain: tuple[x509.Certificate, ...] | None = None
 
     def info(self) -> ConnectionInfo:
         return ConnectionInfo(
@@ -116,6 +119,7 @@ class Negotiated:
             extended_master_secret=self.extended_master_secret,
             group=_name(NamedGroup, self.group),
             signature_scheme=_name(SignatureScheme, self.signature_scheme),
+            client_certificate=self.client_chain,
         )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 
 import attrs
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import (
     DecodeError,
@@ -28,7 +29,7 @@ from .base import HandshakeContext, Negotiated, State, accepting
 
 
 @attrs.define
-class _Keyed(State):
+class Keyed(State):
     """What exists between the key exchange and Finished: secrets, keys, the transcript."""
 
     negotiated: Negotiated
@@ -37,14 +38,14 @@ class _Keyed(State):
     keys: TrafficKeys = attrs.field(repr=False)
 
 
-class ExpectChangeCipherSpec(_Keyed):
+class ExpectChangeCipherSpec(Keyed):
     def handle_change_cipher_spec(self, ctx: HandshakeContext) -> State:
         suite = self.negotiated.suite
         ctx.set_read_protection(suite.make_protection(self.keys.client_key, self.keys.client_iv))
         return ExpectFinished(self.negotiated, self.transcript, self.master_secret, self.keys)
 
 
-class ExpectFinished(_Keyed):
+class ExpectFinished(Keyed):
     accepted = accepting(Finished)
 
     def handle_handshake(
@@ -83,6 +84,14 @@ class ExpectFinished(_Keyed):
             extended_master_secret=negotiated.extended_master_secret,
             sni=negotiated.sni,
             created=config.clock(),
+            # The leaf alone names the client; its chain was verified now, and a resumption
+            # is re-checked against the same settings (states.hello): tickets stay small.
+            client_chain=(
+                (negotiated.client_chain[0].public_bytes(Encoding.DER),)
+                if negotiated.client_chain
+                else ()
+            ),
+            auth_epoch=config.client_auth.epoch if config.client_auth is not None else b"",
         )
         if negotiated.issue_ticket and config.ticket_keys is not None:
             ticket = NewSessionTicket(

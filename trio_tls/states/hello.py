@@ -6,7 +6,10 @@ ALPN; a session offered by ticket or ID is resumed when it may be (abbreviated h
 
 from __future__ import annotations
 
+import datetime
 import os
+
+from cryptography import x509
 
 from ..config import CertifiedKey, ServerConfig
 from ..enums import (
@@ -50,7 +53,7 @@ from ..sessions import SessionState
 from ..suites import SUITES_BY_ID, CipherSuite
 from .base import HandshakeContext, Negotiated, State, accepting, traffic_keys
 from .finish import ExpectChangeCipherSpec
-from .keyexchange import ExpectClientKeyExchange
+from .keyexchange import ExpectClientCertificate, ExpectClientKeyExchange
 
 
 def _check_version(hello: ClientHello) -> None:
@@ -178,7 +181,22 @@ def _find_session(
         raise HandshakeFailure("resuming an extended-master-secret session without it")
     if ems and not state.extended_master_secret:
         return None
+    if not _identity_still_good(config, state, now):
+        return None
     return state
+
+
+def _identity_still_good(config: ServerConfig, state: SessionState, now: float) -> bool:
+    """A session resumes only under the client-auth settings it was made under, and only while
+    the client certificate it carries is still valid: today's settings would refuse it else."""
+    client_auth = config.client_auth
+    if state.auth_epoch != (client_auth.epoch if client_auth is not None else b""):
+        return False
+    if not state.client_chain:
+        return client_auth is None or not client_auth.required
+    leaf = x509.load_der_x509_certificate(state.client_chain[0])
+    moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
+    return leaf.not_valid_before_utc <= moment <= leaf.not_valid_after_utc
 
 
 def _server_hello_extensions(
@@ -212,8 +230,11 @@ def _send_server_hello(
     *,
     acknowledge_sni: bool,
 ) -> Transcript:
-    """Start the transcript with ClientHello and our ServerHello; the version is now fixed."""
-    transcript = Transcript(negotiated.suite.prf_hash)
+    """Start the transcript with ClientHello and our ServerHello; the version is now fixed.
+
+    A client that will sign the transcript (CertificateVerify) needs its messages kept."""
+    keep = ctx.config.client_auth is not None and not negotiated.resumed
+    transcript = Transcript(negotiated.suite.prf_hash, keep_messages=keep)
     transcript.update(raw)
     server_hello = ServerHello(
         server_version=TLS12,
@@ -225,6 +246,12 @@ def _send_server_hello(
     transcript.update(ctx.send_handshake(server_hello))
     ctx.negotiated_version()
     return transcript
+
+
+def _stored_chain(session: SessionState) -> tuple[x509.Certificate, ...] | None:
+    if not session.client_chain:
+        return None
+    return tuple(x509.load_der_x509_certificate(der) for der in session.client_chain)
 
 
 class ExpectClientHello(State):
@@ -285,7 +312,11 @@ class ExpectClientHello(State):
         signature = sign(certified.key, scheme, hello.random + negotiated.server_random + params)
         key_exchange = ServerKeyExchange(group, ephemeral.public, scheme, signature)
         transcript.update(ctx.send_handshake(key_exchange))
+        if config.client_auth is not None:  # RFC 5246 §7.4.4
+            transcript.update(ctx.send_handshake(config.client_auth.request))
         transcript.update(ctx.send_handshake(ServerHelloDone()))
+        if config.client_auth is not None:
+            return ExpectClientCertificate(negotiated, transcript, ephemeral, config.client_auth)
         return ExpectClientKeyExchange(negotiated, transcript, ephemeral)
 
     def _resume(
@@ -305,6 +336,7 @@ class ExpectClientHello(State):
             sni=session.sni,
             alpn=alpn,
             resumed=True,
+            client_chain=_stored_chain(session),
         )
         suite = negotiated.suite
         # RFC 5077 §3.4 / RFC 5246 §7.4.1.3: echoing the ID tells the client it resumed.

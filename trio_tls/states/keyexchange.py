@@ -5,19 +5,49 @@ from __future__ import annotations
 
 import attrs
 
+from ..clientauth import ClientAuth, client_public_key
+from ..errors import HandshakeFailure
 from ..events import SecretsEstablished
 from ..keys import (
     Transcript,
     extended_master_secret,
     master_secret,
 )
-from ..kx import EphemeralKey
+from ..kx import EphemeralKey, verify
 from ..messages import (
+    Certificate,
+    CertificateVerify,
     ClientKeyExchange,
     HandshakeMessage,
 )
 from .base import HandshakeContext, Negotiated, State, accepting, traffic_keys
-from .finish import ExpectChangeCipherSpec
+from .finish import ExpectChangeCipherSpec, Keyed
+
+
+@attrs.define
+class ExpectClientCertificate(State):
+    """RFC 5246 §7.4.6: the client's chain, checked here, before anything else is done."""
+
+    accepted = accepting(Certificate)
+    negotiated: Negotiated
+    transcript: Transcript
+    ephemeral: EphemeralKey
+    client_auth: ClientAuth
+
+    def handle_handshake(
+        self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
+    ) -> State:
+        if not isinstance(message, Certificate):
+            return super().handle_handshake(ctx, message, raw)
+        self.transcript.update(raw)
+        negotiated = self.negotiated
+        if message.certificate_list:
+            chain = self.client_auth.verify(message.certificate_list, ctx.config.clock())
+            negotiated = attrs.evolve(negotiated, client_chain=chain)
+        elif self.client_auth.required:
+            # RFC 5246 §7.4.6: the server may answer a missing certificate with this alert.
+            raise HandshakeFailure("the client sent no certificate, and one is required")
+        return ExpectClientKeyExchange(negotiated, self.transcript, self.ephemeral)
 
 
 @attrs.define
@@ -50,4 +80,31 @@ class ExpectClientKeyExchange(State):
         if ctx.observer is not None:
             ctx.observer(SecretsEstablished(negotiated.client_random, master))
         keys = traffic_keys(negotiated, master)
+        if negotiated.client_chain is not None:
+            return ExpectCertificateVerify(negotiated, self.transcript, master, keys)
         return ExpectChangeCipherSpec(negotiated, self.transcript, master, keys)
+
+
+class ExpectCertificateVerify(Keyed):
+    """RFC 5246 §7.4.8: proof that the client holds its certificate's key. The signature covers
+    every handshake message so far; without it (a ChangeCipherSpec instead) the state refuses."""
+
+    accepted = accepting(CertificateVerify)
+
+    def handle_handshake(
+        self, ctx: HandshakeContext, message: HandshakeMessage, raw: bytes
+    ) -> State:
+        if not isinstance(message, CertificateVerify):
+            return super().handle_handshake(ctx, message, raw)
+        chain = self.negotiated.client_chain
+        assert chain is not None  # this state follows a non-empty Certificate only
+        verify(
+            client_public_key(chain),
+            message.signature_scheme,
+            self.transcript.messages(),
+            message.signature,
+        )
+        self.transcript.update(raw)
+        return ExpectChangeCipherSpec(
+            self.negotiated, self.transcript, self.master_secret, self.keys
+        )

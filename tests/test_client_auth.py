@@ -1,0 +1,147 @@
+"""Client certificates with OpenSSL as the client (ssl module over MemoryBIO): what the
+CertificateRequest says, who gets in, what the handler learns, and resumption keeping it.
+
+The refusals, each with its alert, are rows of the hostile table (test_hostile.py).
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import attrs
+import pytest
+import trustme
+from cryptography import x509
+
+from trio_tls.config import ServerConfig
+from trio_tls.connection import ServerConnection
+from trio_tls.enums import AlertDescription
+from trio_tls.errors import RemoteProtocolError
+from trio_tls.events import MessageObserved, Observation
+from trio_tls.kx import CLIENT_SCHEMES
+from trio_tls.messages import CertificateRequest
+from trio_tls.sessions import SessionCache, TicketKeys
+
+from .client_certs import ALICE, BOB_RSA, CLIENT_CA, STRANGER, ClientCert, client_auth
+from .openssl_peer import OpenSSLClient, client_context
+
+
+def context(ca: trustme.CA, tmp_path: Path, who: ClientCert | None) -> ssl.SSLContext:
+    ctx = client_context(ca)
+    if who is not None:
+        ctx.load_cert_chain(*who.write(tmp_path, "client"))
+    return ctx
+
+
+def connect(
+    config: ServerConfig, ctx: ssl.SSLContext, seen: list[Observation] | None = None
+) -> OpenSSLClient:
+    client = OpenSSLClient(ServerConnection(config, None if seen is None else seen.append), ctx)
+    client.handshake()
+    client.send(b"ping")
+    client.server.send(b"pong")
+    assert client.receive(4) == b"pong"
+    return client
+
+
+@pytest.mark.parametrize("who", [ALICE, BOB_RSA], ids=["ecdsa", "rsa"])
+def test_a_client_certificate_reaches_the_handler(
+    ca: trustme.CA, rsa_config: ServerConfig, tmp_path: Path, who: ClientCert
+) -> None:
+    config = attrs.evolve(rsa_config, client_auth=client_auth("required"))
+    client = connect(config, context(ca, tmp_path, who))
+    info = client.server.info
+    assert info is not None and info.client_certificate is not None
+    leaf, root = info.client_certificate
+    assert leaf == who.certificate
+    assert root == x509.load_pem_x509_certificate(CLIENT_CA.cert_pem.bytes())
+
+
+@pytest.mark.parametrize("send_ca_names", [True, False])
+def test_the_certificate_request(
+    ca: trustme.CA, rsa_config: ServerConfig, tmp_path: Path, send_ca_names: bool
+) -> None:
+    config = attrs.evolve(rsa_config, client_auth=client_auth(send_ca_names=send_ca_names))
+    seen: list[Observation] = []
+    connect(config, context(ca, tmp_path, ALICE), seen)
+    (request,) = [
+        o.message
+        for o in seen
+        if isinstance(o, MessageObserved) and isinstance(o.message, CertificateRequest)
+    ]
+    assert request.certificate_types == (1, 64)  # rsa_sign, ecdsa_sign
+    assert request.supported_signature_algorithms == CLIENT_SCHEMES
+    assert not {0x0201, 0x0203, 0x0101, 0x0301, 0x0303} & set(CLIENT_SCHEMES)  # no SHA-1/MD5/224
+    names = request.certificate_authorities
+    ca_subject = x509.load_pem_x509_certificate(CLIENT_CA.cert_pem.bytes()).subject
+    assert names == ((ca_subject.public_bytes(),) if send_ca_names else ())
+
+
+def test_optional_lets_a_client_without_a_certificate_in(
+    ca: trustme.CA, rsa_config: ServerConfig, tmp_path: Path
+) -> None:
+    config = attrs.evolve(rsa_config, client_auth=client_auth("optional"))
+    client = connect(config, context(ca, tmp_path, None))
+    assert client.server.info is not None
+    assert client.server.info.client_certificate is None
+
+
+@pytest.mark.parametrize(
+    ("who", "alert", "openssl_says"),
+    [
+        (None, AlertDescription.handshake_failure, "HANDSHAKE_FAILURE"),
+        (STRANGER, AlertDescription.unknown_ca, "UNKNOWN_CA"),
+    ],
+    ids=["no-certificate", "another-ca"],
+)
+def test_required_refuses(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    tmp_path: Path,
+    who: ClientCert | None,
+    alert: AlertDescription,
+    openssl_says: str,
+) -> None:
+    config = attrs.evolve(rsa_config, client_auth=client_auth("required"))
+    client = OpenSSLClient(ServerConnection(config), context(ca, tmp_path, who))
+    with pytest.raises(RemoteProtocolError) as refused:
+        client.handshake()
+    assert refused.value.alert == alert
+    client.incoming.write(bytes(client.server.data_to_send()))
+    with pytest.raises(ssl.SSLError, match=openssl_says):
+        client.ssl.do_handshake()
+
+
+@pytest.mark.parametrize("by", ["ticket", "session-id"])
+def test_resumption_keeps_the_identity_and_obeys_todays_settings(
+    ca: trustme.CA, rsa_config: ServerConfig, tmp_path: Path, by: str
+) -> None:
+    config = attrs.evolve(
+        rsa_config,
+        client_auth=client_auth("required"),
+        session_cache=SessionCache(),
+        ticket_keys=TicketKeys() if by == "ticket" else None,
+    )
+    ctx = context(ca, tmp_path, ALICE)
+    if by == "session-id":
+        ctx.options |= ssl.OP_NO_TICKET
+    first = connect(config, ctx)
+    session = first.ssl.session
+    again = OpenSSLClient(ServerConnection(config), ctx)
+    again.ssl = ctx.wrap_bio(
+        again.incoming, again.outgoing, server_hostname="localhost", session=session
+    )
+    again.handshake()
+    info = again.server.info
+    assert info is not None and info.resumed
+    assert info.client_certificate == (ALICE.certificate,)  # the leaf names the client
+    # The same session under another client CA bundle: a full handshake, never a resumption.
+    other = attrs.evolve(config, client_auth=attrs.evolve(config.client_auth, mode="optional"))
+    later = OpenSSLClient(ServerConnection(other), ctx)
+    later.ssl = ctx.wrap_bio(
+        later.incoming, later.outgoing, server_hostname="localhost", session=session
+    )
+    later.handshake()
+    assert later.server.info is not None and not later.server.info.resumed
+    assert later.server.info.client_certificate is not None
