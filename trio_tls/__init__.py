@@ -4,6 +4,7 @@
 handler on every accepted connection. A handler plugin needs only `Handler` and `TLSStream`.
 """
 
+from .clientauth import ClientAuth
 from .config import CertifiedKey, ServerConfig
 from .connection import ServerConnection
 from .errors import LocalProtocolError, RemoteProtocolError, TLSError
@@ -24,6 +25,7 @@ __all__ = [
     "AlertReceived",
     "ApplicationData",
     "CertifiedKey",
+    "ClientAuth",
     "ConnectionClosed",
     "ConnectionInfo",
     "Handler",
