@@ -6,18 +6,22 @@ The refusals, each with its alert, are rows of the hostile table (test_hostile.p
 
 from __future__ import annotations
 
+import shutil
 import ssl
+import subprocess
+import time
 from pathlib import Path
 
 import attrs
 import pytest
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from trio_tls.config import ServerConfig
 from trio_tls.connection import ServerConnection
 from trio_tls.enums import AlertDescription
-from trio_tls.errors import RemoteProtocolError
+from trio_tls.errors import RemoteProtocolError, UnsupportedCertificate
 from trio_tls.events import MessageObserved, Observation
 from trio_tls.kx import CLIENT_SCHEMES
 from trio_tls.messages import CertificateRequest
@@ -145,3 +149,19 @@ def test_resumption_keeps_the_identity_and_obeys_todays_settings(
     later.handshake()
     assert later.server.info is not None and not later.server.info.resumed
     assert later.server.info.client_certificate is not None
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_an_rsassa_pss_only_client_key_is_unsupported(tmp_path: Path) -> None:
+    # Such a key may sign rsa_pss_pss_* only (RFC 4055, RFC 8446 §4.2.3), which we do not
+    # offer; cryptography loads it as a plain RSA key, so the certificate's OID must decide.
+    make = "openssl req -x509 -newkey rsa-pss -pkeyopt rsa_keygen_bits:2048 -nodes"
+    subprocess.run(
+        [*make.split(), "-keyout", "pss.key", "-out", "pss.crt", "-subj", "/CN=pss"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    leaf = x509.load_pem_x509_certificate((tmp_path / "pss.crt").read_bytes())
+    with pytest.raises(UnsupportedCertificate):
+        client_auth().verify([leaf.public_bytes(Encoding.DER)], time.time())

@@ -509,6 +509,10 @@ TABLE = [
                 ALICE.chain) + c.client_key_exchange() + c.certificate_verify(
                 ALICE.key, 0x0403, tamper=True),
             A.decrypt_error, phase="hello", config="client-auth"),
+    Hostile("certificate-verify-with-an-empty-signature", lambda c: c.client_certificate(
+                ALICE.chain) + c.client_key_exchange() + record(HS, handshake(
+                HandshakeType.certificate_verify, b"\x04\x03\x00\x00")),
+            A.decrypt_error, phase="hello", config="client-auth"),
     Hostile("certificate-verify-with-sha1", lambda c: c.client_certificate(ALICE.chain)
             + c.client_key_exchange() + c.certificate_verify(ALICE.key, 0x0403, claim=0x0203),
             A.illegal_parameter, phase="hello", config="client-auth"),

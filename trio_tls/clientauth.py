@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import verification
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, PublicKeyAlgorithmOID
 
 from .errors import BadCertificate, CertificateExpired, UnknownCA, UnsupportedCertificate
 from .kx import CLIENT_SCHEMES, MIN_RSA_BITS, PublicKey
@@ -95,7 +95,11 @@ class ClientAuth:
             raise BadCertificate(f"the client's certificate does not parse: {exc}") from None
         leaf, intermediates = certificates[0], certificates[1:]
         key = leaf.public_key()
-        if not _acceptable(key):
+        # An RSASSA-PSS-only key (RFC 4055) may sign rsa_pss_pss_* only, which we do not offer;
+        # cryptography loads it as a plain RSA key, so the certificate's OID must decide.
+        if leaf.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS or not _acceptable(
+            key
+        ):
             raise UnsupportedCertificate(f"the client's key is a {type(key).__name__}")
         moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
         for certificate in certificates:

@@ -480,7 +480,9 @@ class CertificateVerify:
 
     @classmethod
     def decode(cls, reader: Reader) -> Self:
-        return cls(reader.u16(), reader.opaque16(minimum=1))
+        # opaque signature<0..2^16-1> (RFC 5246 §4.7): empty is well formed, and fails to
+        # verify (decrypt_error), as any other wrong signature does.
+        return cls(reader.u16(), reader.opaque16())
 
     def encode(self, writer: Writer) -> None:
         writer.u16(self.signature_scheme)
