@@ -89,12 +89,16 @@ class Server:
             f"(exit code {self.proc.poll()})\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
         )
 
-    def wait_for_stderr(self, text: str, timeout: float) -> None:
-        """Poll the stderr log file (log lines are flushed one by one) for some text."""
+    def wait_for_stderr(self, text: str, timeout: float, count: int = 1) -> None:
+        """Poll the stderr log file (log lines are flushed one by one) until some text is in it
+        `count` times."""
         deadline = time.monotonic() + timeout
-        while text not in self.stderr:
+        while self.stderr.count(text) < count:
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                pytest.fail(f"{text!r} not logged within {timeout} s\nstderr:\n{self.stderr}")
+                pytest.fail(
+                    f"{text!r} not logged {count} time(s) within {timeout} s\n"
+                    f"stderr:\n{self.stderr}"
+                )
             time.sleep(0.02)
 
     def stop(self, signum: signal.Signals = signal.SIGTERM) -> int:

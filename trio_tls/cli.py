@@ -24,7 +24,7 @@ from typing import NoReturn
 import attrs
 import trio
 
-from . import workers
+from . import systemd, workers
 from .certs import (
     DEFAULT_DAYS,
     DEFAULT_NAMES,
@@ -46,6 +46,8 @@ from .plugins import (
     load_handler,
     parse_handler_options,
 )
+from .proxyproto import Version
+from .reload import ConfigHolder
 from .secretfiles import SecretFileError
 from .server import DEFAULT_HOST, DEFAULT_PORT, ensure_descriptors, serve
 from .settings import DEV_CERT_DIR, Settings, UsageError, build_config
@@ -60,6 +62,7 @@ from .ticketfile import (
 
 log = logging.getLogger("trio_tls")
 SHUTDOWN_GRACE = 5.0
+PROXY_PROTOCOL_VERSIONS: dict[str, tuple[Version, ...]] = {"v1": (1,), "v2": (2,), "any": (1, 2)}
 
 
 def _port(text: str) -> int:
@@ -190,6 +193,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="auto: this server makes the file if missing and rotates it hourly; external: "
         "another program rotates it (trio-tls ticket-keys rotate), this server only reads it",
     )
+    run.add_argument(
+        "--proxy-protocol",
+        choices=sorted(PROXY_PROTOCOL_VERSIONS),
+        help="every connection starts with a PROXY protocol header of this version (from a "
+        "load balancer: HAProxy's send-proxy-v2, say); its client address is then the client's",
+    )
     run.add_argument("--handshake-timeout", type=_seconds, default=10.0, metavar="SECONDS")
     run.add_argument(
         "--idle-timeout",
@@ -285,23 +294,39 @@ async def _rotate_ticket_key_file(settings: Settings, config: ServerConfig | Non
     )
 
 
+async def _notify_stopping(shutdown: Shutdown) -> None:
+    await shutdown.draining.wait()
+    systemd.notify("STOPPING=1")
+
+
 async def _serve_until_signalled(
     args: argparse.Namespace,
     handler: Handler,
     settings: Settings,
     config: ServerConfig,
     keylog: KeyLogFile | None,
+    activated: Sequence[socket.socket],
 ) -> None:
     shutdown = Shutdown()
-    if args.listen_fd is None:
-        listeners = await _open_listeners(args.hosts, args.port)
-    else:
+    if args.listen_fd is not None:
         listeners = [workers.inherited_listener(args.listen_fd)]
+    elif activated:
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in activated]
+    else:
+        listeners = await _open_listeners(args.hosts, args.port)
+    holder = ConfigHolder(config)
+
+    async def reload() -> None:
+        systemd.notify(systemd.reloading())
+        holder.reload(lambda: build_config(settings, handler_alpn(handler)))
+        systemd.notify("READY=1")
+
     with trio.open_signal_receiver(*SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_signals, shutdown, signals)
+            nursery.start_soon(watch_signals, shutdown, signals, reload)
+            nursery.start_soon(_notify_stopping, shutdown)
             if args.control_fd is not None:
-                nursery.start_soon(workers.follow_supervisor, args.control_fd, shutdown)
+                nursery.start_soon(workers.follow_supervisor, args.control_fd, shutdown, reload)
 
             async def stop_at_once() -> None:
                 await shutdown.stopping.wait()
@@ -314,7 +339,7 @@ async def _serve_until_signalled(
             ) -> None:
                 await serve(
                     handler,
-                    config,
+                    holder,
                     args.host,
                     args.port,
                     handshake_timeout=args.handshake_timeout,
@@ -325,15 +350,16 @@ async def _serve_until_signalled(
                     shutdown_grace=SHUTDOWN_GRACE,
                     observer=keylog,
                     listeners=listeners,
+                    proxy_protocol=PROXY_PROTOCOL_VERSIONS.get(args.proxy_protocol, ()),
                     task_status=task_status,
                 )
                 # serve() has drained: stop the watchers too, or the nursery never exits.
                 nursery.cancel_scope.cancel()
 
             await nursery.start(run_server)
+            systemd.notify("READY=1")
             if args.listen_fd is None:
-                port = listeners[0].socket.getsockname()[1]
-                urls = " and ".join(_url(host, port) for host in args.hosts)
+                urls = " and ".join(_url(*lst.socket.getsockname()[:2]) for lst in listeners)
                 print(f"serving handler {args.handler!r} on {urls}", flush=True)
             nursery.start_soon(_rotate_ticket_key_file, settings, config)
 
@@ -398,12 +424,14 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         config = build_config(settings, handler_alpn(handler))
         # Opened here in the supervisor too: a bad path is one error, and the warning shows.
         keylog = _open_keylog(args)
+        # Socket activation: systemd's sockets replace --host and --port (systemd.py).
+        activated = systemd.listen_sockets() if args.listen_fd is None else []
         try:
             if args.workers > 1:
-                _run_workers(args, settings)
+                _run_workers(args, settings, activated)
             else:
                 # Listeners are opened before any nursery, so binding errors come out bare.
-                trio.run(_serve_until_signalled, args, handler, settings, config, keylog)
+                trio.run(_serve_until_signalled, args, handler, settings, config, keylog, activated)
         finally:
             if keylog is not None:
                 keylog.close()
@@ -432,9 +460,13 @@ def _listen_error(host: str, port: int, exc: BaseException) -> UsageError:
     return UsageError(f"cannot listen on {where}: {reason}")
 
 
-def _run_workers(args: argparse.Namespace, settings: Settings) -> None:
+def _run_workers(
+    args: argparse.Namespace, settings: Settings, activated: Sequence[socket.socket]
+) -> None:
+    if len(activated) > 1:
+        raise UsageError("--workers serves one socket; give the .socket unit one ListenStream=")
     try:
-        sock = workers.bind(args.host, args.port)
+        sock = activated[0] if activated else workers.bind(args.host, args.port)
     except OSError as exc:
         raise _listen_error(args.host, args.port, exc) from None
     with sock:
@@ -443,9 +475,8 @@ def _run_workers(args: argparse.Namespace, settings: Settings) -> None:
             # The supervisor owns the file (unless someone else does); workers only read it.
             worker_args += ["--ticket-key-file", settings.ticket_key_file]
             worker_args += ["--ticket-key-rotation", "external"]
-        port = sock.getsockname()[1]
         print(
-            f"serving handler {args.handler!r} on {_url(args.host, port)} "
+            f"serving handler {args.handler!r} on {_url(*sock.getsockname()[:2])} "
             f"with {args.workers} workers",
             flush=True,
         )
@@ -460,10 +491,24 @@ async def _supervise(
     # KeyboardInterrupt out of trio.run (exit status 130), never one wrapped in a group.
     with trio.open_signal_receiver(*SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_signals, shutdown, signals)
             nursery.start_soon(_rotate_ticket_key_file, settings, None)
-            await workers.supervise(worker_args, count, sock, shutdown, SHUTDOWN_GRACE)
-            nursery.cancel_scope.cancel()
+            nursery.start_soon(_notify_stopping, shutdown)
+
+            async def run_workers(task_status: trio.TaskStatus[workers.Supervisor]) -> None:
+                await workers.supervise(
+                    worker_args, count, sock, shutdown, SHUTDOWN_GRACE, task_status=task_status
+                )
+                nursery.cancel_scope.cancel()  # all workers have exited: stop the watchers
+
+            supervisor = await nursery.start(run_workers)
+
+            async def reload() -> None:
+                systemd.notify(systemd.reloading())
+                await supervisor.reload()
+                systemd.notify("READY=1")
+
+            nursery.start_soon(watch_signals, shutdown, signals, reload)
+            systemd.notify("READY=1")
 
 
 def _cmd_certs(args: argparse.Namespace) -> None:

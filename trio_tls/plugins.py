@@ -39,6 +39,35 @@ HandlerFactory = Callable[[Mapping[str, str]], Handler]
 """What an entry point names: options in, ready handler out (ValueError on bad options)."""
 
 
+class AbortConnection(Exception):
+    """Raised by a handler to end its connection abortively: a fatal alert rather than
+    close_notify, so the client knows the exchange was cut short (an upstream that refused, say).
+    The server logs str() as the outcome, without a traceback: the handler knew what happened."""
+
+
+class HandlerOptions(dict[str, str]):
+    """The `--handler-opt` options: as a mapping a later KEY wins; `every(KEY)` gives all of a
+    KEY's values in order, for the options a handler lets repeat (the proxy's `route`)."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__()
+        self._every: dict[str, list[str]] = {}
+        for key, value in pairs:
+            self[key] = value
+            self._every.setdefault(key, []).append(value)
+
+    def every(self, key: str) -> list[str]:
+        return list(self._every.get(key, ()))
+
+
+def option_values(options: Mapping[str, str], key: str) -> list[str]:
+    """Every value given for a repeatable option, whether the options came from the command line
+    (HandlerOptions) or from a plain mapping (one value per key)."""
+    if isinstance(options, HandlerOptions):
+        return options.every(key)
+    return [options[key]] if key in options else []
+
+
 class PluginError(Exception):
     """A handler could not be found or built; str() is one line naming the handler."""
 
@@ -93,7 +122,9 @@ def load_handler(name: str, options: Mapping[str, str] | None = None) -> Handler
     if not callable(factory):
         raise PluginError(f"handler {name!r} ({ep.value}) is not a callable factory")
     try:
-        handler = factory(dict(options or {}))
+        if not isinstance(options, HandlerOptions):
+            options = HandlerOptions((options or {}).items())
+        handler = factory(options)
     except (ValueError, TypeError) as exc:
         raise PluginError(f"cannot create handler {name!r}: {exc}") from exc
     if not callable(handler):
@@ -109,17 +140,17 @@ def handler_alpn(handler: Handler) -> tuple[bytes, ...]:
     return tuple(name.encode("ascii") for name in names)
 
 
-def parse_handler_options(pairs: Iterable[str]) -> dict[str, str]:
-    """Turn repeated `KEY=VALUE` strings into a dict; a later KEY overrides an earlier one.
+def parse_handler_options(pairs: Iterable[str]) -> HandlerOptions:
+    """Turn repeated `KEY=VALUE` strings into options; a later KEY overrides an earlier one.
 
     Only the first `=` splits, so values may contain `=` (a base64 token, a query string).
     """
-    options: dict[str, str] = {}
+    options: list[tuple[str, str]] = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ValueError(f"handler option {pair!r} is not KEY=VALUE")
         if not key:
             raise ValueError(f"handler option {pair!r} has an empty key")
-        options[key] = value
-    return options
+        options.append((key, value))
+    return HandlerOptions(options)

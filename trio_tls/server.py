@@ -29,15 +29,17 @@ import logging
 import math
 import resource
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import trio
 
+from .addresses import CURRENT, ConnectionAddresses, format_address
 from .config import ServerConfig
 from .connlog import connection_line, describe_failure, handshake_line
 from .deadlines import DeadlineStream
 from .events import Observer
-from .plugins import Handler
+from .plugins import AbortConnection, Handler
+from .proxyproto import ProxyHeader, ProxyProtocolError, Version, parse_header
 from .stream import TLSStream
 
 log = logging.getLogger("trio_tls")
@@ -60,13 +62,31 @@ PLAIN_HTTP_REPLY = (
 _KEEPALIVE_OPTIONS = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6))
 
 
-def _peer_name(stream: trio.SocketStream) -> str:
+def _socket_addresses(stream: trio.SocketStream) -> ConnectionAddresses | None:
     try:
-        address = stream.socket.getpeername()
-    except OSError:
-        return "?"
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        source, destination = stream.socket.getpeername(), stream.socket.getsockname()
+    except OSError:  # the peer is already gone
+        return None
+    return ConnectionAddresses(source[:2], destination[:2])
+
+
+def _behind_proxy(
+    header: ProxyHeader | None, addresses: ConnectionAddresses | None
+) -> ConnectionAddresses | None:
+    """The addresses that stand for the connection: the PROXY header's, when it names them."""
+    if header is None or header.source is None or header.destination is None or addresses is None:
+        return addresses
+    log.debug(
+        "PROXY v%d header from %s: client %s",
+        header.version,
+        format_address(addresses.source),
+        format_address(header.source),
+    )
+    return ConnectionAddresses(header.source, header.destination, via=addresses.source)
+
+
+def _peer_name(addresses: ConnectionAddresses | None) -> str:
+    return "?" if addresses is None else format_address(addresses.source)
 
 
 def _keep_alive(transport: trio.SocketStream) -> None:
@@ -86,25 +106,30 @@ def _is_plain_http(first: bytes | bytearray) -> bool:
 async def _serve_connection(
     transport: trio.SocketStream,
     handler: Handler,
-    config: ServerConfig,
+    config: Callable[[], ServerConfig],
     limits: _Limits,
     observer: Observer | None,
     shutdown: trio.Event,
 ) -> None:
     started = trio.current_time()
-    peer = _peer_name(transport)
+    addresses = _socket_addresses(transport)
     _keep_alive(transport)
     guarded = DeadlineStream(
         transport, idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout
     )
     stream: TLSStream | None = None
+    peer = _peer_name(addresses)
     outcome = "closed"
     clean = False
     try:
         # Only the handshake's own deadline counts as a timeout: a handler's TooSlowError is
         # the handler's error.
         with trio.move_on_after(limits.handshake_timeout) as deadline:
-            opened = await _open_tls(guarded, config, observer, peer, shutdown)
+            first, header = await _read_first(guarded, limits.proxy_protocol)
+            addresses = _behind_proxy(header, addresses)
+            peer = _peer_name(addresses)
+            CURRENT.set(addresses)
+            opened = await _open_tls(guarded, first, header, config(), observer, peer, shutdown)
         if deadline.cancelled_caught:
             outcome = "handshake timeout"
         elif isinstance(opened, str):
@@ -117,6 +142,10 @@ async def _serve_connection(
     except trio.BrokenResourceError as exc:
         outcome = describe_failure(exc, handshake_done=_handshake_done(stream))
         clean = True  # the stream itself failed: nothing left to say but what it already said
+    except ProxyProtocolError as exc:
+        outcome, clean = f"refused: {exc}", True
+    except AbortConnection as exc:
+        outcome = f"aborted: {exc}"
     except BaseExceptionGroup as group:
         outcome, clean = _group_outcome(group, peer, _handshake_done(stream))
     except Exception:
@@ -138,8 +167,38 @@ async def _serve_connection(
         log.info("%s", line)
 
 
+async def _read_first(
+    guarded: DeadlineStream, proxy_protocol: Collection[Version]
+) -> tuple[bytes, ProxyHeader | None]:
+    """The first bytes of TLS (b"" if none come), and the PROXY header before them when one is
+    expected (proxyproto.py; ProxyProtocolError if it is not there or not valid).
+
+    They are read here, not by TLSStream, to take the header off and to tell plain HTTP from
+    TLS. The caller's handshake deadline covers the header too."""
+    first = bytes(await guarded.receive_some(FIRST_READ))
+    if not proxy_protocol or not first:
+        return first, None
+    while (parsed := parse_header(first, proxy_protocol)) is None:
+        more = await guarded.receive_some(FIRST_READ)
+        if not more:
+            raise ProxyProtocolError("the connection closed inside the PROXY header")
+        first += more  # bounded: parse_header refuses anything longer than a header can be
+    header, size = parsed
+    rest = first[size:]
+    if not rest:
+        try:
+            rest = bytes(await guarded.receive_some(FIRST_READ))
+        except trio.BrokenResourceError:
+            if not header.local:
+                raise
+            # HAProxy's health checks end with a reset (nolinger): still a health check.
+    return rest, header
+
+
 async def _open_tls(
     guarded: DeadlineStream,
+    first: bytes,
+    header: ProxyHeader | None,
     config: ServerConfig,
     observer: Observer | None,
     peer: str,
@@ -147,10 +206,10 @@ async def _open_tls(
 ) -> TLSStream | str:
     """The handshaken stream, or the outcome of a connection that never got that far.
 
-    The first bytes are read here, not by TLSStream, to tell plain HTTP from TLS."""
-    first = bytes(await guarded.receive_some(FIRST_READ))
+    A load balancer's health check (PROXY LOCAL, then nothing) is closed without a word."""
     if not first:
-        return "closed before the handshake"
+        local = header is not None and header.local
+        return "health check (PROXY LOCAL)" if local else "closed before the handshake"
     if _is_plain_http(first):
         await guarded.send_all(PLAIN_HTTP_REPLY)  # as nginx does, and no TLS alert
         return "plain HTTP on the TLS port (answered 400)"
@@ -186,11 +245,17 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 class _Limits:
-    """The per-connection deadlines serve() applies."""
+    """The per-connection deadlines serve() applies, and the PROXY header versions it expects."""
 
-    __slots__ = ("handshake_timeout", "idle_timeout", "write_timeout")
+    __slots__ = ("handshake_timeout", "idle_timeout", "proxy_protocol", "write_timeout")
 
-    def __init__(self, handshake_timeout: float, idle_timeout: float, write_timeout: float):
+    def __init__(
+        self,
+        handshake_timeout: float,
+        idle_timeout: float,
+        write_timeout: float,
+        proxy_protocol: Collection[Version],
+    ):
         for name, value in (
             ("handshake_timeout", handshake_timeout),
             ("idle_timeout", idle_timeout),
@@ -201,6 +266,7 @@ class _Limits:
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
+        self.proxy_protocol = proxy_protocol
 
 
 async def _accept(listener: trio.SocketListener, errors: _AcceptErrors) -> trio.SocketStream:
@@ -266,7 +332,7 @@ async def _accept_loop(
     connections: trio.Nursery,
     limiter: trio.CapacityLimiter,
     handler: Handler,
-    config: ServerConfig,
+    config: Callable[[], ServerConfig],
     limits: _Limits,
     observer: Observer | None,
     shutdown: trio.Event,
@@ -292,7 +358,7 @@ async def _accept_loop(
 
 async def serve(
     handler: Handler,
-    config: ServerConfig,
+    config: ServerConfig | Callable[[], ServerConfig],
     host: str | None = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
@@ -304,6 +370,7 @@ async def serve(
     shutdown_grace: float = 5.0,
     observer: Observer | None = None,
     listeners: Sequence[trio.SocketListener] | None = None,
+    proxy_protocol: Collection[Version] = (),
     task_status: trio.TaskStatus[Sequence[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve TLS on host:port until cancelled, or until `shutdown` is set and drained.
@@ -311,8 +378,14 @@ async def serve(
     `task_status.started()` reports the listeners, so `await nursery.start(serve, ...)` with
     port 0 learns the bound port from `listeners[0].socket.getsockname()`. Ready-made
     `listeners` (a socket inherited from a supervisor, say) replace host and port.
+
+    `config` may be a callable returning the current configuration (reload.ConfigHolder): each
+    handshake takes the one current when the connection arrives, and keeps it. With
+    `proxy_protocol` (versions 1, 2 or both) each connection must start with a PROXY header
+    (proxyproto.py) whose addresses then stand for the connection's.
     """
-    limits = _Limits(handshake_timeout, idle_timeout, write_timeout)
+    limits = _Limits(handshake_timeout, idle_timeout, write_timeout, proxy_protocol)
+    current_config = _constant(config) if isinstance(config, ServerConfig) else config
     if max_connections < 1:
         raise ValueError(f"max_connections must be at least 1, not {max_connections}")
     # Handed to every stream as `stream.shutdown`, so handlers can wind down at a clean point.
@@ -334,7 +407,7 @@ async def serve(
                         connections,
                         limiter,
                         handler,
-                        config,
+                        current_config,
                         limits,
                         observer,
                         shutting_down,
@@ -346,6 +419,10 @@ async def serve(
             connections.cancel_scope.deadline = trio.current_time() + shutdown_grace
     finally:
         await _close_listeners(listeners)
+
+
+def _constant(config: ServerConfig) -> Callable[[], ServerConfig]:
+    return lambda: config
 
 
 async def _close_listeners(listeners: Sequence[trio.SocketListener]) -> None:

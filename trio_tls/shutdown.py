@@ -1,4 +1,4 @@
-"""One shutdown, whoever asks for it: signals become *drain*, then *stop*.
+"""One shutdown, whoever asks for it: signals become *drain*, then *stop*; SIGHUP, a reload.
 
 A shutdown has two steps, each taken once: drain (stop accepting, let open connections finish
 within the grace period) and stop (cancel what is left, now). With `--workers` the same request
@@ -10,15 +10,17 @@ its second stops. Orders passed between processes (workers.py) take a step direc
 a step twice does nothing, so hearing the same drain from a signal and from the supervisor is
 one drain. A stop only ever comes from someone's second signal: a user who insists.
 
-SIGHUP asks servers to reload (nginx, gunicorn); reload does not exist yet, so it is logged and
-ignored, rather than left to its default action, which kills the process without a word.
+SIGHUP asks servers to reload (nginx, gunicorn, systemd's ExecReload): it calls `reload`
+(reload.py in a server; in the supervisor of --workers, an order passed to every worker). It is
+ignored while the process starts, rather than left to its default action, which kills the
+process without a word.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import trio
 
@@ -43,17 +45,21 @@ class Shutdown:
 
 
 def ignore_hangups() -> None:
-    """Survive SIGHUP while starting, before `watch_signals` logs it; workers inherit this."""
+    """Survive SIGHUP while starting, before `watch_signals` takes it; workers inherit this."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-async def watch_signals(shutdown: Shutdown, signals: AsyncIterator[int]) -> None:
-    """Turn this process's signals (from `trio.open_signal_receiver(*SIGNALS)`) into steps."""
+async def watch_signals(
+    shutdown: Shutdown, signals: AsyncIterator[int], reload: Callable[[], Awaitable[None]]
+) -> None:
+    """Turn this process's signals (from `trio.open_signal_receiver(*SIGNALS)`) into steps,
+    and SIGHUP into `reload()`."""
     taken = 0
     async for signum in signals:
         name = signal.Signals(signum).name
         if signum == signal.SIGHUP:
-            log.warning("received SIGHUP: reload is not supported yet; ignored")
+            log.info("received SIGHUP: reloading")
+            await reload()
             continue
         taken += 1
         if taken == 1:

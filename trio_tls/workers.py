@@ -9,7 +9,9 @@ supervisor rotates that file and the workers only reload it (ticketfile).
 
 Shutdown (shutdown.py) goes through a private control socket per worker (a socketpair; the
 worker's end is inherited as `--control-fd`), never through signals to the workers. Each side
-writes one byte when it takes a step: DRAIN or STOP. So whoever is signalled first — the
+writes one byte when it takes a step: DRAIN or STOP. A reload (SIGHUP to the supervisor) is the
+byte RELOAD, sent to every worker running at the time; a worker started later reads its files
+anyway. So whoever is signalled first — the
 supervisor, one worker, or all of them at once as systemd does — every process drains once, and
 a second signal to any of them stops them all. The socket also covers what signals cannot:
 
@@ -38,11 +40,12 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
 from .shutdown import Shutdown
+from .systemd import without_notify_socket
 
 log = logging.getLogger("trio_tls")
 
@@ -55,6 +58,7 @@ STOP_MARGIN = 2.0  # for a stopping worker to abort its connections (each bounde
 WORKERS_PER_CPU = 4
 DRAIN = b"d"
 STOP = b"s"
+RELOAD = b"r"
 # A worker that SIGINT or SIGTERM reached before it could catch them (while it was starting)
 # was asked to stop all the same: main() returns 130 on KeyboardInterrupt, and SIGTERM kills.
 ASKED_TO_STOP = frozenset({-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT})
@@ -110,12 +114,17 @@ async def _pass_on(channel: trio.socket.SocketType, shutdown: Shutdown) -> None:
     await _tell(channel, STOP)
 
 
-async def follow_supervisor(fd: int, shutdown: Shutdown) -> None:
-    """In a worker: take the steps the supervisor takes, tell it ours, drain if it dies."""
+async def follow_supervisor(
+    fd: int, shutdown: Shutdown, reload: Callable[[], Awaitable[None]]
+) -> None:
+    """In a worker: take the steps the supervisor takes, tell it ours, drain if it dies;
+    reload when it says so."""
     with trio.socket.from_stdlib_socket(socket.socket(fileno=fd)) as channel:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_pass_on, channel, shutdown)
             while steps := await _receive(channel):
+                if RELOAD in steps:
+                    await reload()
                 if STOP in steps:
                     shutdown.stop()
                 elif DRAIN in steps:
@@ -126,7 +135,7 @@ async def follow_supervisor(fd: int, shutdown: Shutdown) -> None:
             nursery.cancel_scope.cancel()
 
 
-class _Supervisor:
+class Supervisor:
     """Keeps workers running until the shutdown drains, then sees each one out."""
 
     def __init__(
@@ -136,6 +145,13 @@ class _Supervisor:
         self.sock = sock
         self.shutdown = shutdown
         self.grace = grace
+        self.channels: set[trio.socket.SocketType] = set()  # one per running worker
+
+    async def reload(self) -> None:
+        """Order every running worker to reload."""
+        log.info("passing the reload on to %d worker(s)", len(self.channels))
+        for channel in list(self.channels):
+            await _tell(channel, RELOAD)
 
     async def keep_running(self, index: int) -> None:
         while not self.shutdown.draining.is_set():
@@ -163,16 +179,21 @@ class _Supervisor:
                     pass_fds=(self.sock.fileno(), theirs.fileno()),
                     start_new_session=True,
                     stdout=subprocess.DEVNULL,
+                    env=without_notify_socket(),
                 )
             # Only the worker holds its end now: EOF means it is exiting. The deadline still
             # holds until it has.
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_pass_on, channel, self.shutdown)
-                nursery.start_soon(self._deadline, process, index)
-                while steps := await _receive(channel):
-                    self._heard(steps, process.pid, index)
-                code = await process.wait()
-                nursery.cancel_scope.cancel()
+            self.channels.add(channel)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_pass_on, channel, self.shutdown)
+                    nursery.start_soon(self._deadline, process, index)
+                    while steps := await _receive(channel):
+                        self._heard(steps, process.pid, index)
+                    code = await process.wait()
+                    nursery.cancel_scope.cancel()
+            finally:
+                self.channels.discard(channel)
         return process.pid, code
 
     def _heard(self, steps: bytes, pid: int, index: int) -> None:
@@ -200,8 +221,11 @@ async def supervise(
     sock: socket.socket,
     shutdown: Shutdown,
     grace: float,
+    task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run `count` workers until `shutdown` drains them; each gets `worker_args` and the socket."""
+    """Run `count` workers until `shutdown` drains them; each gets `worker_args` and the socket.
+
+    `task_status.started()` gives the supervisor, whose `reload()` orders the workers to."""
     command = [
         sys.executable,
         "-m",
@@ -210,7 +234,8 @@ async def supervise(
         "--listen-fd",
         str(sock.fileno()),
     ]
-    supervisor = _Supervisor(command, sock, shutdown, grace)
+    supervisor = Supervisor(command, sock, shutdown, grace)
     async with trio.open_nursery() as nursery:
         for index in range(count):
             nursery.start_soon(supervisor.keep_running, index)
+        task_status.started(supervisor)

@@ -1,0 +1,276 @@
+"""The `proxy` handler: terminate TLS and relay the plain bytes to a TCP upstream, both ways.
+
+This is what stunnel, hitch and ghostunnel do in front of a service that speaks plain TCP:
+
+    trio-tls serve --handler proxy --handler-opt upstream=127.0.0.1:8080
+
+Options (`--handler-opt KEY=VALUE`):
+- `upstream=HOST:PORT`: where connections go unless a route says otherwise.
+- `route=NAME=HOST:PORT` (repeatable): connections whose SNI host name is NAME go to HOST:PORT;
+  failing that, those whose ALPN protocol is NAME. With no match and no `upstream`, the
+  connection is refused.
+- `proxy-protocol=v1|v2`: first send the upstream a PROXY header (proxyproto.py) naming the
+  client's real address, and the address it connected to. v2 adds TLVs: PP2_TYPE_ALPN,
+  PP2_TYPE_AUTHORITY (the SNI host name) and PP2_TYPE_SSL (TLS version, cipher and, when the
+  client presented a certificate that the server verified, its subject's common name).
+- `connect-timeout=SECONDS` (10).
+
+Closing, as far as TLS 1.2 allows (RFC 5246 §7.2.1 has no half-close):
+- The upstream's EOF ends the connection: whatever it sent has been relayed, and the client gets
+  close_notify.
+- The client's close_notify becomes shutdown(SHUT_WR) to the upstream, so it sees a clean end
+  of request. The engine has answered close_notify at once, so nothing more can reach the
+  client: what the upstream still says is read and dropped, for at most LINGER seconds, so that
+  it sees an orderly close rather than a reset. A protocol where the client half-closes and
+  then waits for the answer (`nc -N`-style) cannot work over TLS 1.2, with any proxy.
+- An upstream that refuses, times out, resets or stops reading for UPSTREAM_WRITE_TIMEOUT
+  seconds ends the connection abortively (plugins.AbortConnection: a fatal alert, so the client
+  never takes a cut-short response for a whole one), logged with the upstream's address. A
+  client that disconnects, with or without close_notify, is an ordinary end: no traceback.
+
+Backpressure comes from the shape: each direction reads at most CHUNK bytes and sends them whole
+before reading again, so a slow reader on either side stops the other side's reads, TCP's flow
+control pushes back to the sender, and memory per connection stays constant.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from typing import Literal, NoReturn
+
+import attrs
+import trio
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from trio_tls.addresses import connection_addresses
+from trio_tls.deadlines import DeadlineStream
+from trio_tls.events import ConnectionInfo
+from trio_tls.plugins import AbortConnection, Handler, option_values
+from trio_tls.proxyproto import (
+    PP2_TYPE_ALPN,
+    PP2_TYPE_AUTHORITY,
+    encode_v1,
+    encode_v2,
+    ssl_tlv,
+)
+from trio_tls.stream import TLSStream
+from trio_tls.suites import suite_by_name
+
+log = logging.getLogger("trio_tls")
+
+CHUNK = 256 * 1024
+LINGER = 2.0
+UPSTREAM_WRITE_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+OPTIONS = ("upstream", "route", "proxy-protocol", "connect-timeout")
+
+
+@attrs.frozen
+class Upstream:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, option: str) -> Upstream:
+        host, sep, port = text.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not (sep and host and port.isdigit() and 0 < int(port) <= 65535):
+            raise ValueError(f"proxy: {option}={text!r} is not HOST:PORT")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def make_handler(options: Mapping[str, str]) -> Handler:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"proxy: unknown option {unknown[0]!r}; proxy takes {', '.join(OPTIONS)}")
+    default = Upstream.parse(options["upstream"], "upstream") if "upstream" in options else None
+    routes: dict[str, Upstream] = {}
+    for route in option_values(options, "route"):
+        name, sep, target = route.partition("=")
+        if not (sep and name):
+            raise ValueError(f"proxy: route={route!r} is not NAME=HOST:PORT")
+        routes[name.lower()] = Upstream.parse(target, f"route={name}")
+    if default is None and not routes:
+        raise ValueError("proxy: give upstream=HOST:PORT (or route=NAME=HOST:PORT)")
+    version = options.get("proxy-protocol")
+    if version not in (None, "v1", "v2"):
+        raise ValueError(f"proxy: proxy-protocol={version!r}; choose v1 or v2")
+    timeout = options.get("connect-timeout", str(DEFAULT_CONNECT_TIMEOUT))
+    try:
+        connect_timeout = float(timeout)
+    except ValueError:
+        connect_timeout = math.nan
+    if not 0 < connect_timeout < math.inf:
+        raise ValueError(f"proxy: connect-timeout={timeout!r} is not a positive number of seconds")
+    return Proxy(
+        default,
+        routes,
+        None if version is None else 1 if version == "v1" else 2,
+        connect_timeout,
+    )
+
+
+class Proxy:
+    def __init__(
+        self,
+        default: Upstream | None,
+        routes: Mapping[str, Upstream],
+        proxy_protocol: Literal[1, 2] | None,
+        connect_timeout: float,
+    ) -> None:
+        self.default = default
+        self.routes = routes
+        self.proxy_protocol = proxy_protocol
+        self.connect_timeout = connect_timeout
+
+    def choose(self, info: ConnectionInfo) -> Upstream | None:
+        """SNI first (the client named the host it wants), then ALPN, then the default."""
+        for name in (info.sni, info.alpn):
+            if name is not None and name.lower() in self.routes:
+                return self.routes[name.lower()]
+        return self.default
+
+    async def __call__(self, stream: TLSStream) -> None:
+        upstream = self.choose(stream.info)
+        if upstream is None:
+            raise AbortConnection(
+                f"no route for sni={stream.info.sni or '-'} alpn={stream.info.alpn or '-'}"
+            )
+        transport = await self._connect(upstream)
+        async with transport:
+            relay = _Relay(stream, transport, upstream)
+            await relay.run(self._header(stream.info))
+        if relay.failure is not None:
+            raise _failed(upstream, relay.failure)
+
+    async def _connect(self, upstream: Upstream) -> DeadlineStream:
+        with trio.move_on_after(self.connect_timeout):
+            try:
+                socket_stream = await trio.open_tcp_stream(upstream.host, upstream.port)
+            except OSError as exc:
+                raise _failed(upstream, f"cannot connect: {_why(exc)}") from None
+            return DeadlineStream(socket_stream, write_timeout=UPSTREAM_WRITE_TIMEOUT)
+        raise _failed(upstream, f"connect timed out after {self.connect_timeout:g} s")
+
+    def _header(self, info: ConnectionInfo) -> bytes:
+        if self.proxy_protocol is None:
+            return b""
+        addresses = connection_addresses()
+        if addresses is None:  # outside serve(): nobody knows the client's address
+            raise AbortConnection("proxy-protocol needs the connection's addresses from serve()")
+        if self.proxy_protocol == 1:
+            return encode_v1(addresses.source, addresses.destination)
+        tlvs: list[tuple[int, bytes]] = []
+        if info.alpn is not None:
+            tlvs.append((PP2_TYPE_ALPN, info.alpn.encode()))
+        if info.sni is not None:
+            tlvs.append((PP2_TYPE_AUTHORITY, info.sni.encode()))
+        suite = suite_by_name(info.cipher_suite).openssl_name
+        tlvs.append(ssl_tlv(info.version, suite, _common_name(info.client_certificate)))
+        return encode_v2(addresses.source, addresses.destination, tlvs)
+
+
+def _why(exc: OSError) -> str:
+    """The operating system's reason; trio names each address it tried in a group beneath."""
+    tried = exc.__cause__
+    if isinstance(tried, BaseExceptionGroup):
+        reasons = {_reason(e) for e in tried.exceptions if isinstance(e, OSError)}
+        return "; ".join(sorted(reasons)) or str(exc)
+    return _reason(exc)
+
+
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _common_name(chain: tuple[x509.Certificate, ...] | None) -> str | None:
+    """The subject CN of a verified client certificate ("" when it has none)."""
+    if chain is None:
+        return None
+    names = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
+def _failed(upstream: Upstream, reason: str) -> AbortConnection:
+    log.warning("upstream %s: %s", upstream, reason)
+    return AbortConnection(f"upstream {upstream}: {reason}")
+
+
+class _Relay:
+    """Both directions of one proxied connection; `failure` says how the upstream side broke.
+
+    An upstream failure is recorded and cancels the relay rather than being raised from its
+    task, so the handler raises one AbortConnection instead of an exception group; the
+    client's own stream errors propagate to serve(), which logs them as how the connection
+    ended."""
+
+    def __init__(self, client: TLSStream, upstream: DeadlineStream, where: Upstream) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.where = where
+        self.client_closed = trio.Event()
+        self.failure: str | None = None
+        self.dropped = 0  # upstream bytes that arrived after the client's close_notify
+        self._relay_scope = trio.CancelScope()
+
+    async def run(self, header: bytes) -> None:
+        async with trio.open_nursery() as nursery:
+            self._relay_scope = nursery.cancel_scope
+            if header:
+                await self._send_upstream(header)
+            nursery.start_soon(self._to_client)
+            while data := await self.client.receive_some(CHUNK):
+                await self._send_upstream(data)
+            self.client_closed.set()
+            try:
+                await self.upstream.send_eof()  # shutdown(SHUT_WR)
+            except _BROKEN as exc:
+                await self._broke(exc)
+            nursery.cancel_scope.deadline = trio.current_time() + LINGER
+        if self.dropped:
+            log.debug("dropped %d bytes from %s after the client closed", self.dropped, self.where)
+
+    async def _send_upstream(self, data: bytes) -> None:
+        try:
+            await self.upstream.send_all(data)
+        except _BROKEN as exc:
+            await self._broke(exc)
+
+    async def _to_client(self) -> None:
+        while True:
+            try:
+                data = await self.upstream.receive_some(CHUNK)
+            except _BROKEN as exc:
+                await self._broke(exc)
+            if not data:  # the upstream's EOF: all relayed; serve() then sends close_notify
+                self._relay_scope.cancel()
+                return
+            if self.client_closed.is_set():
+                self.dropped += len(data)
+                continue
+            try:
+                await self.client.send_all(data)
+            except trio.BrokenResourceError:
+                # The client's close_notify, just read by the other direction, refuses further
+                # sends; any other failure is how the client's side ended.
+                with trio.move_on_after(LINGER):
+                    await self.client_closed.wait()
+                if not self.client_closed.is_set():
+                    raise
+                self.dropped += len(data)
+
+    async def _broke(self, exc: BaseException) -> NoReturn:
+        """Record why the upstream failed and end the relay (this task's sleep is cancelled)."""
+        self.failure = str(exc.__cause__ or exc)
+        self._relay_scope.cancel()
+        await trio.sleep_forever()
+
+
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)

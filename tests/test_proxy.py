@@ -1,0 +1,327 @@
+"""The `proxy` handler on loopback: trio.SSLStream clients (OpenSSL), trio TCP upstreams."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import attrs
+import pytest
+import trio
+import trustme
+from trio_tls_handlers.proxy import make_handler
+
+from trio_tls.config import ServerConfig
+from trio_tls.plugins import HandlerOptions, PluginError, load_handler
+from trio_tls.proxyproto import (
+    PP2_SUBTYPE_SSL_CIPHER,
+    PP2_SUBTYPE_SSL_VERSION,
+    PP2_TYPE_ALPN,
+    PP2_TYPE_AUTHORITY,
+    PP2_TYPE_SSL,
+    parse_header,
+)
+
+from .openssl_peer import client_context
+from .test_server import start
+
+UpstreamHandler = Callable[[trio.SocketStream], Awaitable[None]]
+
+
+@asynccontextmanager
+async def upstream(handler: UpstreamHandler) -> AsyncIterator[int]:
+    """A plain TCP service on loopback; yields its port."""
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1")
+        )
+        yield listeners[0].socket.getsockname()[1]
+        nursery.cancel_scope.cancel()
+
+
+async def echo_upstream(stream: trio.SocketStream) -> None:
+    while data := await stream.receive_some(65536):
+        await stream.send_all(data)
+
+
+async def proxy_to(
+    nursery: trio.Nursery, config: ServerConfig, *options: str, **kwargs: object
+) -> int:
+    handler = load_handler("proxy", HandlerOptions(o.split("=", 1) for o in options))  # type: ignore[misc]
+    return await start(nursery, handler, config, **kwargs)
+
+
+async def connect(
+    ca: trustme.CA, port: int, sni: str = "localhost", alpn: list[str] | None = None
+) -> trio.SSLStream[trio.SocketStream]:
+    context = client_context(ca)
+    context.check_hostname = False
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    client = trio.SSLStream(
+        await trio.open_tcp_stream("127.0.0.1", port), context, server_hostname=sni
+    )
+    await client.do_handshake()
+    return client
+
+
+async def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    """The log so far, once a line containing `text` is in it (connection lines come last)."""
+    with trio.fail_after(5):
+        while True:
+            lines = [r.getMessage() for r in caplog.records]
+            if any(text in line for line in lines):
+                return lines
+            await trio.sleep(0.01)
+
+
+async def read_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
+    data = bytearray()
+    while chunk := await stream.receive_some(65536):
+        data += chunk
+    return bytes(data)
+
+
+async def test_full_duplex_16_mib_each_way(
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery
+) -> None:
+    async with upstream(echo_upstream) as upstream_port:
+        port = await proxy_to(server_nursery, rsa_config, f"upstream=127.0.0.1:{upstream_port}")
+        client = await connect(ca, port)
+        payload = bytes(range(256)) * (16 * 4096)
+        received = bytearray()
+
+        async def reader() -> None:
+            while len(received) < len(payload):
+                received.extend(await client.receive_some(1 << 20))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                await client.send_all(payload)
+        assert received == payload
+        await client.aclose()
+
+
+async def test_a_slow_reader_slows_the_writer(
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery
+) -> None:
+    """The upstream sends without end; a client that stops reading stops the upstream's sends
+    once the bounded buffers between them are full."""
+    sent = 0
+
+    async def firehose(stream: trio.SocketStream) -> None:
+        nonlocal sent
+        chunk = b"x" * 65536
+        while True:
+            await stream.send_all(chunk)
+            sent += len(chunk)
+
+    async with upstream(firehose) as upstream_port:
+        port = await proxy_to(server_nursery, rsa_config, f"upstream=127.0.0.1:{upstream_port}")
+        client = await connect(ca, port)
+        await client.receive_some(1)
+        await trio.sleep(1)
+        stalled_at = sent
+        await trio.sleep(0.5)
+        assert sent == stalled_at  # no progress while nobody reads
+        # Kernel buffers on three sockets plus the relay's chunk: megabytes, not unbounded.
+        assert stalled_at < 32 * 1024 * 1024
+        with trio.fail_after(10):
+            for _ in range(64):
+                await client.receive_some(1 << 16)
+        assert sent > stalled_at
+        await client.aclose()
+
+
+async def test_client_close_notify_half_closes_the_upstream(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    seen = trio.Event()
+    got = bytearray()
+
+    async def reader(stream: trio.SocketStream) -> None:
+        got.extend(await read_to_eof(stream))  # EOF, not a reset: shutdown(SHUT_WR)
+        await stream.send_all(b"too late")  # the upstream may still write: dropped, no reset
+        seen.set()
+
+    async with upstream(reader) as upstream_port:
+        port = await proxy_to(server_nursery, rsa_config, f"upstream=127.0.0.1:{upstream_port}")
+        client = await connect(ca, port)
+        await client.send_all(b"the whole request")
+        await client.aclose()  # close_notify
+        with trio.fail_after(5):
+            await seen.wait()
+        assert got == b"the whole request"
+    lines = [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], lines
+
+
+async def test_upstream_eof_becomes_close_notify(
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery
+) -> None:
+    async def say_bye(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"bye")
+
+    async with upstream(say_bye) as upstream_port:
+        port = await proxy_to(server_nursery, rsa_config, f"upstream=127.0.0.1:{upstream_port}")
+        client = await connect(ca, port)  # trio.SSLStream: EOF without close_notify raises
+        with trio.fail_after(5):
+            assert await read_to_eof(client) == b"bye"
+        await client.aclose()
+
+
+async def test_refused_upstream_is_an_abortive_close_logged_without_traceback(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead = unused.getsockname()[1]  # bound, never listening: connections are refused
+        port = await proxy_to(server_nursery, rsa_config, f"upstream=127.0.0.1:{dead}")
+        client = await connect(ca, port)
+        with pytest.raises(trio.BrokenResourceError) as raised:
+            await client.receive_some(10)
+        await client.transport_stream.aclose()
+    assert "INTERNAL_ERROR" in str(raised.value.__cause__).upper()
+    lines = await logged(caplog, "aborted:")
+    assert any(
+        f"upstream 127.0.0.1:{dead}: cannot connect: Connection refused" in line
+        and line.startswith("127.0.0.1:")
+        and "aborted:" in line
+        for line in lines
+    ), lines
+    assert not [r for r in caplog.records if r.exc_info], lines
+
+
+async def test_connect_timeout(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    with socket.socket() as full, socket.socket() as filler:
+        # A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+        # hangs as it would to a host that does not answer.
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        filler.connect(full.getsockname())
+        address = f"127.0.0.1:{full.getsockname()[1]}"
+        port = await proxy_to(
+            server_nursery, rsa_config, f"upstream={address}", "connect-timeout=0.5"
+        )
+        clients = [await connect(ca, port) for _ in range(2)]
+        for client in clients:
+            with trio.fail_after(5), pytest.raises(trio.BrokenResourceError):
+                await client.receive_some(10)
+            await client.transport_stream.aclose()
+    await logged(caplog, f"aborted: upstream {address}: connect timed out after 0.5 s")
+
+
+async def test_routes_by_sni_then_alpn_then_default(
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery
+) -> None:
+    def named(name: bytes) -> UpstreamHandler:
+        async def answer(stream: trio.SocketStream) -> None:
+            await stream.send_all(name)
+
+        return answer
+
+    config = attrs.evolve(rsa_config, alpn_protocols=[b"x-b", b"x-other"])
+    async with (
+        upstream(named(b"a")) as a,
+        upstream(named(b"b")) as b,
+        upstream(named(b"default")) as default,
+    ):
+        port = await proxy_to(
+            server_nursery,
+            config,
+            f"upstream=127.0.0.1:{default}",
+            f"route=A.example=127.0.0.1:{a}",
+            f"route=x-b=127.0.0.1:{b}",
+        )
+        for sni, alpn, expected in [
+            ("a.example", None, b"a"),
+            ("a.example", ["x-b"], b"a"),  # SNI first
+            ("localhost", ["x-b"], b"b"),
+            ("localhost", ["x-other"], b"default"),
+            ("localhost", None, b"default"),
+        ]:
+            client = await connect(ca, port, sni, alpn)
+            with trio.fail_after(5):
+                assert await read_to_eof(client) == expected, (sni, alpn)
+            await client.aclose()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_proxy_protocol_to_the_upstream(
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery, version: int
+) -> None:
+    headers: list[bytes] = []
+    recorded = trio.Event()
+
+    async def record(stream: trio.SocketStream) -> None:
+        headers.append(await read_to_eof(stream))
+        recorded.set()
+
+    config = attrs.evolve(rsa_config, alpn_protocols=[b"h2"])
+    async with upstream(record) as upstream_port:
+        port = await proxy_to(
+            server_nursery,
+            config,
+            f"upstream=127.0.0.1:{upstream_port}",
+            f"proxy-protocol=v{version}",
+        )
+        client = await connect(ca, port, alpn=["h2"])
+        client_port = client.transport_stream.socket.getsockname()[1]
+        await client.send_all(b"payload")
+        await client.aclose()
+        with trio.fail_after(5):
+            await recorded.wait()
+    parsed = parse_header(headers[0], [version])  # type: ignore[list-item]
+    assert parsed is not None
+    header, size = parsed
+    assert headers[0][size:] == b"payload"
+    assert header.source == ("127.0.0.1", client_port)
+    assert header.destination == ("127.0.0.1", port)
+    if version == 2:
+        tlvs = dict(header.tlvs)
+        assert tlvs[PP2_TYPE_ALPN] == b"h2"
+        assert tlvs[PP2_TYPE_AUTHORITY] == b"localhost"
+        ssl = tlvs[PP2_TYPE_SSL]
+        assert ssl[0] == 1  # PP2_CLIENT_SSL
+        assert bytes([PP2_SUBTYPE_SSL_VERSION, 0, 7]) + b"TLSv1.2" in ssl
+        cipher = b"ECDHE-RSA-AES128-GCM-SHA256"
+        assert bytes([PP2_SUBTYPE_SSL_CIPHER, 0, len(cipher)]) + cipher in ssl
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "give upstream=HOST:PORT"),
+        ({"upstream": "localhost"}, "is not HOST:PORT"),
+        ({"upstream": "h:1", "proxy-protocol": "v3"}, "choose v1 or v2"),
+        ({"upstream": "h:1", "connect-timeout": "0"}, "not a positive number"),
+        ({"upstream": "h:1", "route": "h:2"}, "is not NAME=HOST:PORT"),
+        ({"upstream": "h:1", "upstreams": "h:2"}, "unknown option 'upstreams'"),
+    ],
+)
+def test_bad_options_are_one_line(options: dict[str, str], message: str) -> None:
+    with pytest.raises(PluginError, match=message):
+        load_handler("proxy", options)
+
+
+def test_an_ipv6_upstream() -> None:
+    proxy = make_handler({"upstream": "[::1]:8080"})
+    assert str(proxy.default) == "[::1]:8080"  # type: ignore[attr-defined]
