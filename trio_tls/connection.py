@@ -28,15 +28,18 @@ from .errors import (
 )
 from .events import (
     NEED_DATA,
+    AlertObserved,
     AlertReceived,
     ApplicationData,
     ConnectionClosed,
     ConnectionInfo,
+    Direction,
     Event,
     HandshakeComplete,
     MessageObserved,
     NeedData,
     Observer,
+    RecordObserved,
 )
 from .messages import (
     Alert,
@@ -46,7 +49,15 @@ from .messages import (
     encode_body,
     encode_handshake,
 )
-from .protection import Buffer, NullProtection, RecordProtection
+from .protection import (
+    MAX_PLAINTEXT,
+    TAG_LENGTH,
+    Buffer,
+    ExplicitNonceAEAD,
+    NullProtection,
+    RecordProtection,
+    XorNonceAEAD,
+)
 from .records import HandshakeAssembler, RecordReader, write_records
 from .states import ExpectClientHello, State
 
@@ -75,6 +86,7 @@ class ServerConnection:
         self._error: TLSError | None = None
         self._peer_closed: ConnectionClosed | None = None  # repeated once the peer is done
         self._we_closed = False
+        self._observed_records = [False, False]  # first application record received, sent
         self._warnings_in_a_row = 0  # warning alerts received and renegotiations refused
         self._empty_records_in_a_row = 0
         self.info: ConnectionInfo | None = None
@@ -122,6 +134,8 @@ class ServerConnection:
         if self.info is None or self._we_closed or self._error is not None:
             raise LocalProtocolError("cannot send application data now", alert=None)
         if data:
+            if self._observer is not None and not self._observed_records[1]:
+                self._observe_record("sent", self._write_protection, min(len(data), MAX_PLAINTEXT))
             write_records(
                 self._outgoing, self._write_protection, ContentType.application_data, data
             )
@@ -178,6 +192,8 @@ class ServerConnection:
             if payload:
                 self._warnings_in_a_row = 0
                 self._events.append(ApplicationData(bytes(payload)))
+                if self._observer is not None and not self._observed_records[0]:
+                    self._observe_record("received", self._reader.protection, len(payload))
         elif content_type == ContentType.change_cipher_spec:
             ChangeCipherSpec.decode(Reader(payload))
             self._state = self._state.handle_change_cipher_spec(self)
@@ -190,7 +206,7 @@ class ServerConnection:
         message = message_class.decode(reader)
         reader.end()
         if self._observer is not None:
-            self._observer(MessageObserved("received", message))
+            self._observer(MessageObserved("received", message, raw))
         state = self._state
         self._state = state.handle_handshake(self, message, raw)
         if self._state is not state:
@@ -202,6 +218,8 @@ class ServerConnection:
         if not reader.at_end():
             raise DecodeError("alert record is not exactly one alert")
         self._events.append(AlertReceived(alert.level, alert.description))
+        if self._observer is not None:
+            self._observer(AlertObserved("received", alert.level, alert.description))
         if alert.level == AlertLevel.warning and alert.description != AlertDescription.close_notify:
             self._count_warning("warning alerts")
         elif alert.description == AlertDescription.close_notify:
@@ -225,7 +243,7 @@ class ServerConnection:
         self._flight.clear()
         if exc.alert is not None and not self._we_closed:
             self._we_closed = True
-            self._send_alert(AlertLevel.fatal, exc.alert)
+            self._send_alert(AlertLevel.fatal, exc.alert, str(exc))
 
     # -- output (HandshakeContext for the states) ---------------------------------------------
 
@@ -241,7 +259,7 @@ class ServerConnection:
         if encoded is None:
             encoded = encode_handshake(message)
         if self._observer is not None:
-            self._observer(MessageObserved("sent", message))
+            self._observer(MessageObserved("sent", message, encoded))
         self._flight += encoded
         return encoded
 
@@ -261,7 +279,11 @@ class ServerConnection:
     def refuse_renegotiation(self) -> None:
         self._count_warning("renegotiation attempts")
         if not self._we_closed:  # nothing may follow our close_notify
-            self._send_alert(AlertLevel.warning, AlertDescription.no_renegotiation)
+            self._send_alert(
+                AlertLevel.warning,
+                AlertDescription.no_renegotiation,
+                "a ClientHello after the handshake: renegotiation is refused",
+            )
 
     def handshake_complete_event(self, info: ConnectionInfo) -> None:
         self.info = info
@@ -274,7 +296,32 @@ class ServerConnection:
             )
             self._flight.clear()
 
-    def _send_alert(self, level: int, description: int) -> None:
+    def _send_alert(self, level: int, description: int, reason: str = "") -> None:
+        if self._observer is not None:
+            self._observer(AlertObserved("sent", level, description, reason))
         self._outgoing += self._write_protection.seal(
             ContentType.alert, bytes((level, description))
+        )
+
+    def _observe_record(
+        self, direction: Direction, protection: RecordProtection, length: int
+    ) -> None:
+        """Report the first application record each way: how its nonce and AAD were made."""
+        if not isinstance(protection, ExplicitNonceAEAD | XorNonceAEAD):
+            return
+        received = direction == "received"
+        self._observed_records[0 if received else 1] = True
+        sequence = protection.next_sequence - (1 if received else 0)  # already opened
+        parameters = protection.parameters(sequence, ContentType.application_data, length)
+        assert self._observer is not None
+        self._observer(
+            RecordObserved(
+                direction,
+                length,
+                sequence,
+                parameters.nonce,
+                parameters.explicit_nonce,
+                parameters.additional_data,
+                TAG_LENGTH,
+            )
         )

@@ -81,10 +81,68 @@ class ConnectionClosed:
 Event = HandshakeComplete | ApplicationData | AlertReceived | ConnectionClosed
 
 
+Direction = Literal["received", "sent"]
+
+
 @attrs.frozen
 class MessageObserved:
-    direction: Literal["received", "sent"]
+    """A handshake message as decoded from, or encoded for, the wire (`encoded`: its bytes,
+    the 4-byte handshake header included)."""
+
+    direction: Direction
     message: object
+    encoded: bytes = attrs.field(default=b"", repr=False)
+
+
+@attrs.frozen
+class Decision:
+    """What the server chose, and why: `topic` (cipher suite, group, ...), the `choice`, the
+    `reason` in words, and the `rfc` section that governs it. For traces and the inspect page:
+    the engine reports its reasoning as data and never formats it."""
+
+    topic: str
+    choice: str
+    reason: str
+    rfc: str
+
+
+@attrs.frozen
+class KeyDerived:
+    """A step of the key schedule (RFC 5246 §8.1, §6.3; RFC 7627 §4): its name, the section,
+    and the value, which only a trace with key logging on may show."""
+
+    name: str
+    rfc: str
+    value: bytes | None = attrs.field(repr=False)
+
+
+@attrs.frozen
+class RecordObserved:
+    """The protection of the first application data record each way (RFC 5246 §6.2.3.3):
+    the sequence number, the nonce (RFC 5288 §3 salt ‖ explicit, or RFC 7905 §2 iv ⊕ seq), the
+    explicit part sent in clear (b"" for ChaCha20), the additional data, the tag length."""
+
+    direction: Direction
+    length: int
+    sequence: int
+    nonce: bytes
+    explicit_nonce: bytes
+    additional_data: bytes
+    tag_length: int
+
+
+@attrs.frozen
+class AlertObserved:
+    """An alert sent or received, with the rule that caused it when we sent it."""
+
+    direction: Direction
+    level: int
+    description: int
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return alert_name(self.description)
 
 
 @attrs.frozen
@@ -95,5 +153,7 @@ class SecretsEstablished:
     master_secret: bytes = attrs.field(repr=False)
 
 
-Observation = MessageObserved | SecretsEstablished
+Observation = (
+    MessageObserved | Decision | KeyDerived | RecordObserved | AlertObserved | SecretsEstablished
+)
 Observer = Callable[[Observation], None]

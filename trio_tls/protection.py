@@ -10,7 +10,7 @@ header, explicit nonce and ciphertext joined once.
 from __future__ import annotations
 
 import struct
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
@@ -26,6 +26,16 @@ _SEQ = struct.Struct("!Q")
 _MAX_SEQUENCE = 2**64 - 1
 
 Aead = AESGCM | ChaCha20Poly1305
+
+
+class RecordParameters(NamedTuple):
+    """How one record was protected, for a trace: the nonce, its explicit part, the AAD."""
+
+    nonce: bytes
+    explicit_nonce: bytes
+    additional_data: bytes
+
+
 Buffer = bytes | bytearray | memoryview
 
 
@@ -62,6 +72,10 @@ class _AEADRecords:
         self._aead = aead
         self._sequence = 0
 
+    @property
+    def next_sequence(self) -> int:
+        return self._sequence
+
     def _next_sequence(self) -> int:
         sequence = self._sequence
         if sequence >= _MAX_SEQUENCE:
@@ -94,6 +108,11 @@ class ExplicitNonceAEAD(_AEADRecords):
         super().__init__(aead)
         self._salt = salt
 
+    def parameters(self, sequence: int, content_type: int, length: int) -> RecordParameters:
+        explicit = _SEQ.pack(sequence)
+        aad = _AAD.pack(sequence, content_type, TLS12, length)
+        return RecordParameters(self._salt + explicit, explicit, aad)
+
     def seal(self, content_type: int, plaintext: Buffer) -> bytes:
         sequence = self._next_sequence()
         explicit = _SEQ.pack(sequence)
@@ -121,6 +140,10 @@ class XorNonceAEAD(_AEADRecords):
 
     def _nonce(self, sequence: int) -> bytes:
         return (self._iv ^ sequence).to_bytes(12, "big")
+
+    def parameters(self, sequence: int, content_type: int, length: int) -> RecordParameters:
+        aad = _AAD.pack(sequence, content_type, TLS12, length)
+        return RecordParameters(self._nonce(sequence), b"", aad)
 
     def seal(self, content_type: int, plaintext: Buffer) -> bytes:
         sequence = self._next_sequence()

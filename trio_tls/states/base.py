@@ -23,7 +23,7 @@ from ..enums import (
 from ..errors import (
     UnexpectedMessage,
 )
-from ..events import ConnectionInfo, Observer
+from ..events import ConnectionInfo, Decision, KeyDerived, Observer
 from ..keys import (
     TrafficKeys,
     key_block,
@@ -132,9 +132,10 @@ def _name(enum: type[NamedGroup] | type[SignatureScheme], value: int | None) -> 
         return str(value)
 
 
-def traffic_keys(negotiated: Negotiated, master: bytes) -> TrafficKeys:
+def traffic_keys(ctx: HandshakeContext, negotiated: Negotiated, master: bytes) -> TrafficKeys:
+    """The key block (RFC 5246 §6.3) cut into both directions' keys and IVs."""
     suite = negotiated.suite
-    return key_block(
+    keys = key_block(
         suite.prf_hash,
         master,
         negotiated.client_random,
@@ -142,3 +143,18 @@ def traffic_keys(negotiated: Negotiated, master: bytes) -> TrafficKeys:
         suite.key_length,
         suite.iv_length,
     )
+    if ctx.observer is not None:
+        for name, value in (
+            ("client write key", keys.client_key),
+            ("server write key", keys.server_key),
+            ("client write IV", keys.client_iv),
+            ("server write IV", keys.server_iv),
+        ):
+            ctx.observer(KeyDerived(name, "RFC 5246 §6.3", value))
+    return keys
+
+
+def explain(ctx: HandshakeContext, topic: str, choice: str, reason: str, rfc: str) -> None:
+    """Report a decision and its reason to the observer, if there is one."""
+    if ctx.observer is not None:
+        ctx.observer(Decision(topic, choice, reason, rfc))

@@ -51,7 +51,7 @@ from ..messages import (
 )
 from ..sessions import SessionState
 from ..suites import SUITES_BY_ID, CipherSuite
-from .base import HandshakeContext, Negotiated, State, accepting, traffic_keys
+from .base import HandshakeContext, Negotiated, State, accepting, explain, traffic_keys
 from .finish import ExpectChangeCipherSpec
 from .keyexchange import ExpectClientCertificate, ExpectClientKeyExchange
 
@@ -254,6 +254,60 @@ def _stored_chain(session: SessionState) -> tuple[x509.Certificate, ...] | None:
     return tuple(x509.load_der_x509_certificate(der) for der in session.client_chain)
 
 
+def _explain_version(ctx: HandshakeContext, hello: ClientHello) -> None:
+    versions = hello.extension(SupportedVersions)
+    if versions is None:
+        reason = f"the client's version is {hello.client_version:#06x}, and 1.2 is ours"
+    else:
+        listed = ", ".join(f"{v:#06x}" for v in versions.versions)
+        reason = f"supported_versions lists {listed}; this server speaks TLS 1.2 only"
+    explain(ctx, "version", "TLS 1.2", reason, "RFC 5246 App. E.1, RFC 8446 §4.2.1")
+
+
+def _explain_full_handshake(
+    ctx: HandshakeContext, hello: ClientHello, negotiated: Negotiated, acknowledge_sni: bool
+) -> None:
+    """Why the suite, certificate, signature scheme and group are the ones chosen."""
+    if ctx.observer is None:
+        return
+    suite, certified = negotiated.suite, negotiated.certified
+    assert certified is not None and negotiated.group is not None
+    explain(
+        ctx,
+        "cipher suite",
+        suite.name,
+        f"the first of the server's suites that the client offers ({len(hello.cipher_suites)} "
+        "offered) and a certificate can serve",
+        "RFC 5246 §7.4.1.3",
+    )
+    name = negotiated.sni
+    explain(
+        ctx,
+        "certificate",
+        certified.chain[0].subject.rfc4514_string(),
+        f"it names {name}" if acknowledge_sni else "the first that fits: no SNI name matched",
+        "RFC 6066 §3, RFC 8422 §5.1",
+    )
+    explain(
+        ctx,
+        "signature scheme",
+        str(negotiated.info().signature_scheme),
+        f"the first that the {certified.auth.upper()} key can make and the client lists in "
+        "signature_algorithms",
+        "RFC 5246 §7.4.1.4.1",
+    )
+    groups = hello.extension(SupportedGroups)
+    explain(
+        ctx,
+        "group",
+        NamedGroup(negotiated.group).name,
+        "the first of the server's groups in the client's supported_groups"
+        if groups is not None
+        else "the client sent no supported_groups: secp256r1, which every client has",
+        "RFC 8422 §5.1.1",
+    )
+
+
 class ExpectClientHello(State):
     accepted = accepting(ClientHello)
 
@@ -265,12 +319,36 @@ class ExpectClientHello(State):
         hello = message
         config = ctx.config
         _check_hello(hello)
+        _explain_version(ctx, hello)
         sni = _server_name(config, hello)
         ems = hello.extension(ExtendedMasterSecret) is not None
         alpn = _choose_alpn(config, hello.extension(ApplicationLayerProtocolNegotiation))
+        if alpn is not None:
+            reason = "the first of the server's protocols that the client offers"
+            explain(ctx, "ALPN", alpn.decode("ascii", "replace"), reason, "RFC 7301 §3.2")
+        explain(
+            ctx,
+            "master secret",
+            "extended (session hash)" if ems else "classic (randoms only)",
+            "the client offers extended_master_secret"
+            if ems
+            else "the client does not offer extended_master_secret",
+            "RFC 7627 §5.1",
+        )
         session = _find_session(config, hello, sni, ems)
         if session is not None:
+            how = "its ticket opened" if hello.extension(SessionTicket) else "its session ID"
+            reason = f"the client's session is resumable: {how}, same SNI, suite still offered"
+            explain(ctx, "resumption", "abbreviated handshake", reason, "RFC 5246 §7.3")
             return self._resume(ctx, hello, raw, session, alpn)
+        offered = hello.session_id or (hello.extension(SessionTicket) or SessionTicket()).ticket
+        reason = (
+            "the session offered cannot be resumed (unknown, expired, or another SNI, suite or "
+            "client-auth setting)"
+            if offered
+            else "the client offers no session to resume"
+        )
+        explain(ctx, "resumption", "full handshake", reason, "RFC 5246 §7.3")
         return self._full_handshake(ctx, hello, raw, sni, ems, alpn)
 
     def _full_handshake(
@@ -302,6 +380,7 @@ class ExpectClientHello(State):
         )
         # RFC 6066 §3: acknowledge the name only if it chose the certificate.
         acknowledge_sni = sni is not None and certified.matches(sni)
+        _explain_full_handshake(ctx, hello, negotiated, acknowledge_sni)
         transcript = _send_server_hello(
             ctx, hello, raw, negotiated, negotiated.session_id, acknowledge_sni=acknowledge_sni
         )
@@ -346,7 +425,7 @@ class ExpectClientHello(State):
         master = session.master_secret
         if ctx.observer is not None:
             ctx.observer(SecretsEstablished(hello.random, master))
-        keys = traffic_keys(negotiated, master)
+        keys = traffic_keys(ctx, negotiated, master)
         ctx.change_write_protection(suite.make_protection(keys.server_key, keys.server_iv))
         server_verify = verify_data(suite.prf_hash, master, b"server finished", transcript.digest())
         transcript.update(ctx.send_handshake(Finished(server_verify)))

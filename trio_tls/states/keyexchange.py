@@ -7,7 +7,7 @@ import attrs
 
 from ..clientauth import ClientAuth, client_public_key
 from ..errors import HandshakeFailure
-from ..events import SecretsEstablished
+from ..events import KeyDerived, SecretsEstablished
 from ..keys import (
     Transcript,
     extended_master_secret,
@@ -78,8 +78,15 @@ class ExpectClientKeyExchange(State):
                 negotiated.server_random,
             )
         if ctx.observer is not None:
+            ctx.observer(KeyDerived("pre-master secret", "RFC 8422 §5.10", pre_master_secret))
+            if negotiated.extended_master_secret:
+                name = "extended master secret, over the session hash"
+                ctx.observer(KeyDerived(name, "RFC 7627 §4", master))
+            else:
+                name = "master secret, over the randoms"
+                ctx.observer(KeyDerived(name, "RFC 5246 §8.1", master))
             ctx.observer(SecretsEstablished(negotiated.client_random, master))
-        keys = traffic_keys(negotiated, master)
+        keys = traffic_keys(ctx, negotiated, master)
         if negotiated.client_chain is not None:
             return ExpectCertificateVerify(negotiated, self.transcript, master, keys)
         return ExpectChangeCipherSpec(negotiated, self.transcript, master, keys)
