@@ -202,3 +202,25 @@ def test_sni_is_acknowledged_only_for_a_name_we_have(
     output = s_client(server.port, "-servername", name, "-tlsextdebug")
     assert "New, TLSv1.2" in output, output
     assert ('TLS server extension "server name"' in output) is acknowledged, output
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is not installed")
+def test_trace_shows_curls_handshake_and_a_resumption(
+    workdir: Path, rsa_leaf: trustme.LeafCert, tmp_path: Path
+) -> None:
+    assert CURL is not None
+    args = (*leaf_args(rsa_leaf, tmp_path, "rsa"), "--trace")
+    with running_server(tmp_path, *args) as traced:
+        url = f"https://localhost:{traced.port}/"
+        subprocess.run([CURL, "-s", "--insecure", url], capture_output=True, timeout=30, check=True)
+        for line in (
+            "C -> S ClientHello",
+            "why    cipher suite: TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "C <- S ServerKeyExchange",
+            "key    extended master secret, over the session hash: hidden",
+            "record first application record received",
+            "C <- S Finished",
+        ):
+            traced.wait_for_stderr(line, 5)
+        s_client(traced.port, "-reconnect")
+        traced.wait_for_stderr("why    resumption: abbreviated handshake", 5)

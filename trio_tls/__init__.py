@@ -2,9 +2,11 @@
 
 `ServerConnection` is the sans-IO engine; `TLSStream` adapts it to trio; `serve()` runs a
 handler on every accepted connection. A handler plugin needs only `Handler` and `TLSStream`.
+`inspect_client_hello()` decodes and fingerprints (JA3, JA4) any ClientHello's bytes.
 """
 
 from .clientauth import ClientAuth
+from .clienthello import ClientHelloReport, inspect_client_hello
 from .config import CertifiedKey, ServerConfig
 from .connection import ServerConnection
 from .errors import LocalProtocolError, RemoteProtocolError, TLSError
@@ -26,6 +28,7 @@ __all__ = [
     "ApplicationData",
     "CertifiedKey",
     "ClientAuth",
+    "ClientHelloReport",
     "ConnectionClosed",
     "ConnectionInfo",
     "Handler",
@@ -36,5 +39,6 @@ __all__ = [
     "ServerConnection",
     "TLSError",
     "TLSStream",
+    "inspect_client_hello",
     "serve",
 ]

@@ -17,7 +17,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -37,6 +37,7 @@ from .certs import (
     parse_name,
 )
 from .config import ServerConfig
+from .events import Observer
 from .keylog import KeyLogFile
 from .plugins import (
     Handler,
@@ -59,6 +60,7 @@ from .ticketfile import (
     keep_rotating,
     rotate_key_file,
 )
+from .trace import tracer
 
 log = logging.getLogger("trio_tls")
 SHUTDOWN_GRACE = 5.0
@@ -232,6 +234,14 @@ def _build_parser() -> argparse.ArgumentParser:
     # A worker's end of its control socket to the supervisor (workers.py), likewise.
     run.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--trace",
+        action="store_true",
+        help="print each handshake as an annotated ladder on stderr (secrets only with a key log)",
+    )
+    run.add_argument(
+        "--trace-format", choices=["text", "json"], default="text", help="json: one object a line"
+    )
 
     certs = commands.add_parser("certs", help="make a self-signed development certificate")
     certs.add_argument("--key-type", choices=["rsa", "ecdsa"], default="rsa")
@@ -349,6 +359,7 @@ async def _serve_until_signalled(
                     shutdown=shutdown.draining,
                     shutdown_grace=SHUTDOWN_GRACE,
                     observer=keylog,
+                    connection_observer=_tracer(args, keylog),
                     listeners=listeners,
                     proxy_protocol=PROXY_PROTOCOL_VERSIONS.get(args.proxy_protocol, ()),
                     task_status=task_status,
@@ -562,6 +573,15 @@ def _cmd_ticket_keys(args: argparse.Namespace) -> None:
     sealing = rotated.sealing.key.name.hex()
     announced = [line.key.name.hex() for line in rotated.lines if line.role == "next"][-1]
     print(f"rotated {args.file}: key {sealing} seals, key {announced} is announced")
+
+
+def _tracer(
+    args: argparse.Namespace, keylog: KeyLogFile | None
+) -> Callable[[str], Observer] | None:
+    if not args.trace:
+        return None
+    json_lines = args.trace_format == "json"
+    return tracer(sys.stderr, json_lines=json_lines, reveal_secrets=keylog is not None)
 
 
 def _version() -> str:

@@ -31,6 +31,7 @@ import resource
 import socket
 from collections.abc import Callable, Collection, Sequence
 
+import attrs
 import trio
 
 from .addresses import CURRENT, ConnectionAddresses, format_address
@@ -38,6 +39,7 @@ from .config import ServerConfig
 from .connlog import connection_line, describe_failure, handshake_line
 from .deadlines import DeadlineStream
 from .events import Observer
+from .observe import HandshakeRecorder, combine
 from .plugins import AbortConnection, Handler
 from .proxyproto import ProxyHeader, ProxyProtocolError, Version, parse_header
 from .stream import TLSStream
@@ -108,7 +110,7 @@ async def _serve_connection(
     handler: Handler,
     config: Callable[[], ServerConfig],
     limits: _Limits,
-    observer: Observer | None,
+    observers: _Observers,
     shutdown: trio.Event,
 ) -> None:
     started = trio.current_time()
@@ -119,8 +121,7 @@ async def _serve_connection(
     )
     stream: TLSStream | None = None
     peer = _peer_name(addresses)
-    outcome = "closed"
-    clean = False
+    outcome, clean = "closed", False
     try:
         # Only the handshake's own deadline counts as a timeout: a handler's TooSlowError is
         # the handler's error.
@@ -129,7 +130,8 @@ async def _serve_connection(
             addresses = _behind_proxy(header, addresses)
             peer = _peer_name(addresses)
             CURRENT.set(addresses)
-            opened = await _open_tls(guarded, first, header, config(), observer, peer, shutdown)
+            watch = observers.for_connection(peer, getattr(handler, "records_handshake", False))
+            opened = await _open_tls(guarded, first, header, config(), watch, peer, shutdown)
         if deadline.cancelled_caught:
             outcome = "handshake timeout"
         elif isinstance(opened, str):
@@ -200,7 +202,7 @@ async def _open_tls(
     first: bytes,
     header: ProxyHeader | None,
     config: ServerConfig,
-    observer: Observer | None,
+    watch: tuple[Observer | None, HandshakeRecorder | None],
     peer: str,
     shutdown: trio.Event,
 ) -> TLSStream | str:
@@ -213,9 +215,12 @@ async def _open_tls(
     if _is_plain_http(first):
         await guarded.send_all(PLAIN_HTTP_REPLY)  # as nginx does, and no TLS alert
         return "plain HTTP on the TLS port (answered 400)"
+    observer, recorder = watch
     stream = TLSStream(
         guarded, config, observer=observer, peer=peer, shutdown=shutdown, initial_data=first
     )
+    if recorder is not None:
+        stream.handshake_record = recorder.record
     await stream.do_handshake()  # on failure, the caller closes the transport beneath
     return stream
 
@@ -334,7 +339,7 @@ async def _accept_loop(
     handler: Handler,
     config: Callable[[], ServerConfig],
     limits: _Limits,
-    observer: Observer | None,
+    observers: _Observers,
     shutdown: trio.Event,
 ) -> None:
     errors = _AcceptErrors()
@@ -349,7 +354,7 @@ async def _accept_loop(
 
         async def run(transport: trio.SocketStream = transport, token: object = token) -> None:
             try:
-                await _serve_connection(transport, handler, config, limits, observer, shutdown)
+                await _serve_connection(transport, handler, config, limits, observers, shutdown)
             finally:
                 limiter.release_on_behalf_of(token)
 
@@ -369,6 +374,7 @@ async def serve(
     shutdown: trio.Event | None = None,
     shutdown_grace: float = 5.0,
     observer: Observer | None = None,
+    connection_observer: Callable[[str], Observer] | None = None,
     listeners: Sequence[trio.SocketListener] | None = None,
     proxy_protocol: Collection[Version] = (),
     task_status: trio.TaskStatus[Sequence[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
@@ -383,6 +389,9 @@ async def serve(
     handshake takes the one current when the connection arrives, and keeps it. With
     `proxy_protocol` (versions 1, 2 or both) each connection must start with a PROXY header
     (proxyproto.py) whose addresses then stand for the connection's.
+
+    `observer` sees every connection's observations (a key log); `connection_observer`, called
+    with each connection's peer, gives one observer per connection (a trace, trace.py).
     """
     limits = _Limits(handshake_timeout, idle_timeout, write_timeout, proxy_protocol)
     current_config = _constant(config) if isinstance(config, ServerConfig) else config
@@ -409,7 +418,7 @@ async def serve(
                         handler,
                         current_config,
                         limits,
-                        observer,
+                        _Observers(observer, connection_observer),
                         shutting_down,
                     )
                 await shutting_down.wait()
@@ -419,6 +428,22 @@ async def serve(
             connections.cancel_scope.deadline = trio.current_time() + shutdown_grace
     finally:
         await _close_listeners(listeners)
+
+
+@attrs.frozen
+class _Observers:
+    """What watches each connection: a shared observer and a per-connection factory."""
+
+    shared: Observer | None
+    per_connection: Callable[[str], Observer] | None
+
+    def for_connection(
+        self, peer: str, record: bool
+    ) -> tuple[Observer | None, HandshakeRecorder | None]:
+        """The connection's observer, and its handshake record if the handler wants one."""
+        traced = self.per_connection(peer) if self.per_connection is not None else None
+        recorder = HandshakeRecorder() if record else None
+        return combine(self.shared, traced, recorder), recorder
 
 
 def _constant(config: ServerConfig) -> Callable[[], ServerConfig]:

@@ -49,6 +49,7 @@ from .events import (
     Event,
     HandshakeComplete,
     NeedData,
+    Observation,
     Observer,
 )
 
@@ -120,6 +121,9 @@ class TLSStream(trio.abc.Stream):
     ) -> None:
         self.transport_stream = transport_stream
         self.shutdown = trio.Event() if shutdown is None else shutdown
+        # The handshake as observed, for a handler that declares `records_handshake = True`
+        # (serve() fills it; observe.py): (seconds since the connection began, observation).
+        self.handshake_record: list[tuple[float, Observation]] | None = None
         self._connection = ServerConnection(config, observer)
         if initial_data:
             self._connection.receive_data(initial_data)

@@ -284,7 +284,8 @@ def _explain_full_handshake(
     explain(
         ctx,
         "certificate",
-        certified.chain[0].subject.rfc4514_string(),
+        f"{certified.auth.upper()}, for "
+        + (", ".join(certified.dns_names) or certified.chain[0].subject.rfc4514_string()),
         f"it names {name}" if acknowledge_sni else "the first that fits: no SNI name matched",
         "RFC 6066 §3, RFC 8422 §5.1",
     )
