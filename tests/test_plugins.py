@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import tomllib
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,3 +266,17 @@ def test_stream_info_is_fully_typed() -> None:
     assert hints["peer"] == str | None
     assert not {object, typing.Any} & set(hints.values())
     assert typing.get_type_hints(TLSStream.__init__)["peer"] == str | None
+
+
+def test_every_package_directory_is_packaged() -> None:
+    """A subpackage missing from pyproject's list installs fine in editable mode (as the tests
+    run) and breaks `pip install .`: compare the list with the tree."""
+    root = Path(__file__).parent.parent
+    declared = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(root).parts)
+        for init in (root / "trio_tls").rglob("__init__.py")
+    }
+    assert found <= declared, found - declared
