@@ -279,13 +279,14 @@ def test_python_ssl_full_then_resumed(tmp_path: pathlib.Path) -> None:
     assert hello["fingerprints"]["ja4"].startswith("t12d")
     messages = [step for step in first["ladder"] if step["kind"] == "message"]
     titles = [(step["direction"], step["title"]) for step in messages]
-    assert titles[:7] == [
+    assert titles[:8] == [
         ("received", "ClientHello"),
         ("sent", "ServerHello"),
         ("sent", "Certificate"),
         ("sent", "ServerKeyExchange"),
         ("sent", "ServerHelloDone"),
         ("received", "ClientKeyExchange"),
+        ("received", "ChangeCipherSpec"),  # RFC 5246 §7.3's [ChangeCipherSpec], drawn too
         ("received", "Finished"),
     ]
     assert second["negotiated"]["resumed"] is True

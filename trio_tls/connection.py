@@ -195,8 +195,10 @@ class ServerConnection:
                 if self._observer is not None and not self._observed_records[0]:
                     self._observe_record("received", self._reader.protection, len(payload))
         elif content_type == ContentType.change_cipher_spec:
-            ChangeCipherSpec.decode(Reader(payload))
+            change = ChangeCipherSpec.decode(Reader(payload))
             self._state = self._state.handle_change_cipher_spec(self)
+            if self._observer is not None:
+                self._observer(MessageObserved("received", change, _CHANGE_CIPHER_SPEC))
         else:
             self._handle_alert(payload)
 
@@ -275,6 +277,8 @@ class ServerConnection:
             ContentType.change_cipher_spec, _CHANGE_CIPHER_SPEC
         )
         self._write_protection = protection
+        if self._observer is not None:
+            self._observer(MessageObserved("sent", ChangeCipherSpec(), _CHANGE_CIPHER_SPEC))
 
     def refuse_renegotiation(self) -> None:
         self._count_warning("renegotiation attempts")

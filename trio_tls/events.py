@@ -86,8 +86,8 @@ Direction = Literal["received", "sent"]
 
 @attrs.frozen
 class MessageObserved:
-    """A handshake message as decoded from, or encoded for, the wire (`encoded`: its bytes,
-    the 4-byte handshake header included)."""
+    """A handshake message, or a ChangeCipherSpec, as decoded from or encoded for the wire
+    (`encoded`: its bytes, a handshake message's 4-byte header included)."""
 
     direction: Direction
     message: object

@@ -34,6 +34,7 @@ from .messages import (
     Certificate,
     CertificateRequest,
     CertificateVerify,
+    ChangeCipherSpec,
     ClientHello,
     ClientKeyExchange,
     ExtendedMasterSecret,
@@ -61,6 +62,7 @@ _SECTIONS: dict[type, str] = {
     CertificateVerify: "RFC 5246 §7.4.8",
     NewSessionTicket: "RFC 5077 §3.3",
     Finished: "RFC 5246 §7.4.9",
+    ChangeCipherSpec: "RFC 5246 §7.1",
 }
 
 
@@ -142,6 +144,8 @@ def describe_message(message: object) -> str:
         return f"{scheme} signature over every handshake message so far"
     if isinstance(message, NewSessionTicket):
         return f"ticket of {len(message.ticket)} bytes, lifetime hint {message.lifetime_hint} s"
+    if isinstance(message, ChangeCipherSpec):
+        return "every record after this one is protected with the new keys"
     if isinstance(message, Finished):
         return f"verify_data of {len(message.verify_data)} bytes (PRF over the transcript hash)"
     return "empty"
