@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import os
 
+import attrs
 from cryptography import x509
 
 from ..config import CertifiedKey, ServerConfig
@@ -153,9 +154,17 @@ def _choose_alpn(
     raise NoApplicationProtocol("none of the client's ALPN protocols is served here")
 
 
+@attrs.frozen
+class _Resumable:
+    """A session that may be resumed, and the client certificate it carries, parsed once."""
+
+    state: SessionState
+    client_chain: tuple[x509.Certificate, ...] | None
+
+
 def _find_session(
     config: ServerConfig, hello: ClientHello, sni: str | None, ems: bool
-) -> SessionState | None:
+) -> _Resumable | None:
     """A session the client may resume: from its ticket, else from its session ID.
 
     Anything doubtful — unknown, expired or tampered, another SNI, a suite we no longer
@@ -181,22 +190,23 @@ def _find_session(
         raise HandshakeFailure("resuming an extended-master-secret session without it")
     if ems and not state.extended_master_secret:
         return None
-    if not _identity_still_good(config, state, now):
-        return None
-    return state
+    return _with_identity(config, state, now)
 
 
-def _identity_still_good(config: ServerConfig, state: SessionState, now: float) -> bool:
+def _with_identity(config: ServerConfig, state: SessionState, now: float) -> _Resumable | None:
     """A session resumes only under the client-auth settings it was made under, and only while
     the client certificate it carries is still valid: today's settings would refuse it else."""
     client_auth = config.client_auth
     if state.auth_epoch != (client_auth.epoch if client_auth is not None else b""):
-        return False
+        return None
     if not state.client_chain:
-        return client_auth is None or not client_auth.required
-    leaf = x509.load_der_x509_certificate(state.client_chain[0])
+        required = client_auth is not None and client_auth.required
+        return None if required else _Resumable(state, None)
+    chain = tuple(x509.load_der_x509_certificate(der) for der in state.client_chain)
     moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
-    return leaf.not_valid_before_utc <= moment <= leaf.not_valid_after_utc
+    if not chain[0].not_valid_before_utc <= moment <= chain[0].not_valid_after_utc:
+        return None
+    return _Resumable(state, chain)
 
 
 def _server_hello_extensions(
@@ -246,12 +256,6 @@ def _send_server_hello(
     transcript.update(ctx.send_handshake(server_hello))
     ctx.negotiated_version()
     return transcript
-
-
-def _stored_chain(session: SessionState) -> tuple[x509.Certificate, ...] | None:
-    if not session.client_chain:
-        return None
-    return tuple(x509.load_der_x509_certificate(der) for der in session.client_chain)
 
 
 def _explain_version(ctx: HandshakeContext, hello: ClientHello) -> None:
@@ -404,10 +408,11 @@ class ExpectClientHello(State):
         ctx: HandshakeContext,
         hello: ClientHello,
         raw: bytes,
-        session: SessionState,
+        resumable: _Resumable,
         alpn: bytes | None,
     ) -> State:
         """RFC 5246 §7.3 abbreviated handshake: ServerHello, ChangeCipherSpec, Finished."""
+        session = resumable.state
         negotiated = Negotiated(
             suite=SUITES_BY_ID[session.suite_id],
             client_random=hello.random,
@@ -416,7 +421,7 @@ class ExpectClientHello(State):
             sni=session.sni,
             alpn=alpn,
             resumed=True,
-            client_chain=_stored_chain(session),
+            client_chain=resumable.client_chain,
         )
         suite = negotiated.suite
         # RFC 5077 §3.4 / RFC 5246 §7.4.1.3: echoing the ID tells the client it resumed.
