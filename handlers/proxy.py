@@ -46,7 +46,7 @@ import trio
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from trio_tls.addresses import connection_addresses
+from trio_tls.addresses import connection_addresses, format_address
 from trio_tls.deadlines import DeadlineStream
 from trio_tls.events import ConnectionInfo
 from trio_tls.plugins import AbortConnection, Handler, option_values
@@ -83,7 +83,7 @@ class Upstream:
         return cls(host, int(port))
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return format_address((self.host, self.port))
 
 
 def make_handler(options: Mapping[str, str]) -> Handler:

@@ -25,6 +25,7 @@ import attrs
 import trio
 
 from . import systemd, workers
+from .addresses import format_address
 from .certs import (
     DEFAULT_DAYS,
     DEFAULT_NAMES,
@@ -467,8 +468,7 @@ async def _open_listeners(hosts: Sequence[str], port: int) -> list[trio.SocketLi
 
 def _listen_error(host: str, port: int, exc: BaseException) -> UsageError:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return UsageError(f"cannot listen on {where}: {reason}")
+    return UsageError(f"cannot listen on {format_address((host, port))}: {reason}")
 
 
 def _run_workers(
@@ -548,14 +548,13 @@ def _cmd_certs(args: argparse.Namespace) -> None:
     until = certificate.not_valid_after_utc
     print(f"for {', '.join(names)}; valid for {args.days} days, until {until:%Y-%m-%d %H:%M} UTC")
     print(f"SHA-256 fingerprint {fingerprint_sha256(certificate)}")
-    url = f"https://{_url_host(names)}:{DEFAULT_PORT}/"
+    url = _url(_url_host(names), DEFAULT_PORT)
     print(f"trust it: curl --cacert {shlex.quote(cert_path)} {url}")
 
 
 def _url_host(names: Sequence[str]) -> str:
     """A host for a URL the certificate is good for: its first name that is not a wildcard."""
-    host = next((name for name in names if not name.startswith("*.")), "www" + names[0][1:])
-    return f"[{host}]" if ":" in host else host
+    return next((name for name in names if not name.startswith("*.")), "www" + names[0][1:])
 
 
 def _cmd_handlers(args: argparse.Namespace) -> None:
@@ -592,7 +591,7 @@ def _version() -> str:
 
 
 def _url(host: str, port: int) -> str:
-    return f"https://[{host}]:{port}/" if ":" in host else f"https://{host}:{port}/"
+    return f"https://{format_address((host, port))}/"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
