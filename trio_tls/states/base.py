@@ -117,13 +117,13 @@ class Negotiated:
             alpn=self.alpn.decode("ascii", "replace") if self.alpn is not None else None,
             resumed=self.resumed,
             extended_master_secret=self.extended_master_secret,
-            group=_name(NamedGroup, self.group),
-            signature_scheme=_name(SignatureScheme, self.signature_scheme),
+            group=wire_name(NamedGroup, self.group),
+            signature_scheme=wire_name(SignatureScheme, self.signature_scheme),
             client_certificate=self.client_chain,
         )
 
 
-def _name(enum: type[NamedGroup] | type[SignatureScheme], value: int | None) -> str | None:
+def wire_name(enum: type[NamedGroup] | type[SignatureScheme], value: int | None) -> str | None:
     if value is None:
         return None
     try:

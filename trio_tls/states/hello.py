@@ -18,6 +18,7 @@ from ..enums import (
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     ECPointFormat,
     NamedGroup,
+    SignatureScheme,
 )
 from ..errors import (
     HandshakeFailure,
@@ -52,7 +53,15 @@ from ..messages import (
 )
 from ..sessions import SessionState
 from ..suites import SUITES_BY_ID, CipherSuite
-from .base import HandshakeContext, Negotiated, State, accepting, explain, traffic_keys
+from .base import (
+    HandshakeContext,
+    Negotiated,
+    State,
+    accepting,
+    explain,
+    traffic_keys,
+    wire_name,
+)
 from .finish import ExpectChangeCipherSpec
 from .keyexchange import ExpectClientCertificate, ExpectClientKeyExchange
 
@@ -296,7 +305,7 @@ def _explain_full_handshake(
     explain(
         ctx,
         "signature scheme",
-        str(negotiated.info().signature_scheme),
+        str(wire_name(SignatureScheme, negotiated.signature_scheme)),
         f"the first that the {certified.auth.upper()} key can make and the client lists in "
         "signature_algorithms",
         "RFC 5246 §7.4.1.4.1",
