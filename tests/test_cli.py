@@ -575,6 +575,8 @@ ARGUMENT_ERRORS = {
     "idle-timeout-inf": (["--idle-timeout", "inf"], "inf is not a positive number"),
     "write-timeout-text": (["--write-timeout", "soon"], "invalid number of seconds 'soon'"),
     "unknown-option": (["--colour", "red"], "unrecognized arguments: --colour red"),
+    "crypto-threads-negative": (["--crypto-threads=-1"], "-1 is not between 0 and 64"),
+    "crypto-threads-too-many": (["--crypto-threads", "65"], "65 is not between 0 and 64"),
 }
 
 

@@ -101,6 +101,20 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+MAX_CRYPTO_THREADS = 64
+
+
+def _thread_count(text: str) -> int:
+    """0 (sign on the event loop) to MAX_CRYPTO_THREADS."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not 0 <= value <= MAX_CRYPTO_THREADS:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and {MAX_CRYPTO_THREADS}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake exits with status 1 and one line, as every other mistake does."""
 
@@ -219,6 +233,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-connections", type=_at_least_one, default=1000, help="connections open at once"
+    )
+    run.add_argument(
+        "--crypto-threads",
+        type=_thread_count,
+        default=0,
+        metavar="N",
+        help="make handshake signatures on N worker threads, so the event loop goes on "
+        "meanwhile (default 0: on the event loop)",
     )
     run.add_argument(
         "--key-log-file",
@@ -357,6 +379,7 @@ async def _serve_until_signalled(
                     idle_timeout=args.idle_timeout,
                     write_timeout=args.write_timeout,
                     max_connections=args.max_connections,
+                    crypto_threads=args.crypto_threads,
                     shutdown=shutdown.draining,
                     shutdown_grace=SHUTDOWN_GRACE,
                     observer=keylog,

@@ -14,6 +14,7 @@ error is re-raised as RemoteProtocolError (the peer's fault) with the same `.ale
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from .codec import Reader
 from .config import ServerConfig
@@ -40,6 +41,7 @@ from .events import (
     NeedData,
     Observer,
     RecordObserved,
+    SignatureNeeded,
 )
 from .messages import (
     Alert,
@@ -59,7 +61,7 @@ from .protection import (
     XorNonceAEAD,
 )
 from .records import HandshakeAssembler, RecordReader, write_records
-from .states import ExpectClientHello, State
+from .states import AwaitingSignature, ExpectClientHello, State
 
 _CHANGE_CIPHER_SPEC = encode_body(ChangeCipherSpec())
 # Records that carry nothing for the application cost a peer nothing to send; in a row, past
@@ -72,9 +74,20 @@ MAX_EMPTY_RECORDS_IN_A_ROW = 32
 class ServerConnection:
     """One TLS 1.2 server connection's protocol state; see the module docstring."""
 
-    def __init__(self, config: ServerConfig, observer: Observer | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        observer: Observer | None = None,
+        *,
+        defer_signatures: bool = False,
+    ) -> None:
         self._config = config
         self._observer = observer
+        # With defer_signatures, the user makes the ServerKeyExchange signature (SignatureNeeded)
+        # and the connection waits in `_awaiting` until complete_signature().
+        self._defer_signatures = defer_signatures
+        self._awaiting: AwaitingSignature | None = None
+        self._resume_handshake = False  # messages after the ClientHello wait for the signature
         self._reader = RecordReader(NullProtection())
         self._write_protection: RecordProtection = NullProtection()
         self._handshake = HandshakeAssembler()
@@ -107,8 +120,14 @@ class ServerConnection:
     def next_event(self) -> Event | NeedData:
         if self._error is not None:
             raise RemoteProtocolError("the connection has failed", alert=None) from self._error
+        if self._awaiting is not None:
+            raise RuntimeError("the handshake waits for complete_signature()")
         try:
             while not self._events:
+                if self._resume_handshake:
+                    self._resume_handshake = False
+                    self._handle_handshake_messages()
+                    continue
                 if self._peer_closed is not None:
                     return self._peer_closed
                 record = self._reader.next_record()
@@ -118,7 +137,8 @@ class ServerConnection:
                     self._end_of_input()
                     continue
                 self._dispatch(*record)
-                self._flush_flight()
+                if self._awaiting is None:  # else the flight goes out whole, once signed
+                    self._flush_flight()
         except LocalProtocolError as exc:
             self._fail(exc)
             raise RemoteProtocolError(str(exc), exc.alert) from exc
@@ -128,6 +148,16 @@ class ServerConnection:
             self._error = LocalProtocolError(f"interrupted by {exc!r}", alert=None)
             raise
         return self._events.popleft()
+
+    def complete_signature(self, signature: bytes) -> None:
+        """Hand over the result of SignatureNeeded.sign(); the handshake goes on."""
+        if self._awaiting is None:
+            raise RuntimeError("no signature is awaited")
+        awaiting, self._awaiting = self._awaiting, None
+        if self._error is None:  # aborted meanwhile: the flight is gone, and so is the state
+            self._state = awaiting.signed(self, signature)
+            self._flush_flight()
+            self._resume_handshake = True
 
     def send(self, data: Buffer) -> None:
         """Queue application data; only between the handshake and close."""
@@ -180,8 +210,7 @@ class ServerConnection:
                 raise UnexpectedMessage("too many empty records in a row")
         if content_type == ContentType.handshake:
             self._handshake.feed(payload)
-            while (message := self._handshake.next_message(self._state.accepted)) is not None:
-                self._handle_handshake(*message)
+            self._handle_handshake_messages()
             return
         # RFC 5246 §6.2.1: records of other types MAY come between the fragments of a
         # handshake message (TLS 1.3 forbids it; TLS 1.2 does not). Each is judged by the
@@ -201,6 +230,13 @@ class ServerConnection:
                 self._observer(MessageObserved("received", change, _CHANGE_CIPHER_SPEC))
         else:
             self._handle_alert(payload)
+
+    def _handle_handshake_messages(self) -> None:
+        """Every whole handshake message buffered, until one leaves a signature awaited."""
+        while self._awaiting is None and (
+            message := self._handshake.next_message(self._state.accepted)
+        ):
+            self._handle_handshake(*message)
 
     def _handle_handshake(self, message_class: type[ClientMessage], raw: bytes) -> None:
         reader = Reader(raw)
@@ -288,6 +324,13 @@ class ServerConnection:
                 AlertDescription.no_renegotiation,
                 "a ClientHello after the handshake: renegotiation is refused",
             )
+
+    def request_signature(self, sign: Callable[[], bytes], awaiting: AwaitingSignature) -> State:
+        if not self._defer_signatures:
+            return awaiting.signed(self, sign())
+        self._awaiting = awaiting
+        self._events.append(SignatureNeeded(sign))
+        return awaiting
 
     def handshake_complete_event(self, info: ConnectionInfo) -> None:
         self.info = info

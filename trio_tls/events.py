@@ -78,7 +78,22 @@ class ConnectionClosed:
     close_notify: bool
 
 
-Event = HandshakeComplete | ApplicationData | AlertReceived | ConnectionClosed
+@attrs.frozen
+class SignatureNeeded:
+    """The handshake waits for its ServerKeyExchange signature: only from a connection made
+    with `defer_signatures=True`.
+
+    The signature is most of a full handshake's CPU (an RSA-2048 private-key operation), and
+    `cryptography` releases the GIL while it signs, so a server can run `sign()` on a worker
+    thread and keep its event loop, and its second core, busy meanwhile. `sign()` touches no
+    connection state; hand its result to `ServerConnection.complete_signature()`. Until then
+    the connection processes nothing more.
+    """
+
+    sign: Callable[[], bytes] = attrs.field(repr=False)
+
+
+Event = HandshakeComplete | ApplicationData | AlertReceived | ConnectionClosed | SignatureNeeded
 
 
 Direction = Literal["received", "sent"]

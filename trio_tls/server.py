@@ -25,6 +25,7 @@ person at the browser would never see.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import math
 import resource
@@ -50,6 +51,17 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4433
 # accept() failures that mean "out of descriptors or memory for now", not "the listener broke".
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+# accept() failures that concern only the connection being accepted (it was reset, say), as
+# trio's SocketListener ignores them.
+ACCEPT_IGNORED_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        *("ECONNABORTED", "EPROTO", "EPERM", "ENOSR", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN"),
+        *("ENONET", "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ESOCKTNOSUPPORT"),
+        *("EPROTONOSUPPORT", "ETIMEDOUT", "ECONNRESET"),
+    )
+    if hasattr(errno, name)
+)
 ACCEPT_RETRY_DELAY = 0.1
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
 # Descriptors beyond one per connection: listeners, log and key files, worker pipes.
@@ -64,12 +76,16 @@ PLAIN_HTTP_REPLY = (
 _KEEPALIVE_OPTIONS = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6))
 
 
-def _socket_addresses(stream: trio.SocketStream) -> ConnectionAddresses | None:
-    try:
-        source, destination = stream.socket.getpeername(), stream.socket.getsockname()
-    except OSError:  # the peer is already gone
-        return None
-    return ConnectionAddresses(source[:2], destination[:2])
+def _socket_addresses(accepted: _Accepted) -> ConnectionAddresses | None:
+    """The client's address comes with accept(); ours is the listener's unless it listens on
+    every address, and only then costs a getsockname()."""
+    destination = accepted.listening_on
+    if destination is None:
+        try:
+            destination = accepted.stream.socket.getsockname()[:2]
+        except OSError:  # the peer is already gone
+            return None
+    return ConnectionAddresses(accepted.peer, destination)
 
 
 def _behind_proxy(
@@ -91,13 +107,16 @@ def _peer_name(addresses: ConnectionAddresses | None) -> str:
     return "?" if addresses is None else format_address(addresses.source)
 
 
-def _keep_alive(transport: trio.SocketStream) -> None:
-    """TCP keepalive, so a peer that vanished without a FIN is noticed (Linux options)."""
-    transport.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+def _keep_alive(listener: trio.SocketListener) -> None:
+    """TCP keepalive, so a peer that vanished without a FIN is noticed (Linux options).
+
+    Set once on the listening socket: accepted sockets inherit these options, which saves four
+    system calls on every connection."""
+    listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for name, value in _KEEPALIVE_OPTIONS:
         option = getattr(socket, name, None)
         if option is not None:
-            transport.setsockopt(socket.IPPROTO_TCP, option, value)
+            listener.socket.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _is_plain_http(first: bytes | bytearray) -> bool:
@@ -106,7 +125,7 @@ def _is_plain_http(first: bytes | bytearray) -> bool:
 
 
 async def _serve_connection(
-    transport: trio.SocketStream,
+    accepted: _Accepted,
     handler: Handler,
     config: Callable[[], ServerConfig],
     limits: _Limits,
@@ -114,10 +133,9 @@ async def _serve_connection(
     shutdown: trio.Event,
 ) -> None:
     started = trio.current_time()
-    addresses = _socket_addresses(transport)
-    _keep_alive(transport)
+    addresses = _socket_addresses(accepted)
     guarded = DeadlineStream(
-        transport, idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout
+        accepted.stream, idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout
     )
     stream: TLSStream | None = None
     peer = _peer_name(addresses)
@@ -131,14 +149,17 @@ async def _serve_connection(
             peer = _peer_name(addresses)
             CURRENT.set(addresses)
             watch = observers.for_connection(peer, getattr(handler, "records_handshake", False))
-            opened = await _open_tls(guarded, first, header, config(), watch, peer, shutdown)
+            opened = await _open_tls(
+                guarded, first, header, config(), watch, peer, shutdown, limits.crypto_limiter
+            )
         if deadline.cancelled_caught:
             outcome = "handshake timeout"
         elif isinstance(opened, str):
             outcome = opened
         else:
             stream = opened
-            log.debug("%s", handshake_line(peer, stream.info, trio.current_time() - started))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s", handshake_line(peer, stream.info, trio.current_time() - started))
             await handler(stream)
         clean = True
     except trio.BrokenResourceError as exc:
@@ -161,12 +182,15 @@ async def _serve_connection(
                 await guarded.aclose()
             else:
                 await (stream.aclose() if clean else stream.abort())
-        info = stream.info if stream is not None and stream.handshake_done else None
-        seconds = trio.current_time() - started
-        line = connection_line(
-            peer, info, guarded.bytes_received, guarded.bytes_sent, seconds, outcome
-        )
-        log.info("%s", line)
+        if log.isEnabledFor(logging.INFO):  # the line is not built for nobody
+            info = stream.info if stream is not None and stream.handshake_done else None
+            seconds = trio.current_time() - started
+            log.info(
+                "%s",
+                connection_line(
+                    peer, info, guarded.bytes_received, guarded.bytes_sent, seconds, outcome
+                ),
+            )
 
 
 async def _read_first(
@@ -205,6 +229,7 @@ async def _open_tls(
     watch: tuple[Observer | None, HandshakeRecorder | None],
     peer: str,
     shutdown: trio.Event,
+    crypto_limiter: trio.CapacityLimiter | None,
 ) -> TLSStream | str:
     """The handshaken stream, or the outcome of a connection that never got that far.
 
@@ -217,7 +242,13 @@ async def _open_tls(
         return "plain HTTP on the TLS port (answered 400)"
     observer, recorder = watch
     stream = TLSStream(
-        guarded, config, observer=observer, peer=peer, shutdown=shutdown, initial_data=first
+        guarded,
+        config,
+        observer=observer,
+        peer=peer,
+        shutdown=shutdown,
+        initial_data=first,
+        crypto_limiter=crypto_limiter,
     )
     if recorder is not None:
         stream.handshake_record = recorder.record
@@ -250,9 +281,16 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 class _Limits:
-    """The per-connection deadlines serve() applies, and the PROXY header versions it expects."""
+    """The per-connection deadlines serve() applies, the PROXY header versions it expects, and
+    the threads that sign for every connection."""
 
-    __slots__ = ("handshake_timeout", "idle_timeout", "proxy_protocol", "write_timeout")
+    __slots__ = (
+        "crypto_limiter",
+        "handshake_timeout",
+        "idle_timeout",
+        "proxy_protocol",
+        "write_timeout",
+    )
 
     def __init__(
         self,
@@ -260,6 +298,7 @@ class _Limits:
         idle_timeout: float,
         write_timeout: float,
         proxy_protocol: Collection[Version],
+        crypto_threads: int,
     ):
         for name, value in (
             ("handshake_timeout", handshake_timeout),
@@ -272,18 +311,47 @@ class _Limits:
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
         self.proxy_protocol = proxy_protocol
+        if crypto_threads < 0:
+            raise ValueError(f"crypto_threads must be 0 or more, not {crypto_threads}")
+        self.crypto_limiter = trio.CapacityLimiter(crypto_threads) if crypto_threads else None
 
 
-async def _accept(listener: trio.SocketListener, errors: _AcceptErrors) -> trio.SocketStream:
-    """The next connection; out of descriptors or memory, wait and try again."""
+@attrs.frozen
+class _Accepted:
+    """A new connection, with the client's address that accept() returned, and the address it
+    reached when the listener's own address says it (None for a wildcard listener)."""
+
+    stream: trio.SocketStream
+    peer: tuple[str, int]
+    listening_on: tuple[str, int] | None
+
+
+def _listening_on(listener: trio.SocketListener) -> tuple[str, int] | None:
+    host, port = listener.socket.getsockname()[:2]
+    return None if ipaddress.ip_address(host).is_unspecified else (host, port)
+
+
+async def _accept(
+    listener: trio.SocketListener, listening_on: tuple[str, int] | None, errors: _AcceptErrors
+) -> _Accepted:
+    """The next connection; out of descriptors or memory, wait and try again.
+
+    This is SocketListener.accept() without throwing away the client's address: accept()
+    returns it, and asking again with getpeername() would cost a system call per connection.
+    """
     while True:
         try:
-            return await listener.accept()
+            sock, address = await listener.socket.accept()
         except OSError as exc:
-            if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+            if exc.errno == errno.EBADF:
+                raise trio.ClosedResourceError("the listener was closed") from None
+            if exc.errno in ACCEPT_CAPACITY_ERRNOS:
+                errors.report(exc)
+                await trio.sleep(ACCEPT_RETRY_DELAY)
+            elif exc.errno not in ACCEPT_IGNORED_ERRNOS:
                 raise
-            errors.report(exc)
-            await trio.sleep(ACCEPT_RETRY_DELAY)
+        else:
+            return _Accepted(trio.SocketStream(sock), address[:2], listening_on)
 
 
 class _AcceptErrors:
@@ -343,18 +411,19 @@ async def _accept_loop(
     shutdown: trio.Event,
 ) -> None:
     errors = _AcceptErrors()
+    listening_on = _listening_on(listener)
     while True:
         token = object()
         await limiter.acquire_on_behalf_of(token)
         try:
-            transport = await _accept(listener, errors)
+            accepted = await _accept(listener, listening_on, errors)
         except BaseException:
             limiter.release_on_behalf_of(token)
             raise
 
-        async def run(transport: trio.SocketStream = transport, token: object = token) -> None:
+        async def run(accepted: _Accepted = accepted, token: object = token) -> None:
             try:
-                await _serve_connection(transport, handler, config, limits, observers, shutdown)
+                await _serve_connection(accepted, handler, config, limits, observers, shutdown)
             finally:
                 limiter.release_on_behalf_of(token)
 
@@ -371,6 +440,7 @@ async def serve(
     idle_timeout: float = 60.0,
     write_timeout: float = 30.0,
     max_connections: int = 1000,
+    crypto_threads: int = 0,
     shutdown: trio.Event | None = None,
     shutdown_grace: float = 5.0,
     observer: Observer | None = None,
@@ -392,8 +462,12 @@ async def serve(
 
     `observer` sees every connection's observations (a key log); `connection_observer`, called
     with each connection's peer, gives one observer per connection (a trace, trace.py).
+
+    With `crypto_threads` > 0, each full handshake's signature is made on one of that many
+    worker threads (`cryptography` releases the GIL while it signs), so a second core can sign
+    while the event loop serves other connections.
     """
-    limits = _Limits(handshake_timeout, idle_timeout, write_timeout, proxy_protocol)
+    limits = _Limits(handshake_timeout, idle_timeout, write_timeout, proxy_protocol, crypto_threads)
     current_config = _constant(config) if isinstance(config, ServerConfig) else config
     if max_connections < 1:
         raise ValueError(f"max_connections must be at least 1, not {max_connections}")
@@ -403,6 +477,7 @@ async def serve(
         listeners = await trio.open_tcp_listeners(port, host=host)
     limiter = trio.CapacityLimiter(max_connections)
     for listener in listeners:
+        _keep_alive(listener)
         sockname = listener.socket.getsockname()
         log.info("listening on %s port %s", sockname[0], sockname[1])
     task_status.started(listeners)

@@ -51,6 +51,7 @@ from .events import (
     NeedData,
     Observation,
     Observer,
+    SignatureNeeded,
 )
 
 DEFAULT_RECEIVE_SIZE = 256 * 1024
@@ -118,13 +119,19 @@ class TLSStream(trio.abc.Stream):
         receive_size: int = DEFAULT_RECEIVE_SIZE,
         shutdown: trio.Event | None = None,
         initial_data: bytes = b"",
+        crypto_limiter: trio.CapacityLimiter | None = None,
     ) -> None:
         self.transport_stream = transport_stream
         self.shutdown = trio.Event() if shutdown is None else shutdown
         # The handshake as observed, for a handler that declares `records_handshake = True`
         # (serve() fills it; observe.py): (seconds since the connection began, observation).
         self.handshake_record: list[tuple[float, Observation]] | None = None
-        self._connection = ServerConnection(config, observer)
+        # With a limiter, the handshake's signature runs on a worker thread (at most as many
+        # at once as the limiter allows) while the event loop serves other connections.
+        self._crypto_limiter = crypto_limiter
+        self._connection = ServerConnection(
+            config, observer, defer_signatures=crypto_limiter is not None
+        )
         if initial_data:
             self._connection.receive_data(initial_data)
         self._https_compatible = https_compatible
@@ -222,11 +229,16 @@ class TLSStream(trio.abc.Stream):
                         await self._flush()
                         self._info = attrs.evolve(event.info, peer=self._peer)
                         return
-                    if isinstance(event, ConnectionClosed):
+                    if isinstance(event, SignatureNeeded):
+                        signature = await trio.to_thread.run_sync(
+                            event.sign, limiter=self._crypto_limiter
+                        )
+                        self._connection.complete_signature(signature)
+                    elif isinstance(event, ConnectionClosed):
                         raise await self._fail(
                             PeerClosed("the peer closed the connection during the handshake")
                         )
-                    if isinstance(event, AlertReceived) and event.level == AlertLevel.fatal:
+                    elif isinstance(event, AlertReceived) and event.level == AlertLevel.fatal:
                         raise await self._fail(PeerAlert(event))
             except trio.Cancelled:
                 self._state = _State.BROKEN

@@ -8,12 +8,13 @@ from ExpectClientHello to ExpectChangeCipherSpec. The code reads top to bottom a
 ClientHello in, the server's first flight out, and so on.
 """
 
-from .base import HandshakeContext, Negotiated, State
+from .base import AwaitingSignature, HandshakeContext, Negotiated, State
 from .finish import ExpectChangeCipherSpec, ExpectFinished, Traffic
 from .hello import ExpectClientHello
 from .keyexchange import ExpectClientKeyExchange
 
 __all__ = [
+    "AwaitingSignature",
     "ExpectChangeCipherSpec",
     "ExpectClientHello",
     "ExpectClientKeyExchange",

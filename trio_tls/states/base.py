@@ -8,7 +8,7 @@ its body is buffered or decoded (order before content). `handle_*` returns the n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import ClassVar, Protocol
 
@@ -65,6 +65,11 @@ class HandshakeContext(Protocol):
 
     def handshake_complete_event(self, info: ConnectionInfo) -> None: ...
 
+    def request_signature(self, sign: Callable[[], bytes], awaiting: AwaitingSignature) -> State:
+        """Sign now and go on (`awaiting.signed`), or hand `sign` to the connection's user
+        (events.SignatureNeeded) and wait in `awaiting`."""
+        ...
+
 
 def accepting(*classes: type[ClientMessage]) -> Mapping[int, type[ClientMessage]]:
     return MappingProxyType({cls.handshake_type: cls for cls in classes})
@@ -87,6 +92,14 @@ class State:
 
     def handle_change_cipher_spec(self, ctx: HandshakeContext) -> State:
         raise UnexpectedMessage(f"ChangeCipherSpec in state {type(self).__name__}")
+
+
+class AwaitingSignature(State):
+    """A state that goes on once its signature is made (HandshakeContext.request_signature);
+    meanwhile, like State, it accepts no message."""
+
+    def signed(self, ctx: HandshakeContext, signature: bytes) -> State:
+        raise NotImplementedError
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from functools import partial
 
 import attrs
 from cryptography import x509
@@ -54,6 +55,7 @@ from ..messages import (
 from ..sessions import SessionState
 from ..suites import SUITES_BY_ID, CipherSuite
 from .base import (
+    AwaitingSignature,
     HandshakeContext,
     Negotiated,
     State,
@@ -402,15 +404,9 @@ class ExpectClientHello(State):
 
         ephemeral = EphemeralKey(group)
         params = ServerKeyExchange.encode_params(group, ephemeral.public)
-        signature = sign(certified.key, scheme, hello.random + negotiated.server_random + params)
-        key_exchange = ServerKeyExchange(group, ephemeral.public, scheme, signature)
-        transcript.update(ctx.send_handshake(key_exchange))
-        if config.client_auth is not None:  # RFC 5246 §7.4.4
-            transcript.update(ctx.send_handshake(config.client_auth.request))
-        transcript.update(ctx.send_handshake(ServerHelloDone()))
-        if config.client_auth is not None:
-            return ExpectClientCertificate(negotiated, transcript, ephemeral, config.client_auth)
-        return ExpectClientKeyExchange(negotiated, transcript, ephemeral)
+        signed = hello.random + negotiated.server_random + params  # RFC 5246 §7.4.3
+        awaiting = AwaitSignature(negotiated, transcript, ephemeral)
+        return ctx.request_signature(partial(sign, certified.key, scheme, signed), awaiting)
 
     def _resume(
         self,
@@ -445,3 +441,29 @@ class ExpectClientHello(State):
         server_verify = verify_data(suite.prf_hash, master, b"server finished", transcript.digest())
         transcript.update(ctx.send_handshake(Finished(server_verify)))
         return ExpectChangeCipherSpec(negotiated, transcript, master, keys)
+
+
+@attrs.define
+class AwaitSignature(AwaitingSignature):
+    """The first flight stops at ServerKeyExchange until its signature is made: at once, or on
+    a worker thread (events.SignatureNeeded). The client says nothing until ServerHelloDone, so
+    this state accepts no message."""
+
+    negotiated: Negotiated
+    transcript: Transcript
+    ephemeral: EphemeralKey
+
+    def signed(self, ctx: HandshakeContext, signature: bytes) -> State:
+        """The rest of the first flight: ServerKeyExchange, [CertificateRequest], Done."""
+        negotiated, transcript, ephemeral = self.negotiated, self.transcript, self.ephemeral
+        group, scheme = negotiated.group, negotiated.signature_scheme
+        assert group is not None and scheme is not None  # a full handshake chose both
+        key_exchange = ServerKeyExchange(group, ephemeral.public, scheme, signature)
+        transcript.update(ctx.send_handshake(key_exchange))
+        client_auth = ctx.config.client_auth
+        if client_auth is not None:  # RFC 5246 §7.4.4
+            transcript.update(ctx.send_handshake(client_auth.request))
+        transcript.update(ctx.send_handshake(ServerHelloDone()))
+        if client_auth is not None:
+            return ExpectClientCertificate(negotiated, transcript, ephemeral, client_auth)
+        return ExpectClientKeyExchange(negotiated, transcript, ephemeral)
