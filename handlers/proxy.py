@@ -156,7 +156,7 @@ class Proxy:
                 socket_stream = await trio.open_tcp_stream(upstream.host, upstream.port)
             except OSError as exc:
                 raise _failed(upstream, f"cannot connect: {_why(exc)}") from None
-            return DeadlineStream(socket_stream, write_timeout=UPSTREAM_WRITE_TIMEOUT)
+            return DeadlineStream(socket_stream.socket, write_timeout=UPSTREAM_WRITE_TIMEOUT)
         raise _failed(upstream, f"connect timed out after {self.connect_timeout:g} s")
 
     def _header(self, info: ConnectionInfo) -> bytes:

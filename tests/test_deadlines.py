@@ -29,7 +29,7 @@ async def tcp_pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream
 
 async def test_an_idle_peer_times_out(tcp_pair: tuple[trio.SocketStream, ...]) -> None:
     server, client = tcp_pair
-    stream = DeadlineStream(server, idle_timeout=0.2)
+    stream = DeadlineStream(server.socket, idle_timeout=0.2)
     await client.send_all(b"early")
     assert await stream.receive_some() == b"early"  # data in time is data
     start = trio.current_time()
@@ -42,7 +42,7 @@ async def test_an_idle_peer_times_out(tcp_pair: tuple[trio.SocketStream, ...]) -
 
 async def test_a_peer_that_stops_reading_times_out(tcp_pair: tuple[trio.SocketStream, ...]) -> None:
     server, _ = tcp_pair
-    stream = DeadlineStream(server, write_timeout=0.3)
+    stream = DeadlineStream(server.socket, write_timeout=0.3)
     start = trio.current_time()
     with pytest.raises(trio.BrokenResourceError) as failure:
         await stream.send_all(bytes(16 * 2**20))
@@ -55,7 +55,7 @@ async def test_a_slow_reader_that_keeps_reading_is_never_cut_off(
 ) -> None:
     # The whole send takes several write timeouts, but bytes move within each one.
     server, client = tcp_pair
-    stream = DeadlineStream(server, write_timeout=0.3)
+    stream = DeadlineStream(server.socket, write_timeout=0.3)
     payload = bytes(range(256)) * 4096  # 1 MiB
     received = bytearray()
 
@@ -74,7 +74,7 @@ async def test_a_slow_reader_that_keeps_reading_is_never_cut_off(
 
 async def test_a_vanished_peer_is_a_broken_stream(tcp_pair: tuple[trio.SocketStream, ...]) -> None:
     server, client = tcp_pair
-    stream = DeadlineStream(server, write_timeout=5)
+    stream = DeadlineStream(server.socket, write_timeout=5)
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     await client.aclose()  # linger 0: a reset
     with pytest.raises(trio.BrokenResourceError) as failure:

@@ -205,7 +205,7 @@ async def test_after_an_idle_timeout_aclose_still_says_close_notify(
     client_tcp = await trio.open_tcp_stream("127.0.0.1", port)
     server_tcp = await listeners[0].accept()
     client = trio.SSLStream(client_tcp, client_context(ca), server_hostname="localhost")
-    server = TLSStream(DeadlineStream(server_tcp, idle_timeout=0.2), rsa_config)
+    server = TLSStream(DeadlineStream(server_tcp.socket, idle_timeout=0.2), rsa_config)
     await handshake_both(client, server)  # type: ignore[arg-type]
     with pytest.raises(trio.BrokenResourceError) as idle:
         await server.receive_some()

@@ -17,9 +17,13 @@ still be sent; after a write timeout the peer may hold half a record, and the st
 
 from __future__ import annotations
 
+import errno
 import math
 
 import trio
+
+# What one receive asks for when the caller names no size (trio.SocketStream's default).
+DEFAULT_RECEIVE_SIZE = 65536
 
 
 class StreamTimeout(Exception):
@@ -35,25 +39,38 @@ class WriteTimeout(StreamTimeout):
 
 
 class DeadlineStream(trio.abc.HalfCloseableStream):
-    """A SocketStream whose receives and sends carry the idle and write deadlines."""
+    """A TCP socket as a stream whose receives and sends carry the idle and write deadlines.
+
+    It wraps the trio socket itself rather than a trio.SocketStream: a SocketStream would set
+    TCP_NODELAY and TCP_NOTSENT_LOWAT on every accepted socket (two system calls per
+    connection that the listener's inherited options make needless) and add a layer of context
+    managers to every receive and send. Socket errors map to trio's stream errors as
+    SocketStream maps them: a closed socket is ClosedResourceError, anything else
+    BrokenResourceError. TLSStream above keeps one task per direction.
+    """
 
     def __init__(
         self,
-        transport: trio.SocketStream,
+        sock: trio.socket.SocketType,
         *,
         idle_timeout: float = math.inf,
         write_timeout: float = math.inf,
     ) -> None:
-        self.transport = transport
-        self.socket = transport.socket
+        self.socket = sock
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
         self.bytes_received = 0  # for the connection's log line
         self.bytes_sent = 0
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        with trio.move_on_after(self.idle_timeout):
-            data = await self.transport.receive_some(max_bytes)
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        size = DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes
+        if size < 1:
+            raise ValueError("max_bytes must be >= 1")
+        with trio.CancelScope(deadline=trio.current_time() + self.idle_timeout):
+            try:
+                data = await self.socket.recv(size)
+            except OSError as exc:
+                raise _stream_error(exc, "receive") from exc
             self.bytes_received += len(data)
             return data
         raise trio.BrokenResourceError("idle timeout") from IdleTimeout(
@@ -61,17 +78,15 @@ class DeadlineStream(trio.abc.HalfCloseableStream):
         )
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self.write_timeout == math.inf:
-            await self.transport.send_all(data)
-            self.bytes_sent += len(data)
-            return
         with memoryview(data) as view:
             if not view:
-                await self.transport.send_all(b"")
+                if self.socket.fileno() == -1:
+                    raise trio.ClosedResourceError("the socket was closed")
+                await trio.lowlevel.checkpoint()
                 return
             start = 0
             while start < len(view):
-                with trio.move_on_after(self.write_timeout) as stalled:
+                with trio.CancelScope(deadline=trio.current_time() + self.write_timeout) as stalled:
                     sent = await self._send_some(view[start:])
                     start += sent
                     self.bytes_sent += sent
@@ -81,19 +96,36 @@ class DeadlineStream(trio.abc.HalfCloseableStream):
                     )
 
     async def _send_some(self, view: memoryview) -> int:
-        """One socket send, with SocketStream's mapping of socket errors to stream errors."""
+        """One socket send: progress, for the write timeout."""
         if self.socket.fileno() == -1:
             raise trio.ClosedResourceError("the socket was closed")
         try:
             return await self.socket.send(view)
         except OSError as exc:
-            raise trio.BrokenResourceError(f"socket send failed: {exc}") from exc
+            raise _stream_error(exc, "send") from exc
 
     async def wait_send_all_might_not_block(self) -> None:
-        await self.transport.wait_send_all_might_not_block()
+        if self.socket.fileno() == -1:
+            raise trio.ClosedResourceError("the socket was closed")
+        try:
+            await self.socket.wait_writable()
+        except OSError as exc:
+            raise _stream_error(exc, "wait") from exc
 
     async def send_eof(self) -> None:
-        await self.transport.send_eof()
+        await trio.lowlevel.checkpoint()
+        if not self.socket.did_shutdown_SHUT_WR:  # idempotent, as SocketStream's
+            try:
+                self.socket.shutdown(trio.socket.SHUT_WR)
+            except OSError as exc:
+                raise _stream_error(exc, "shutdown") from exc
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        self.socket.close()
+        await trio.lowlevel.checkpoint()
+
+
+def _stream_error(exc: OSError, what: str) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    if exc.errno == errno.EBADF:
+        return trio.ClosedResourceError("the socket was closed")
+    return trio.BrokenResourceError(f"socket {what} failed: {exc}")
