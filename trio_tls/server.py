@@ -184,7 +184,8 @@ async def _serve_connection(
     finally:
         if not clean and outcome == "closed":
             outcome = "cancelled"
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
+        # Shielded from the connection's cancellation, bounded by its own deadline.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + 1):
             if stream is None:
                 await guarded.aclose()
             else:

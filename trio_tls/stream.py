@@ -170,10 +170,15 @@ class TLSStream(trio.abc.Stream):
 
     async def _flush(self) -> None:
         """Write what the connection has queued, in order, as one transport write."""
-        async with self._write_lock:
+        await _acquire(self._write_lock)
+        try:
             data = self._connection.data_to_send()
             if data:
                 await self.transport_stream.send_all(data)
+            else:
+                await trio.lowlevel.checkpoint()
+        finally:
+            self._write_lock.release()
 
     async def _fail(
         self, exc: BaseException
@@ -218,35 +223,44 @@ class TLSStream(trio.abc.Stream):
     async def do_handshake(self) -> None:
         """Run the handshake if nobody has yet; wait for it if another task is running it."""
         self._check_usable()
-        async with self._handshake_lock:
-            if self._info is not None:
-                return
-            self._check_usable()
-            try:
-                while True:
-                    event = await self._next_event()
-                    if isinstance(event, HandshakeComplete):
+        if self._info is not None:
+            await trio.lowlevel.checkpoint()
+            return
+        await _acquire(self._handshake_lock)
+        try:
+            if self._info is None:  # else another task finished it while we waited
+                self._check_usable()
+                await self._run_handshake()
+        finally:
+            self._handshake_lock.release()
+
+    async def _run_handshake(self) -> None:
+        try:
+            while True:
+                event = await self._next_event()
+                if isinstance(event, HandshakeComplete):
+                    if self._connection.has_data_to_send():  # our Finished, unless resumed
                         await self._flush()
-                        self._info = attrs.evolve(event.info, peer=self._peer)
-                        return
-                    if isinstance(event, SignatureNeeded):
-                        signature = await trio.to_thread.run_sync(
-                            event.sign, limiter=self._crypto_limiter
-                        )
-                        self._connection.complete_signature(signature)
-                    elif isinstance(event, ConnectionClosed):
-                        raise await self._fail(
-                            PeerClosed("the peer closed the connection during the handshake")
-                        )
-                    elif isinstance(event, AlertReceived) and event.level == AlertLevel.fatal:
-                        raise await self._fail(PeerAlert(event))
-            except trio.Cancelled:
-                self._state = _State.BROKEN
-                raise
-            except _TRANSPORT_ERRORS as exc:
-                if self._state is _State.OK:
-                    raise await self._fail(exc) from exc
-                raise
+                    self._info = attrs.evolve(event.info, peer=self._peer)
+                    return
+                if isinstance(event, SignatureNeeded):
+                    signature = await trio.to_thread.run_sync(
+                        event.sign, limiter=self._crypto_limiter
+                    )
+                    self._connection.complete_signature(signature)
+                elif isinstance(event, ConnectionClosed):
+                    raise await self._fail(
+                        PeerClosed("the peer closed the connection during the handshake")
+                    )
+                elif isinstance(event, AlertReceived) and event.level == AlertLevel.fatal:
+                    raise await self._fail(PeerAlert(event))
+        except trio.Cancelled:
+            self._state = _State.BROKEN
+            raise
+        except _TRANSPORT_ERRORS as exc:
+            if self._state is _State.OK:
+                raise await self._fail(exc) from exc
+            raise
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         with self._receive_conflict:
@@ -374,3 +388,13 @@ class TLSStream(trio.abc.Stream):
                     await self._flush()
         finally:
             await self.transport_stream.aclose()
+
+
+async def _acquire(lock: trio.Lock | trio.StrictFIFOLock) -> None:
+    """Take a free lock at once, with no checkpoint of its own: the caller's transport I/O, next,
+    is one, and a second would cost every handshake and every send a trip through the
+    scheduler. A lock another task holds is waited for as usual."""
+    if lock.locked():
+        await lock.acquire()
+    else:
+        lock.acquire_nowait()

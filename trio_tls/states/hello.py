@@ -270,6 +270,8 @@ def _send_server_hello(
 
 
 def _explain_version(ctx: HandshakeContext, hello: ClientHello) -> None:
+    if ctx.observer is None:
+        return
     versions = hello.extension(SupportedVersions)
     if versions is None:
         reason = f"the client's version is {hello.client_version:#06x}, and 1.2 is ours"
