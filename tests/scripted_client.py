@@ -500,7 +500,9 @@ class ScriptedClient:
     def sealed(self, content_type: int, payload: bytes, *, tamper: bool = False) -> bytes:
         """A record sealed under our write keys; `tamper` flips one ciphertext bit."""
         assert self._write is not None, "no ChangeCipherSpec sent yet"
-        out = bytearray(self._write.seal(content_type, payload))
+        pieces: list[bytes] = []
+        self._write.seal_into(pieces, content_type, payload)
+        out = bytearray(b"".join(pieces))
         if tamper:
             # The last ciphertext byte (or, for an empty payload, the tag's): a flipped bit that
             # the AEAD must catch.

@@ -16,6 +16,7 @@ from trio_tls.enums import AlertDescription
 from trio_tls.errors import (
     BadRecordMac,
     DecodeError,
+    InternalError,
     LocalProtocolError,
     ProtocolVersionError,
     RecordOverflow,
@@ -249,15 +250,15 @@ def test_a_maximal_client_hello_reassembles_from_many_records() -> None:
 
 def test_write_records_fragments_at_2_14() -> None:
     data = bytes(i % 251 for i in range(40000))
-    out = bytearray()
+    out: list[bytes] = []
     write_records(out, NullProtection(), APPLICATION_DATA, data)
     expected = (
         record(APPLICATION_DATA, data[:16384])
         + record(APPLICATION_DATA, data[16384:32768])
         + record(APPLICATION_DATA, data[32768:])
     )
-    assert bytes(out) == expected
-    assert [len(p) for _, p in read_all(RecordReader(NullProtection()), [bytes(out)])] == [
+    assert b"".join(out) == expected
+    assert [len(p) for _, p in read_all(RecordReader(NullProtection()), [b"".join(out)])] == [
         16384,
         16384,
         7232,
@@ -265,12 +266,31 @@ def test_write_records_fragments_at_2_14() -> None:
 
 
 def test_write_records_appends_and_keeps_small_data_in_one_record() -> None:
-    out = bytearray(b"already here")
+    out = [b"already here"]
     write_records(out, NullProtection(), HANDSHAKE, b"abc")
-    assert bytes(out) == b"already here" + bytes.fromhex("16 0303 0003") + b"abc"
-    out = bytearray()
+    assert b"".join(out) == b"already here" + bytes.fromhex("16 0303 0003") + b"abc"
+    out = []
     write_records(out, NullProtection(), HANDSHAKE, bytes(2**14))
-    assert len(out) == 5 + 2**14
+    assert len(b"".join(out)) == 5 + 2**14
+
+
+def test_records_are_read_in_place_and_a_split_record_is_carried() -> None:
+    """A read that ends inside a record: the whole records before it are views of that read
+    (no copy), and the split record is completed from the next read, byte for byte."""
+    first, second = record(APPLICATION_DATA, b"x" * 100), record(HANDSHAKE, b"y" * 300)
+    stream = first + second
+    reader = RecordReader(NullProtection())
+    reader.feed(stream[: len(first) + 7])
+    content_type, fragment = reader.next_record() or (0, b"")
+    assert (content_type, bytes(fragment)) == (APPLICATION_DATA, b"x" * 100)
+    assert isinstance(fragment, memoryview)
+    assert reader.next_record() is None
+    assert reader.buffered() == 7
+    reader.feed(bytearray(stream[len(first) + 7 : -1]))  # a mutable buffer is copied, not kept
+    assert reader.next_record() is None
+    reader.feed(stream[-1:])
+    assert reader.next_record() == (HANDSHAKE, b"y" * 300)
+    assert reader.buffered() == 0
 
 
 # -- AEAD protection ----------------------------------------------------------------------------
@@ -292,6 +312,13 @@ def fragment_of(sealed: bytes) -> bytes:
     return sealed[5:]
 
 
+def seal(protection: RecordProtection, content_type: int, payload: bytes) -> bytes:
+    """One record, as `protection.seal_into` appends it to an outgoing buffer."""
+    out: list[bytes] = []
+    protection.seal_into(out, content_type, payload)
+    return b"".join(out)
+
+
 def test_suites_build_the_protection_their_rfc_describes() -> None:
     assert isinstance(SUITES_BY_ID[0xC02F].make_protection(bytes(16), bytes(4)), ExplicitNonceAEAD)
     assert isinstance(SUITES_BY_ID[0xC02C].make_protection(bytes(32), bytes(4)), ExplicitNonceAEAD)
@@ -308,7 +335,7 @@ def test_aead_seal_open_round_trip_across_objects(suite_id: int) -> None:
         (ALERT, b"\x01\x00"),
     ]
     for content_type, payload in payloads:
-        sealed = sealer.seal(content_type, payload)
+        sealed = seal(sealer, content_type, payload)
         assert sealed[:3] == bytes([content_type]) + b"\x03\x03"
         assert bytes(opener.open(content_type, 0x0303, fragment_of(sealed))) == payload
 
@@ -316,7 +343,7 @@ def test_aead_seal_open_round_trip_across_objects(suite_id: int) -> None:
 @pytest.mark.parametrize("suite_id", AEAD_SUITES)
 def test_aead_records_through_the_record_reader_in_any_chunking(suite_id: int) -> None:
     _, _, _, sealer, opener = make_pair(suite_id)
-    stream = b"".join(sealer.seal(t, p) for t, p in PLAIN_RECORDS)
+    stream = b"".join(seal(sealer, t, p) for t, p in PLAIN_RECORDS)
     chunks = random_chunks(stream, random.Random(suite_id), 777)
     assert read_all(RecordReader(opener), chunks) == PLAIN_RECORDS
 
@@ -326,7 +353,7 @@ def test_aead_records_through_the_record_reader_in_any_chunking(suite_id: int) -
 def test_a_flipped_bit_is_a_bad_record_mac(suite_id: int, position: int) -> None:
     # Positions in the fragment: explicit nonce (GCM), ciphertext, tag.
     _, _, _, sealer, opener = make_pair(suite_id)
-    fragment = bytearray(fragment_of(sealer.seal(APPLICATION_DATA, b"attack at dawn")))
+    fragment = bytearray(fragment_of(seal(sealer, APPLICATION_DATA, b"attack at dawn")))
     fragment[position] ^= 0x01
     raises_exactly(BadRecordMac, lambda: opener.open(APPLICATION_DATA, 0x0303, bytes(fragment)))
 
@@ -334,7 +361,7 @@ def test_a_flipped_bit_is_a_bad_record_mac(suite_id: int, position: int) -> None
 @pytest.mark.parametrize("suite_id", AEAD_SUITES)
 def test_header_fields_are_authenticated(suite_id: int) -> None:
     _, _, _, sealer, _ = make_pair(suite_id)
-    fragment = fragment_of(sealer.seal(APPLICATION_DATA, b"data"))
+    fragment = fragment_of(seal(sealer, APPLICATION_DATA, b"data"))
     for content_type, version in [(HANDSHAKE, 0x0303), (APPLICATION_DATA, 0x0301)]:
         _, _, _, _, opener = make_pair(suite_id)
         raises_exactly(BadRecordMac, partial(opener.open, content_type, version, fragment))
@@ -343,8 +370,8 @@ def test_header_fields_are_authenticated(suite_id: int) -> None:
 @pytest.mark.parametrize("suite_id", AEAD_SUITES)
 def test_a_record_out_of_sequence_is_a_bad_record_mac(suite_id: int) -> None:
     _, _, _, sealer, opener = make_pair(suite_id)
-    first = fragment_of(sealer.seal(APPLICATION_DATA, b"one"))
-    second = fragment_of(sealer.seal(APPLICATION_DATA, b"two"))
+    first = fragment_of(seal(sealer, APPLICATION_DATA, b"one"))
+    second = fragment_of(seal(sealer, APPLICATION_DATA, b"two"))
     # The opener expects sequence 0; the second record was sealed with sequence 1.
     raises_exactly(BadRecordMac, lambda: opener.open(APPLICATION_DATA, 0x0303, second))
     # A replay of the first record, now at sequence 1, fails too.
@@ -364,7 +391,7 @@ def test_a_fragment_too_short_for_nonce_and_tag_is_a_bad_record_mac(
         raises_exactly(BadRecordMac, partial(opener.open, APPLICATION_DATA, 0x0303, bytes(length)))
     # Exactly the overhead is an empty record's size: it gets as far as the tag check.
     _, _, _, sealer, opener = make_pair(suite_id)
-    assert len(fragment_of(sealer.seal(APPLICATION_DATA, b""))) == overhead
+    assert len(fragment_of(seal(sealer, APPLICATION_DATA, b""))) == overhead
     raises_exactly(BadRecordMac, lambda: opener.open(APPLICATION_DATA, 0x0303, bytes(overhead)))
 
 
@@ -372,7 +399,7 @@ def test_a_fragment_too_short_for_nonce_and_tag_is_a_bad_record_mac(
 def test_gcm_explicit_nonce_is_the_sequence_number(suite_id: int) -> None:
     _, _, _, sealer, _ = make_pair(suite_id)
     for sequence in range(5):
-        sealed = sealer.seal(APPLICATION_DATA, b"payload")
+        sealed = seal(sealer, APPLICATION_DATA, b"payload")
         assert sealed[5:13] == sequence.to_bytes(8, "big")
         assert len(sealed) == 5 + 8 + len(b"payload") + 16
 
@@ -394,7 +421,7 @@ def test_gcm_record_matches_rfc_5288(suite_id: int) -> None:
             salt + explicit, payload, aad(sequence, content_type, len(payload))
         )
         expected = record(content_type, explicit + ciphertext)
-        assert sealer.seal(content_type, payload) == expected
+        assert seal(sealer, content_type, payload) == expected
         assert bytes(opener.open(content_type, 0x0303, expected[5:])) == payload
 
 
@@ -417,7 +444,7 @@ def test_chacha20_record_matches_rfc_7905(suite_id: int) -> None:
         nonce = bytes(a ^ b for a, b in zip(iv, padded, strict=True))
         ciphertext = chacha.encrypt(nonce, payload, aad(sequence, content_type, len(payload)))
         expected = record(content_type, ciphertext)  # no explicit nonce on the wire
-        assert sealer.seal(content_type, payload) == expected
+        assert seal(sealer, content_type, payload) == expected
         assert bytes(opener.open(content_type, 0x0303, expected[5:])) == payload
 
 
@@ -431,7 +458,7 @@ def test_chacha20_nonce_xor_reaches_the_high_sequence_bytes() -> None:
     sealer._sequence = sequence  # a white-box shortcut past 2^56 records
     nonce = bytes(a ^ b for a, b in zip(iv, bytes(4) + sequence.to_bytes(8), strict=True))
     expected = ChaCha20Poly1305(key).encrypt(nonce, b"late", aad(sequence, APPLICATION_DATA, 4))
-    assert sealer.seal(APPLICATION_DATA, b"late") == record(APPLICATION_DATA, expected)
+    assert seal(sealer, APPLICATION_DATA, b"late") == record(APPLICATION_DATA, expected)
 
 
 @pytest.mark.parametrize("suite_id", AEAD_SUITES)
@@ -439,7 +466,7 @@ def test_an_aead_record_over_2_14_plaintext_is_a_record_overflow(suite_id: int) 
     _, _, _, sealer, opener = make_pair(suite_id)
     # Our sealer is not asked to make such a record (write_records fragments), so seal the
     # oversized plaintext through it only to get valid framing, then open it.
-    sealed = sealer.seal(APPLICATION_DATA, bytes(2**14 + 1))
+    sealed = seal(sealer, APPLICATION_DATA, bytes(2**14 + 1))
     raises_exactly(RecordOverflow, lambda: opener.open(APPLICATION_DATA, 0x0303, sealed[5:]))
 
 
@@ -450,3 +477,18 @@ def test_alert_of_each_error_matches_rfc_5246() -> None:
     assert UnexpectedMessage.alert == AlertDescription.unexpected_message
     assert ProtocolVersionError.alert == AlertDescription.protocol_version
     assert DecodeError.alert == AlertDescription.decode_error
+
+
+@pytest.mark.parametrize("suite_id", AEAD_SUITES)
+def test_a_sequence_number_never_wraps(suite_id: int) -> None:
+    """Guards the sequence number's end (RFC 5246 §6.1: it "may not exceed 2^64-1", and a
+    wrapped one would reuse a nonce): sealing past it is an internal_error that says why,
+    raised before a record is made with a number out of range. (Opening counts with the same
+    code.)"""
+    _, _, _, sealer, _ = make_pair(suite_id)
+    assert isinstance(sealer, ExplicitNonceAEAD | XorNonceAEAD)
+    sealer._sequence = 2**64 - 1  # white-box: 2^64 records would take too long
+    with pytest.raises(InternalError, match=r"^record sequence number exhausted$"):
+        for _ in range(2):  # the last number may be used or kept unused; never one past it
+            seal(sealer, APPLICATION_DATA, b"late")
+    assert sealer.next_sequence <= 2**64

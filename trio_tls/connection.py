@@ -92,7 +92,7 @@ class ServerConnection:
         self._handshake = HandshakeAssembler()
         self._state: State = ExpectClientHello()
         self._flight = bytearray()  # handshake messages waiting to be framed into records
-        self._outgoing = bytearray()
+        self._outgoing: list[bytes] = []  # records' pieces, joined once per data_to_send()
         # Rarely more than one event waits: a list costs 56 bytes per connection, a deque 760.
         self._events: list[Event] = []
         self._eof = False
@@ -186,9 +186,9 @@ class ServerConnection:
     def has_data_to_send(self) -> bool:
         return bool(self._outgoing)
 
-    def data_to_send(self) -> bytearray:
-        out = self._outgoing
-        self._outgoing = bytearray()
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._outgoing)
+        self._outgoing.clear()
         return out
 
     # -- input --------------------------------------------------------------------------------
@@ -309,8 +309,8 @@ class ServerConnection:
 
     def change_write_protection(self, protection: RecordProtection) -> None:
         self._flush_flight()
-        self._outgoing += self._write_protection.seal(
-            ContentType.change_cipher_spec, _CHANGE_CIPHER_SPEC
+        self._write_protection.seal_into(
+            self._outgoing, ContentType.change_cipher_spec, _CHANGE_CIPHER_SPEC
         )
         self._write_protection = protection
         if self._observer is not None:
@@ -346,8 +346,8 @@ class ServerConnection:
     def _send_alert(self, level: int, description: int, reason: str = "") -> None:
         if self._observer is not None:
             self._observer(AlertObserved("sent", level, description, reason))
-        self._outgoing += self._write_protection.seal(
-            ContentType.alert, bytes((level, description))
+        self._write_protection.seal_into(
+            self._outgoing, ContentType.alert, bytes((level, description))
         )
 
     def _observe_record(

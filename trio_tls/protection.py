@@ -3,8 +3,8 @@
 Each object holds its AEAD (made once per key), its IV and its own sequence number. AES-GCM
 (RFC 5288 §3) sends an 8-byte explicit nonce — we use the sequence number, so the nonce is
 salt ‖ seq and never repeats; ChaCha20-Poly1305 (RFC 7905 §2) sends none and uses iv XOR seq.
-The additional data is seq ‖ type ‖ version ‖ plaintext length. A record is built in one piece:
-header, explicit nonce and ciphertext joined once.
+The additional data is seq ‖ type ‖ version ‖ plaintext length. A record goes onto the outgoing
+queue as two pieces, its header (with the explicit nonce) and its ciphertext, never copied.
 """
 
 from __future__ import annotations
@@ -42,8 +42,12 @@ Buffer = bytes | bytearray | memoryview
 class RecordProtection(Protocol):
     """What the record layer needs from either the null or an AEAD protection."""
 
-    def seal(self, content_type: int, plaintext: Buffer) -> bytes:
-        """Return a whole record (header included) carrying `plaintext`."""
+    def seal_into(self, out: list[bytes], content_type: int, plaintext: Buffer) -> None:
+        """Append to `out` the pieces of a whole record (header included) carrying `plaintext`.
+
+        The outgoing queue is a list of pieces joined once per transport write: growing one
+        buffer record by record instead re-copies it at every reallocation, which cost more
+        than the encryption for bulk data."""
         ...
 
     def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
@@ -54,8 +58,8 @@ class RecordProtection(Protocol):
 class NullProtection:
     """TLS_NULL_WITH_NULL_NULL: the state before ChangeCipherSpec."""
 
-    def seal(self, content_type: int, plaintext: Buffer) -> bytes:
-        return _HEADER.pack(content_type, TLS12, len(plaintext)) + plaintext
+    def seal_into(self, out: list[bytes], content_type: int, plaintext: Buffer) -> None:
+        out.append(_HEADER.pack(content_type, TLS12, len(plaintext)) + plaintext)
 
     def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
         if len(fragment) > MAX_PLAINTEXT:
@@ -113,13 +117,13 @@ class ExplicitNonceAEAD(_AEADRecords):
         aad = _AAD.pack(sequence, content_type, TLS12, length)
         return RecordParameters(self._salt + explicit, explicit, aad)
 
-    def seal(self, content_type: int, plaintext: Buffer) -> bytes:
+    def seal_into(self, out: list[bytes], content_type: int, plaintext: Buffer) -> None:
         sequence = self._next_sequence()
         explicit = _SEQ.pack(sequence)
         aad = _AAD.pack(sequence, content_type, TLS12, len(plaintext))
         ciphertext = self._aead.encrypt(self._salt + explicit, plaintext, aad)
-        header = _HEADER.pack(content_type, TLS12, 8 + len(ciphertext))
-        return b"".join((header, explicit, ciphertext))
+        out.append(_HEADER.pack(content_type, TLS12, 8 + len(ciphertext)) + explicit)
+        out.append(ciphertext)
 
     def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
         sequence = self._next_sequence()
@@ -145,11 +149,12 @@ class XorNonceAEAD(_AEADRecords):
         aad = _AAD.pack(sequence, content_type, TLS12, length)
         return RecordParameters(self._nonce(sequence), b"", aad)
 
-    def seal(self, content_type: int, plaintext: Buffer) -> bytes:
+    def seal_into(self, out: list[bytes], content_type: int, plaintext: Buffer) -> None:
         sequence = self._next_sequence()
         aad = _AAD.pack(sequence, content_type, TLS12, len(plaintext))
         ciphertext = self._aead.encrypt(self._nonce(sequence), plaintext, aad)
-        return _HEADER.pack(content_type, TLS12, len(ciphertext)) + ciphertext
+        out.append(_HEADER.pack(content_type, TLS12, len(ciphertext)))
+        out.append(ciphertext)
 
     def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
         sequence = self._next_sequence()

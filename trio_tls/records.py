@@ -31,39 +31,77 @@ _CONTENT_TYPES = frozenset(ContentType)
 
 
 class RecordReader:
-    """Splits a byte stream into (content type, plaintext) records."""
+    """Splits a byte stream into (content type, plaintext) records.
 
-    __slots__ = ("_buffer", "protection", "strict_version")
+    Records are read in place from the bytes last fed, without copying them into a buffer
+    first: a 256 KiB read holds sixteen full records, and each is handed to its protection as
+    a view. Only a record split between two reads is gathered (`_carry`), up to its end.
+    """
+
+    __slots__ = ("_carry", "_data", "_pos", "protection", "strict_version")
 
     def __init__(self, protection: RecordProtection) -> None:
-        self._buffer = bytearray()
+        self._data: bytes = b""  # the bytes fed last, read from `_pos` on
+        self._pos = 0
+        self._carry = bytearray()  # what came before `_data` and is not yet a whole record
         self.protection = protection
         # Before ServerHello a ClientHello may come in a record of any 3.x version (App. E.1).
         self.strict_version = False
 
     def feed(self, data: Buffer) -> None:
-        self._buffer += data
+        if self._pos < len(self._data):
+            self._carry += memoryview(self._data)[self._pos :]
+        # Records are handed out as views of these bytes: they must not change under them.
+        self._data = data if isinstance(data, bytes) else bytes(data)
+        self._pos = 0
 
     def buffered(self) -> int:
-        return len(self._buffer)
+        return len(self._carry) + len(self._data) - self._pos
 
     def next_record(self) -> tuple[int, Buffer] | None:
-        buffer = self._buffer
-        if len(buffer) < HEADER_LENGTH:
+        if self._carry:
+            return self._next_carried_record()
+        data, pos = self._data, self._pos
+        if len(data) - pos < HEADER_LENGTH:
             return None
-        content_type, version, length = _HEADER.unpack_from(buffer)
+        content_type, version, length = _HEADER.unpack_from(data, pos)
+        self._check_header(content_type, version, length)
+        end = pos + HEADER_LENGTH + length
+        if len(data) < end:
+            return None
+        self._pos = end
+        fragment = memoryview(data)[pos + HEADER_LENGTH : end]
+        return content_type, self.protection.open(content_type, version, fragment)
+
+    def _next_carried_record(self) -> tuple[int, Buffer] | None:
+        """The record that begins in `_carry`, completed from `_data` (copying only its rest)."""
+        carry = self._carry
+        if len(carry) < HEADER_LENGTH and not self._move_to_carry(HEADER_LENGTH - len(carry)):
+            return None
+        content_type, version, length = _HEADER.unpack_from(carry)
+        self._check_header(content_type, version, length)
+        end = HEADER_LENGTH + length
+        if len(carry) < end and not self._move_to_carry(end - len(carry)):
+            return None
+        fragment = bytes(carry[HEADER_LENGTH:end])
+        del carry[:end]
+        return content_type, self.protection.open(content_type, version, fragment)
+
+    def _move_to_carry(self, wanted: int) -> bool:
+        """Move up to `wanted` bytes from `_data` to `_carry`; whether all of them were there."""
+        taken = min(wanted, len(self._data) - self._pos)
+        self._carry += memoryview(self._data)[self._pos : self._pos + taken]
+        self._pos += taken
+        return taken == wanted
+
+    def _check_header(self, content_type: int, version: int, length: int) -> None:
+        """Refuse a record on its header, before its body is waited for or buffered."""
         if content_type not in _CONTENT_TYPES:
             raise UnexpectedMessage(f"unknown record content type {content_type}")
         if version != TLS12 and (self.strict_version or version >> 8 != 3):
             raise ProtocolVersionError(f"record version {version:#06x}")
         if length > MAX_CIPHERTEXT:
             raise RecordOverflow(f"record of {length} bytes")
-        end = HEADER_LENGTH + length
-        if len(buffer) < end:
-            return None
-        fragment = buffer[HEADER_LENGTH:end]
-        del buffer[:end]
-        return content_type, self.protection.open(content_type, version, fragment)
 
 
 class HandshakeAssembler:
@@ -117,15 +155,15 @@ class HandshakeAssembler:
 
 
 def write_records(
-    out: bytearray,
+    out: list[bytes],
     protection: RecordProtection,
     content_type: int,
     data: Buffer,
 ) -> None:
     """Append `data` to `out` as records of at most 2^14 plaintext bytes each."""
     if len(data) <= MAX_PLAINTEXT:
-        out += protection.seal(content_type, data)
+        protection.seal_into(out, content_type, data)
         return
-    view = memoryview(data)
-    for start in range(0, len(view), MAX_PLAINTEXT):
-        out += protection.seal(content_type, view[start : start + MAX_PLAINTEXT])
+    with memoryview(data) as view:
+        for start in range(0, len(view), MAX_PLAINTEXT):
+            protection.seal_into(out, content_type, view[start : start + MAX_PLAINTEXT])
