@@ -81,3 +81,52 @@ async def test_a_vanished_peer_is_a_broken_stream(tcp_pair: tuple[trio.SocketStr
         for _ in range(100):
             await stream.send_all(bytes(65536))
     assert isinstance(failure.value.__cause__, OSError)
+
+
+async def test_it_behaves_as_a_socket_stream_at_the_edges(
+    tcp_pair: tuple[trio.SocketStream, ...],
+) -> None:
+    """DeadlineStream stands in for trio.SocketStream over an accepted socket: the same answers
+    for empty writes, half-close, sizes and use after close (trio.abc.Stream's contract)."""
+    server, client = tcp_pair
+    stream = DeadlineStream(server.socket, idle_timeout=5, write_timeout=5)
+    with pytest.raises(ValueError, match="max_bytes must be >= 1"):
+        await stream.receive_some(0)
+    await stream.send_all(b"")  # a checkpoint, nothing sent
+    await stream.wait_send_all_might_not_block()
+    await stream.send_all(b"ping")
+    assert await client.receive_some() == b"ping"
+    await client.send_all(b"x" * 100)
+    assert await stream.receive_some() == b"x" * 100  # no size given: up to 64 KiB
+    assert (stream.bytes_sent, stream.bytes_received) == (4, 100)
+    await stream.send_eof()
+    await stream.send_eof()  # idempotent, as SocketStream's
+    assert await client.receive_some() == b""  # the client sees our EOF
+    await stream.aclose()
+    for closed_call in (
+        stream.receive_some(),
+        stream.send_all(b"late"),
+        stream.send_all(b""),
+        stream.wait_send_all_might_not_block(),
+    ):
+        with pytest.raises(trio.ClosedResourceError):
+            await closed_call
+
+
+async def test_socket_errors_become_broken_streams(
+    tcp_pair: tuple[trio.SocketStream, ...],
+) -> None:
+    """A reset on receive is BrokenResourceError with the OSError as its cause; so is a
+    half-close of a socket that is no longer connected."""
+    server, client = tcp_pair
+    stream = DeadlineStream(server.socket, idle_timeout=5)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    await client.send_all(b"bye")
+    await client.aclose()  # linger 0: data, then a reset
+    with pytest.raises(trio.BrokenResourceError) as failure:
+        for _ in range(10):
+            await stream.receive_some()
+    assert isinstance(failure.value.__cause__, ConnectionResetError)
+    with pytest.raises(trio.BrokenResourceError, match="socket shutdown failed") as failure:
+        await stream.send_eof()
+    assert isinstance(failure.value.__cause__, OSError)
