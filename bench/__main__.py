@@ -5,12 +5,14 @@ certificate, suite, group and resumption settings (bench.common), each in a subp
 own pinned to one CPU while the clients use the others. Every measurement runs for both servers
 interleaved over several rounds, alternating which goes first, so that drift in the machine
 (thermal, other tenants) lands on both; the report gives the median and range over rounds and
-the ratio trio-tls / trio-ssl. Then `workers` (bench.scaling), trio-tls alone: requests/s from
-`trio-tls serve` with one worker and with two, unpinned, in a small table of its own after the
-main one. Last come the in-memory handshake (no sockets, no event loop) and the crypto floor,
-the time of the `cryptography` calls a full handshake cannot avoid.
+the ratio trio-tls / trio-ssl. Then three measurements with tables of their own after the main
+one: `workers` (bench.scaling) and `crypto-threads` (bench.crypto_threads), trio-tls alone,
+requests/s from `trio-tls serve --workers N` and `--crypto-threads N`, unpinned; and `idle-10k`
+(bench.idle_many), both servers holding 10,000 idle connections. Last come the in-memory
+handshake (no sockets, no event loop) and the crypto floor, the time of the `cryptography`
+calls a full handshake cannot avoid. bench/README.md says what each measures.
 
-Progress goes to stderr, the report to stdout. `--quick` is a smoke run of about a minute;
+Progress goes to stderr, the report to stdout. `--quick` is a smoke run of under two minutes;
 `--only NAME` (repeatable) picks measurements. Absolute numbers depend on the machine and its
 load; only ratios within one run mean anything.
 """
@@ -28,13 +30,14 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from trio_tls.certs import load_private_key, make_self_signed
 
-from . import crypto_floor, memory_handshake, procs, scaling
-from .common import IMPLEMENTATIONS
-from .measurements import METRICS, Metric, Row, Settings, warm_up
+from . import crypto_floor, crypto_threads, idle_many, memory_handshake, procs, scaling
+from .common import IMPLEMENTATIONS, raise_descriptor_limit
+from .measurements import METRICS, Metric, Row, Settings, in_turn, warm_up
 from .report import TableRow, format_table, machine_lines
 
 IN_MEMORY = "in-memory"
@@ -43,7 +46,8 @@ IN_MEMORY_ROWS = (
     Row("floor_ms", "  crypto floor (same process)", "ms", "", 3),
     Row("server_ms", "  in-memory server side / floor", "x", "lower", 2, divide_by="floor_ms"),
 )
-NAMES = [metric.name for metric in METRICS] + [scaling.NAME, IN_MEMORY]
+NAMES = [metric.name for metric in METRICS]
+NAMES += [scaling.NAME, crypto_threads.NAME, idle_many.NAME, IN_MEMORY]
 # metric name -> row key -> implementation -> one value per round
 Results = dict[str, dict[str, dict[str, list[float]]]]
 
@@ -67,16 +71,17 @@ def _run_rounds(
     notes: list[str],
 ) -> None:
     with ExitStack() as stack:
+        connections = metric.connections(settings)
         servers = {
-            name: stack.enter_context(procs.server(name, metric.handler, cert, placement))
+            name: stack.enter_context(
+                procs.server(name, metric.handler, cert, placement, connections)
+            )
             for name in IMPLEMENTATIONS
         }
         for server in servers.values():
             warm_up(server)
         for number in rounds:
-            # Alternate who goes first, so neither always runs on the other's heels.
-            order = IMPLEMENTATIONS if number % 2 == 0 else IMPLEMENTATIONS[::-1]
-            for name in order:
+            for name in in_turn(IMPLEMENTATIONS, number):
                 values = metric.measure(servers[name], settings)
                 shown = ", ".join(f"{key}={value:.4g}" for key, value in values.items())
                 _progress(f"  {metric.name} round {number + 1}/{settings.rounds} {name}: {shown}")
@@ -136,8 +141,8 @@ def _samples(results: dict[str, dict[str, list[float]]], row: Row) -> dict[str, 
     return {name: [value / pooled for value in values] for name, values in samples.items()}
 
 
-def build_rows(results: Results) -> list[TableRow]:
-    sections = [(metric.name, metric.rows) for metric in METRICS] + [(IN_MEMORY, IN_MEMORY_ROWS)]
+def build_rows(results: Results, sections: Sequence[tuple[str, Sequence[Row]]]) -> list[TableRow]:
+    """The table rows of these measurements (name, rows) that ran."""
     return [
         TableRow(
             row.label, row.unit, row.better, _samples(results[name], row), row.digits, row.yes_no
@@ -148,32 +153,26 @@ def build_rows(results: Results) -> list[TableRow]:
     ]
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=NAMES,
-        metavar="NAME",
-        help=f"run only this measurement (repeatable): {', '.join(NAMES)}",
-    )
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    selected = args.only or NAMES
-    settings = Settings.quick() if args.quick else Settings.full()
-    placement = procs.Placement.pin()
-    if placement.server_cpu is None:
-        where = "one CPU: servers and clients share it"
-    else:
-        where = f"server on CPU {placement.server_cpu}, clients on {sorted(placement.client_cpus)}"
-    notes: list[str] = []
+def _own_sections(results: Results, settings: Settings) -> list[str]:
+    """The measurements with tables of their own, after the main one: title, table, footnote."""
+    sections = []
+    if scaling.NAME in results:
+        sections.append(scaling.format_section(results[scaling.NAME]))
+    if crypto_threads.NAME in results:
+        grid = settings.crypto_threads
+        sections.append(crypto_threads.format_section(results[crypto_threads.NAME], grid))
+    if idle_many.NAME in results:
+        rows = build_rows(results, [(idle_many.NAME, idle_many.METRIC.rows)])
+        table = format_table(rows)
+        sections.append("\n".join([idle_many.title(settings.idle_many), table, idle_many.FOOTNOTE]))
+    return sections
+
+
+def run_selected(
+    selected: Sequence[str], settings: Settings, placement: procs.Placement, notes: list[str]
+) -> Results:
+    """Every selected measurement, in the report's order, with one fresh certificate."""
     results: Results = {}
-    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="trio-tls-bench-") as tmp:
         dev = make_self_signed(tmp, "rsa")
         cert = (dev.cert_path, dev.key_path)
@@ -188,21 +187,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         if scaling.NAME in selected:
             _progress(f"{scaling.NAME} (trio-tls serve --workers 1 and 2, unpinned)")
             results[scaling.NAME] = scaling.run(settings, cert, placement, notes, _progress)
+        if crypto_threads.NAME in selected:
+            _progress(f"{crypto_threads.NAME} (trio-tls serve --crypto-threads N, unpinned)")
+            results[crypto_threads.NAME] = crypto_threads.run(
+                settings, cert, placement, notes, _progress
+            )
+        if idle_many.NAME in selected:
+            _progress(f"{idle_many.NAME} ({settings.idle_many.connections:,} idle connections)")
+            # Its own number of rounds: each one opens the idle connections anew, twice.
+            own = attrs.evolve(settings, rounds=settings.idle_many.rounds)
+            results[idle_many.NAME] = run_metric(idle_many.METRIC, own, cert, placement, notes)
         if IN_MEMORY in selected:
             _progress(IN_MEMORY)
             results[IN_MEMORY] = run_in_memory(settings, cert)
-    elapsed = time.monotonic() - started
-    print()
-    print("\n".join(machine_lines(where)))
-    mode = "quick" if args.quick else "full"
-    print(f"run:         {mode}, {settings.rounds} rounds interleaved, {elapsed:.0f} s")
-    rows = build_rows(results)
-    if rows:  # not when only `workers` ran
+    return results
+
+
+def print_tables(results: Results, settings: Settings, notes: Sequence[str]) -> None:
+    main_sections = [(metric.name, metric.rows) for metric in METRICS]
+    rows = build_rows(results, [*main_sections, (IN_MEMORY, IN_MEMORY_ROWS)])
+    if rows:  # not when only the measurements with tables of their own ran
         print()
         print(format_table(rows))
-    if scaling.NAME in results:
+    for section in _own_sections(results, settings):
         print()
-        print(scaling.format_section(results[scaling.NAME]))
+        print(section)
     print()
     for note in notes:
         print(f"note: {note}")
@@ -215,6 +224,43 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     else:
         print("Each cell: median over rounds (min..max). Only ratios within one run mean anything.")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run of under two minutes")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=NAMES,
+        metavar="NAME",
+        help=f"run only this measurement (repeatable): {', '.join(NAMES)}",
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    settings = Settings.quick() if args.quick else Settings.full()
+    placement = procs.Placement.pin()
+    if placement.server_cpu is None:
+        where = "one CPU: servers and clients share it"
+    else:
+        where = f"server on CPU {placement.server_cpu}, clients on {sorted(placement.client_cpus)}"
+    selected = args.only or NAMES
+    if idle_many.NAME in selected:
+        # Fail now rather than after the other measurements if that many will not fit.
+        raise_descriptor_limit(settings.idle_many.connections)
+    notes: list[str] = []
+    started = time.monotonic()
+    results = run_selected(selected, settings, placement, notes)
+    elapsed = time.monotonic() - started
+    print()
+    print("\n".join(machine_lines(where)))
+    mode = "quick" if args.quick else "full"
+    print(f"run:         {mode}, {settings.rounds} rounds interleaved, {elapsed:.0f} s")
+    print_tables(results, settings, notes)
 
 
 if __name__ == "__main__":

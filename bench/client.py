@@ -8,7 +8,9 @@ loop a deadline, so a stuck server shows up as errors, never as a hang.
 - `requests`: sequential connections, each a full handshake, one `GET /` with
   `Connection: close`, the whole response read, close. Several processes run this at once and
   start together at `--start-at` (a time.monotonic() value: CLOCK_MONOTONIC is system-wide on
-  Linux), so the rate covers only the time they all run.
+  Linux), so the rate covers only the time they all run. Each successful connection's
+  handshake time (connect() to handshake done) is returned too, rounded to the microsecond to
+  keep the JSON small, so that the benchmark can pool every client's before taking quantiles.
 - `latency`: sequential handshakes, each timed from connect() to handshake done; then
   close_notify both ways (untimed), so the server has finished one connection before the next.
 - `echo`: one connection, `--size` bytes sent in `--record`-sized writes (one TLS record each)
@@ -16,7 +18,8 @@ loop a deadline, so a stuck server shows up as errors, never as a hang.
   because OpenSSL does not allow concurrent SSL_read and SSL_write from two threads. The echo is
   checked byte for byte against the pattern sent.
 - `idle`: open `--count` connections, complete their handshakes, print that they are ready,
-  then hold them idle until stdin closes or says anything, then close them.
+  then hold them idle until stdin closes or says anything, then close them. It raises its own
+  descriptor limit first (bench.common.raise_descriptor_limit), for the thousands it may hold.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import sys
 import time
 from typing import Any
 
-from .common import HOST, client_context
+from .common import HOST, client_context, raise_descriptor_limit
 
 TIMEOUT = 10.0
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -48,30 +51,40 @@ def _connect(port: int, ctx: ssl.SSLContext) -> ssl.SSLSocket:
         raise
 
 
-def _request(port: int, ctx: ssl.SSLContext) -> None:
+def _request(port: int, ctx: ssl.SSLContext) -> float:
+    """One request on a new connection; the seconds from connect() to the handshake done."""
+    start = time.perf_counter()
     with _connect(port, ctx) as tls:
+        handshake = time.perf_counter() - start
         tls.sendall(REQUEST)
         response = bytearray()
         while chunk := tls.recv(65536):
             response += chunk
     if not response.startswith(b"HTTP/1.1 200 "):
         raise ConnectionError(f"unexpected response {bytes(response[:40])!r}")
+    return handshake
 
 
 def requests(port: int, count: int, start_at: float, deadline: float) -> dict[str, Any]:
     ctx = client_context()
     time.sleep(max(0.0, start_at - time.monotonic()))
     start = time.monotonic()  # start_at, unless this process was late
-    done = errors = 0
+    handshakes: list[float] = []
+    errors = 0
     for _ in range(count):
         if time.monotonic() > deadline:
             break
         try:
-            _request(port, ctx)
-            done += 1
+            handshakes.append(round(_request(port, ctx), 6))
         except OSError:
             errors += 1
-    return {"done": done, "errors": errors, "start": start, "end": time.monotonic()}
+    return {
+        "done": len(handshakes),
+        "errors": errors,
+        "start": start,
+        "end": time.monotonic(),
+        "handshakes": handshakes,
+    }
 
 
 def latency(port: int, count: int, deadline: float) -> dict[str, Any]:
@@ -161,6 +174,7 @@ def _read_plaintext(tls: ssl.SSLObject, expected: bytes, offset: int, record: in
 
 
 def idle(port: int, count: int, hold: float) -> dict[str, Any]:
+    raise_descriptor_limit(count)
     ctx = client_context()
     connections: list[ssl.SSLSocket] = []
     try:

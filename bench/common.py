@@ -6,29 +6,64 @@ the same RSA-2048 certificate (made fresh per run by `make_self_signed`), and se
 on for both (trio-tls: a SessionCache and TicketKeys; OpenSSL: its default server session cache
 and tickets). Clients do not verify the certificate: verification is the client's cost, not
 the server's, and it would be the same for both servers anyway.
+
+Both servers cap open connections at MAX_CONNECTIONS, far above what any measurement holds, so
+the cap never decides a result. Holding thousands of connections open takes as many file
+descriptors, in the servers and in the idle clients alike: raise_descriptor_limit() lifts each
+process's soft RLIMIT_NOFILE and says `ulimit -n` when the hard limit is the obstacle.
+
+Every client process imports this module, so it does not import trio_tls (with trio and
+cryptography.x509, a few tenths of a second per process): sixteen clients starting at once on a
+two-core machine would otherwise spend seconds importing what they never use.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trio_tls import CertifiedKey, ServerConfig
-from trio_tls.certs import load_certificate_chain, load_private_key
-from trio_tls.enums import NamedGroup
-from trio_tls.sessions import SessionCache, TicketKeys
-from trio_tls.suites import suite_by_name
+if TYPE_CHECKING:
+    from trio_tls import ServerConfig
 
 SUITE = "ECDHE-RSA-AES128-GCM-SHA256"
 CURVE = "prime256v1"  # OpenSSL's name for secp256r1 (P-256)
 HOST = "127.0.0.1"
 IMPLEMENTATIONS = ("trio-tls", "trio-ssl")
+MAX_CONNECTIONS = 20_000  # both servers' cap on open connections (serve()'s default is 1,000)
+DESCRIPTOR_RESERVE = 64  # for the listener, pipes, epoll, certificate files, a few new clients
+
+
+def raise_descriptor_limit(connections: int) -> None:
+    """Let this process hold `connections` sockets: soft RLIMIT_NOFILE up to the hard limit.
+
+    Exits with the fix in the message when the hard limit itself is too low, rather than have
+    accept() or connect() fail with EMFILE in the middle of a measurement.
+    """
+    needed = connections + DESCRIPTOR_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(
+            f"{connections} open connections need about {needed} file descriptors, but the "
+            f"hard limit is {hard}: raise it (`ulimit -n {needed}` in the shell that runs the "
+            "benchmark; raising the hard limit needs root) and run it again"
+        )
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def trio_tls_config(
     certfile: str | os.PathLike[str], keyfile: str | os.PathLike[str]
 ) -> ServerConfig:
+    # Imported here, not at the top: the client processes import this module too (see above).
+    from trio_tls import CertifiedKey, ServerConfig  # noqa: PLC0415
+    from trio_tls.certs import load_certificate_chain, load_private_key  # noqa: PLC0415
+    from trio_tls.enums import NamedGroup  # noqa: PLC0415
+    from trio_tls.sessions import SessionCache, TicketKeys  # noqa: PLC0415
+    from trio_tls.suites import suite_by_name  # noqa: PLC0415
+
     chain = load_certificate_chain(certfile)
     return ServerConfig(
         [CertifiedKey(tuple(chain), load_private_key(keyfile))],

@@ -20,6 +20,10 @@ rate of one 64 MiB transfer swings by a third from one connection to the next on
 server (how records happen to batch per read), so each round takes the median of a few.
 Memory per idle connection is the growth of the server's RSS, so user-space memory only: the
 kernel's socket buffers are not in it, and they are the same for both servers.
+
+The helpers the other measurements share live here too: request_load (the `requests` load, also
+run by `workers` and `crypto-threads`), handshake_latency and idle_connections (also run by
+`idle-10k`), and in_turn, the alternating order of every round.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import attrs
 
@@ -40,22 +45,55 @@ from .procs import (
     Server,
     client_command,
     cpu_seconds,
-    held_client,
+    held_clients,
+    open_descriptors,
     rss_bytes,
     run,
     run_client,
     run_clients,
+    wait_for_descriptors,
 )
 
 MIB = 1 << 20
 REQUEST_PROCESSES = 4
 FLOOR_RUNS = 300
 ECHO_TRANSFERS = 3
-CLIENT_START_DELAY = 2.0  # for the request processes to import and be ready to go together
+# For the request processes to start and be ready to go together: at least this long, and
+# longer with many processes, which all start on the same few CPUs.
+CLIENT_START_DELAY = 2.0
+CLIENT_START_PER_PROCESS = 0.2
 SETTLE = 0.5  # for the server to finish the last handshakes before RSS is read
+# Time allowed to open idle connections: a full handshake each, one server CPU doing them all.
+OPEN_SECONDS = 30.0
+OPEN_SECONDS_PER_CONNECTION = 0.02
+HOLD_SECONDS = 300.0  # after opening, for the measurement to run; they are released before
+# Descriptors a server may still hold once it has closed the idle connections (lazily opened
+# ones of its own), without being counted as still closing them.
+DESCRIPTOR_SLACK = 8
+
+T = TypeVar("T")
 
 
 @attrs.frozen
+class CryptoThreadGrid:
+    """`crypto-threads`: which --crypto-threads values, under how many client processes."""
+
+    threads: tuple[int, ...]  # the first is the baseline of the ratio, the last its numerator
+    clients: tuple[int, ...]
+    rounds: int  # each runs every (threads, clients) cell, so fewer than the others
+
+
+@attrs.frozen
+class IdleMany:
+    """`idle-10k`: how many idle connections, opened by how many client processes in parallel."""
+
+    connections: int
+    processes: int
+    handshakes: int  # per batch, sequential: before, while and after they are open
+    rounds: int  # each makes 2 x connections full handshakes, so fewer than the others
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     rounds: int
     s_time_seconds: int
@@ -64,14 +102,42 @@ class Settings:
     echo_bytes: int
     idle_connections: int
     in_memory_runs: int
+    crypto_threads: CryptoThreadGrid
+    idle_many: IdleMany
 
     @classmethod
     def full(cls) -> Settings:
-        return cls(5, 8, 400, 300, 64 * MIB, 500, 200)
+        return cls(
+            rounds=5,
+            s_time_seconds=8,
+            requests_per_process=400,
+            latency_handshakes=300,
+            echo_bytes=64 * MIB,
+            idle_connections=500,
+            in_memory_runs=200,
+            crypto_threads=CryptoThreadGrid(threads=(0, 1, 2, 4), clients=(4, 16), rounds=3),
+            idle_many=IdleMany(connections=10_000, processes=4, handshakes=100, rounds=3),
+        )
 
     @classmethod
     def quick(cls) -> Settings:
-        return cls(2, 2, 50, 100, 16 * MIB, 200, 50)
+        return cls(
+            rounds=2,
+            s_time_seconds=2,
+            requests_per_process=50,
+            latency_handshakes=100,
+            echo_bytes=16 * MIB,
+            idle_connections=200,
+            in_memory_runs=50,
+            crypto_threads=CryptoThreadGrid(threads=(0, 2), clients=(4,), rounds=1),
+            idle_many=IdleMany(connections=1_000, processes=4, handshakes=50, rounds=1),
+        )
+
+
+def in_turn(items: Sequence[T], number: int) -> Sequence[T]:
+    """The order for round `number`: alternately forwards and backwards, so that no server
+    always runs on another's heels (or always first, on a machine still settling)."""
+    return items if number % 2 == 0 else items[::-1]
 
 
 def warm_up(server: Server) -> None:
@@ -119,12 +185,18 @@ class RequestLoad:
     done: int
     errors: int
     wall: float  # from the first client's start to the last one's end
+    handshakes: list[float]  # seconds, connect() to handshake done, every client's pooled
 
 
-def request_load(port: int, settings: Settings) -> RequestLoad:
-    """REQUEST_PROCESSES request clients at once; shared with `workers`, so both load alike."""
-    start_at = time.monotonic() + CLIENT_START_DELAY
-    count, max_seconds = settings.requests_per_process, 30
+def request_load(port: int, settings: Settings, processes: int = REQUEST_PROCESSES) -> RequestLoad:
+    """`processes` request clients at once; shared with `workers` and `crypto-threads`.
+
+    They make settings.requests_per_process x REQUEST_PROCESSES requests in all, whatever their
+    number, so that a run under 16 clients takes about as long as one under 4.
+    """
+    start_at = time.monotonic() + max(CLIENT_START_DELAY, CLIENT_START_PER_PROCESS * processes)
+    count = -(-settings.requests_per_process * REQUEST_PROCESSES // processes)
+    max_seconds = 30
     command = client_command(
         "requests",
         port,
@@ -135,12 +207,24 @@ def request_load(port: int, settings: Settings) -> RequestLoad:
         "--max-seconds",
         max_seconds,
     )
-    results = run_clients([command] * REQUEST_PROCESSES, timeout=max_seconds + 30)
+    results = run_clients([command] * processes, timeout=max_seconds + 30)
     done = sum(result["done"] for result in results)
     if done == 0:
         raise RuntimeError(f"no request succeeded: {results}")
     wall = max(result["end"] for result in results) - min(r["start"] for r in results)
-    return RequestLoad(done, sum(result["errors"] for result in results), wall)
+    handshakes = [sample for result in results for sample in result["handshakes"]]
+    return RequestLoad(done, sum(result["errors"] for result in results), wall, handshakes)
+
+
+def p50_p99(samples: Sequence[float]) -> dict[str, float]:
+    """The median and 99th percentile of times in seconds, in ms.
+
+    Of one pool of samples: quantiles of several clients cannot be averaged into one.
+    """
+    if len(samples) < 2:
+        raise RuntimeError(f"{len(samples)} timed handshake(s): too few for percentiles")
+    percentiles = statistics.quantiles(samples, n=100)
+    return {"p50": percentiles[49] * 1e3, "p99": percentiles[98] * 1e3}
 
 
 def requests(server: Server, settings: Settings) -> dict[str, float]:
@@ -155,11 +239,26 @@ def requests(server: Server, settings: Settings) -> dict[str, float]:
     }
 
 
+@attrs.frozen
+class Latencies:
+    samples: list[float]  # seconds, connect() to handshake done
+    errors: int
+
+
+def handshake_samples(port: int, count: int) -> Latencies:
+    """`count` sequential handshakes from one client (the `latency` client)."""
+    result = run_client("latency", port, "--count", count, timeout=120)
+    return Latencies(result["samples"], result["errors"])
+
+
+def handshake_latency(port: int, count: int) -> dict[str, float]:
+    """`count` sequential handshakes from one client: p50 and p99 in ms, and the failures."""
+    latencies = handshake_samples(port, count)
+    return {**p50_p99(latencies.samples), "errors": latencies.errors}
+
+
 def latency(server: Server, settings: Settings) -> dict[str, float]:
-    result = run_client("latency", server.port, "--count", settings.latency_handshakes, timeout=120)
-    samples: list[float] = result["samples"]
-    percentiles = statistics.quantiles(samples, n=100)
-    return {"p50": percentiles[49] * 1e3, "p99": percentiles[98] * 1e3, "errors": result["errors"]}
+    return handshake_latency(server.port, settings.latency_handshakes)
 
 
 def echo(server: Server, settings: Settings) -> dict[str, float]:
@@ -177,13 +276,36 @@ def echo(server: Server, settings: Settings) -> dict[str, float]:
     return {"rate": statistics.median(rates), "cpu_ms": cpu / mebibytes * 1e3}
 
 
+@contextmanager
+def idle_connections(server: Server, count: int, processes: int = 1) -> Iterator[None]:
+    """Hold `count` idle connections (handshake done, nothing sent) open until the block ends.
+
+    Opened by `processes` clients in parallel, so that the server, not one client's sequential
+    handshakes, sets the pace. Raises unless every one of them opened. On leaving, waits for the
+    server to have closed them all, so that closing them is not charged to what comes next (the
+    other server, pinned to the same CPU).
+    """
+    shares = [count // processes + (number < count % processes) for number in range(processes)]
+    timeout = OPEN_SECONDS + OPEN_SECONDS_PER_CONNECTION * count
+    commands = [
+        client_command(
+            "idle", server.port, "--count", share, "--max-seconds", timeout + HOLD_SECONDS
+        )
+        for share in shares
+    ]
+    before = open_descriptors(server.pid)
+    with held_clients(commands, timeout) as reports:
+        opened = sum(report["open"] for report in reports)
+        if opened != count:
+            raise RuntimeError(f"only {opened} of {count} connections opened")
+        yield
+    wait_for_descriptors(server.pid, before + DESCRIPTOR_SLACK, timeout)
+
+
 def idle_memory(server: Server, settings: Settings) -> dict[str, float]:
     count = settings.idle_connections
     before = rss_bytes(server.pid)
-    command = client_command("idle", server.port, "--count", count, "--max-seconds", 120)
-    with held_client(command, timeout=120) as report:
-        if report["open"] != count:
-            raise RuntimeError(f"only {report['open']} of {count} connections opened")
+    with idle_connections(server, count):
         time.sleep(SETTLE)
         after = rss_bytes(server.pid)
         probe = run_client("requests", server.port, "--count", 1, "--max-seconds", 10, timeout=30)
@@ -211,6 +333,9 @@ class Metric:
     rows: tuple[Row, ...]
     # A new pair of servers every round: for memory, so no round reuses another's freed memory.
     fresh_servers: bool = False
+    # How many connections it holds open at once, so that the servers can make sure of the
+    # file descriptors for them (bench.server --connections).
+    connections: Callable[[Settings], int] = lambda settings: 0
 
 
 METRICS = (
@@ -282,5 +407,6 @@ METRICS = (
             Row("served", "  new request served meanwhile", "", "", yes_no=True),
         ),
         fresh_servers=True,
+        connections=lambda settings: settings.idle_connections,
     ),
 )

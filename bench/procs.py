@@ -5,8 +5,8 @@ killed in a `finally` (terminate, a short grace, then kill) whatever went wrong.
 comes from /proc/<pid>/stat (utime + stime, in clock ticks of 1/SC_CLK_TCK seconds, so 10 ms
 resolution: measurements run long enough for that not to matter) and memory from VmRSS in
 /proc/<pid>/status. CPU placement: the benchmark pins itself, and so every client it starts, to
-the CPUs left after the first one, which each server takes alone (`--cpu`); the `workers`
-measurement lifts that pinning for its duration (Placement.unpinned).
+the CPUs left after the first one, which each server takes alone (`--cpu`); the `workers` and
+`crypto-threads` measurements lift that pinning for their duration (Placement.unpinned).
 """
 
 from __future__ import annotations
@@ -83,6 +83,24 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def open_descriptors(pid: int) -> int:
+    """How many file descriptors a process holds: one per connection, and a few of its own."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_for_descriptors(pid: int, at_most: int, timeout: float) -> None:
+    """Wait until a process holds no more than `at_most` descriptors.
+
+    For a server to finish closing connections its clients dropped: until it has, it is still
+    busy, and would steal CPU from whatever is measured next on its CPU.
+    """
+    deadline = time.monotonic() + timeout
+    while (held := open_descriptors(pid)) > at_most:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process {pid} still holds {held} descriptors after {timeout} s")
+        time.sleep(0.05)
+
+
 def _stop(
     process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT, group: bool = False
 ) -> None:
@@ -143,11 +161,20 @@ class Server:
 
 @contextmanager
 def server(
-    implementation: str, handler: str, cert: tuple[Path, Path], placement: Placement
+    implementation: str,
+    handler: str,
+    cert: tuple[Path, Path],
+    placement: Placement,
+    connections: int = 0,
 ) -> Iterator[Server]:
-    """Run `python -m bench.server` until the block ends; yields once it listens."""
+    """Run `python -m bench.server` until the block ends; yields once it listens.
+
+    `connections`: how many the benchmark will hold open at once, so that the server makes sure
+    of its file descriptors first.
+    """
     command = [sys.executable, "-m", "bench.server", implementation, "--handler", handler]
     command += ["--certfile", str(cert[0]), "--keyfile", str(cert[1])]
+    command += ["--connections", str(connections)]
     if placement.server_cpu is not None:
         command += ["--cpu", str(placement.server_cpu)]
     # The server stops when its stdin closes: if we die, so does it (see bench.server).
@@ -164,30 +191,31 @@ def server(
 
 @contextmanager
 def trio_tls_serve(
-    workers: int, cert: tuple[Path, Path], host: str, suite: str, group: str
+    cert: tuple[Path, Path], host: str, suite: str, group: str, options: Sequence[str] = ()
 ) -> Iterator[Server]:
-    """Run the real `trio-tls serve --workers N` (hello handler) until the block ends.
+    """Run the real `trio-tls serve` (hello handler) with `options` until the block ends.
 
-    The CLI rather than bench.server, because the supervisor and its shared socket are what
-    is measured. It does not watch its stdin as bench.server does, so it gets a process group
-    of its own: if the supervisor does not stop on SIGTERM in time, SIGKILL goes to the group
-    and so reaches the workers too, instead of leaving them orphaned and listening. Yields once
-    it prints its URL; with several workers the socket listens by then, and connections wait in
-    its backlog until the workers accept. The Server's pid is the supervisor's (or the single
-    server's): with workers, its CPU time does not include theirs.
+    The CLI rather than bench.server, because what is measured is part of it (the `--workers`
+    supervisor and its shared socket, `--crypto-threads`). It does not watch its stdin as
+    bench.server does, so it gets a process group of its own: if the supervisor does not stop on
+    SIGTERM in time, SIGKILL goes to the group and so reaches the workers too, instead of leaving
+    them orphaned and listening. Yields once it prints its URL; with several workers the socket
+    listens by then, and connections wait in its backlog until the workers accept. The Server's
+    pid is the supervisor's (or the single server's): with workers, its CPU time does not
+    include theirs.
     """
-    command = [sys.executable, "-m", "trio_tls", "serve", "--workers", str(workers)]
+    command = [sys.executable, "-m", "trio_tls", "serve", *options]
     command += ["--host", host, "--port", "0", "--log-level", "warning"]
     command += ["--certfile", str(cert[0]), "--keyfile", str(cert[1])]
     command += ["--ciphers", suite, "--groups", group]
-    what = f"trio-tls serve --workers {workers}"
+    what = " ".join(["trio-tls serve", *options])
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=0, process_group=0
     )
     try:
         assert process.stdout is not None
         match = _wait_for_line(process.stdout.fileno(), SERVE_READY, START_TIMEOUT, what)
-        yield Server(f"trio-tls --workers {workers}", process.pid, int(match[1]))
+        yield Server(what, process.pid, int(match[1]))
         if process.poll() is not None:
             raise RuntimeError(f"{what} died (status {process.returncode})")
     finally:
@@ -239,16 +267,34 @@ def run_clients(commands: Sequence[Sequence[str]], timeout: float) -> list[dict[
 
 
 @contextmanager
-def held_client(command: Sequence[str], timeout: float) -> Iterator[dict[str, Any]]:
-    """Start a client that reports once (e.g. "connections open") and then waits for us.
+def held_clients(
+    commands: Sequence[Sequence[str]], timeout: float
+) -> Iterator[list[dict[str, Any]]]:
+    """Start clients that each report once (e.g. "connections open") and then wait for us.
 
-    Yields that first report; on leaving, closes the client's stdin, which tells it to finish.
+    All start at once, so that they do their work (opening connections, say) in parallel; yields
+    their first reports, in order, once every one has reported, within `timeout` in all. On
+    leaving, closes the clients' stdin, which tells them to finish, and waits for them.
     """
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    processes: list[subprocess.Popen[str]] = []
     try:
-        assert process.stdout is not None and process.stdin is not None
-        yield json.loads(_read_line(process.stdout, timeout, "client"))
-        process.stdin.close()
-        process.wait(timeout)
+        for command in commands:
+            processes.append(
+                subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            )
+        deadline = time.monotonic() + timeout
+        reports = []
+        for process in processes:
+            assert process.stdout is not None
+            remaining = max(0.1, deadline - time.monotonic())
+            reports.append(json.loads(_read_line(process.stdout, remaining, "client")))
+        yield reports
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.close()
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            process.wait(max(0.1, deadline - time.monotonic()))
     finally:
-        _stop(process)
+        for process in processes:
+            _stop(process)

@@ -71,6 +71,11 @@ def machine_lines(placement: str) -> list[str]:
     ]
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 round', '3 rounds': for the headings of the sections with rounds of their own."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
 def _cell(values: Sequence[float], row: TableRow) -> str:
     if not values:
         return "-"

@@ -12,17 +12,20 @@ the benchmark lifts its own pinning while this runs and the servers and the clie
 every CPU. The clients' work then takes CPU the workers could have used, so on a machine with
 few cores the ratio understates how the workers scale. Only requests/s is reported: the CPU time
 /proc gives for the supervisor does not include its workers' until they exit.
+
+cli_servers, the unpinned and warmed-up `trio-tls serve` processes, is shared with
+`crypto-threads` (bench.crypto_threads), which compares command lines the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from . import procs
 from .common import HOST, SUITE
-from .measurements import REQUEST_PROCESSES, Settings, request_load
+from .measurements import REQUEST_PROCESSES, Settings, in_turn, request_load
 from .report import TableRow, format_table
 
 NAME = "workers"
@@ -36,11 +39,28 @@ Results = dict[str, dict[str, list[float]]]
 
 
 def warm_up(server: procs.Server) -> None:
-    """Concurrent clients, so that every worker (not only the first to accept) is warmed up."""
+    """Concurrent clients, so that every worker (not only the first to accept) is warmed up,
+    and every crypto thread started."""
     command = procs.client_command(
         "requests", server.port, "--count", WARM_UP_REQUESTS, "--max-seconds", WARM_UP_TIMEOUT
     )
     procs.run_clients([command] * REQUEST_PROCESSES, timeout=WARM_UP_TIMEOUT + 30)
+
+
+@contextmanager
+def cli_servers(
+    placement: procs.Placement, cert: tuple[Path, Path], options: Mapping[str, Sequence[str]]
+) -> Iterator[dict[str, procs.Server]]:
+    """One `trio-tls serve` per entry of `options` (column -> its command-line options), all
+    unpinned and warmed up, running until the block ends; yields them by column."""
+    with placement.unpinned(), ExitStack() as stack:
+        servers = {
+            column: stack.enter_context(procs.trio_tls_serve(cert, HOST, SUITE, GROUP, extra))
+            for column, extra in options.items()
+        }
+        for server in servers.values():
+            warm_up(server)
+        yield servers
 
 
 def run(
@@ -51,18 +71,11 @@ def run(
     progress: Callable[[str], None],
 ) -> Results:
     rates: dict[str, list[float]] = {column: [] for column in COLUMNS.values()}
-    with placement.unpinned(), ExitStack() as stack:
-        servers = {
-            count: stack.enter_context(procs.trio_tls_serve(count, cert, HOST, SUITE, GROUP))
-            for count in WORKER_COUNTS
-        }
-        for server in servers.values():
-            warm_up(server)
+    options = {COLUMNS[count]: ("--workers", str(count)) for count in WORKER_COUNTS}
+    with cli_servers(placement, cert, options) as servers:
         for number in range(settings.rounds):
-            # Alternate who goes first, so neither always runs on the other's heels.
-            order = WORKER_COUNTS if number % 2 == 0 else WORKER_COUNTS[::-1]
-            for count in order:
-                load = request_load(servers[count].port, settings)
+            for count in in_turn(WORKER_COUNTS, number):
+                load = request_load(servers[COLUMNS[count]].port, settings)
                 rate = load.done / load.wall
                 rates[COLUMNS[count]].append(rate)
                 progress(

@@ -8,6 +8,13 @@ The bound port is printed on stdout once the server listens — that line is the
 the benchmark waits for. The process serves until its stdin reaches EOF or it is killed: the
 benchmark holds the write end of that pipe, so even a benchmark killed outright (SIGKILL, no
 cleanup) takes its servers with it instead of leaving them listening.
+
+Both servers take MAX_CONNECTIONS, and `--connections N` (how many the benchmark will hold open
+at once) makes sure of the file descriptors before the server listens. trio-tls closes a
+connection idle for `idle_timeout` (60 s by default), and the idle-connection measurements hold
+thousands of connections for longer than a minute, which both servers must keep (the baseline
+has no idle timeout). So here it is an hour: longer than any measurement, yet finite, so that
+every connection still keeps its deadline in trio's deadline heap, as it does in production.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import cast
 
 import trio
@@ -24,7 +32,16 @@ from trio_tls import serve as trio_tls_serve
 from trio_tls.plugins import load_handler
 
 from . import stdlib_server
-from .common import HOST, IMPLEMENTATIONS, stdlib_server_context, trio_tls_config
+from .common import (
+    HOST,
+    IMPLEMENTATIONS,
+    MAX_CONNECTIONS,
+    raise_descriptor_limit,
+    stdlib_server_context,
+    trio_tls_config,
+)
+
+IDLE_TIMEOUT = 3600.0  # trio-tls's, in seconds (see above)
 
 
 async def _run(
@@ -35,13 +52,27 @@ async def _run(
         listeners: Sequence[trio.SocketListener]
         if implementation == "trio-tls":
             config = trio_tls_config(certfile, keyfile)
-            listeners = await nursery.start(trio_tls_serve, handler, config, HOST, port)
+            listeners = await nursery.start(
+                partial(
+                    trio_tls_serve,
+                    max_connections=MAX_CONNECTIONS,
+                    idle_timeout=IDLE_TIMEOUT,
+                ),
+                handler,
+                config,
+                HOST,
+                port,
+            )
         else:
             context = stdlib_server_context(certfile, keyfile)
             # The built-in handlers use only the trio.abc.Stream surface, which SSLStream has.
             stream_handler = cast(stdlib_server.StreamHandler, handler)
             listeners = await nursery.start(
-                stdlib_server.serve, stream_handler, context, HOST, port
+                partial(stdlib_server.serve, max_connections=MAX_CONNECTIONS),
+                stream_handler,
+                context,
+                HOST,
+                port,
             )
         print(listeners[0].socket.getsockname()[1], flush=True)
         async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stdin:
@@ -58,7 +89,14 @@ def main() -> None:
     parser.add_argument("--certfile", required=True)
     parser.add_argument("--keyfile", required=True)
     parser.add_argument("--cpu", type=int, help="pin this process to one CPU")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=0,
+        help="connections the benchmark will hold open at once (for the descriptor limit)",
+    )
     args = parser.parse_args()
+    raise_descriptor_limit(args.connections)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     trio.run(_run, args.implementation, args.handler, args.port, args.certfile, args.keyfile)
