@@ -11,6 +11,7 @@ hook lives in the server itself.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import ssl
@@ -144,6 +145,14 @@ def wait_count(server: Server, text: str, count: int) -> None:
     server.wait_for_stderr(text, EXIT_TIMEOUT, count)
 
 
+def wait_match(server: Server, pattern: re.Pattern[str]) -> re.Match[str]:
+    deadline = time.monotonic() + EXIT_TIMEOUT
+    while not (found := pattern.search(server.stderr)):
+        assert time.monotonic() < deadline, f"{pattern.pattern!r} not logged:\n{server.stderr}"
+        time.sleep(0.02)
+    return found
+
+
 def exit_code(server: Server, timeout: float) -> int:
     try:
         code = server.proc.wait(timeout=timeout)
@@ -254,6 +263,34 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
             in_flight.finish()
     assert "received SIGINT again: stopping at once" in server.stderr
     assert "killing" not in server.stderr  # they stopped when told
+
+
+def test_a_worker_signalled_twice_stops_them_all(tmp_path: Path) -> None:
+    """Someone insists on one worker (`kill` twice): it stops at once, tells the supervisor,
+    and the supervisor stops every worker and itself, cleanly and without the grace period."""
+    with running_server(tmp_path, "--workers", "2") as server:
+        pids = workers_of(server, 2)
+        wait_serving(server, 2)
+        in_flight = InFlight(server.port)
+        os.kill(server.proc.pid, signal.SIGTERM)  # a drain: the idle worker exits at once
+        line = re.compile(r"\[(\d+)\] shutting down: 1 connection\(s\) open")
+        holder = int(wait_match(server, line)[1])
+        assert holder in pids
+        # The drain came from the supervisor, so the worker's own first signal is its first:
+        # one at a time, as trio delivers a signal that comes again before it is read once.
+        os.kill(holder, signal.SIGTERM)
+        wait_count(server, f"[{holder}] received SIGTERM: shutting down", 1)
+        stopped = time.monotonic()
+        os.kill(holder, signal.SIGTERM)
+        assert exit_code(server, workers.STOP_MARGIN + 1) == 0
+        assert time.monotonic() - stopped < workers.STOP_MARGIN + 1  # not the grace period
+        wait_gone(pids, 1)
+        with pytest.raises((ssl.SSLError, OSError)):  # the request was cut
+            in_flight.finish()
+    assert f"[{holder}] received SIGTERM again: stopping at once" in server.stderr
+    assert f"(pid {holder}) is stopping at once: stopping all" in server.stderr
+    assert "killing" not in server.stderr
+    assert "Traceback" not in server.stderr
 
 
 def test_workers_exit_when_the_supervisor_is_killed(tmp_path: Path) -> None:

@@ -94,8 +94,11 @@ def inherited_listener(fd: int) -> trio.SocketListener:
 
 
 async def _tell(channel: trio.socket.SocketType, step: bytes) -> None:
+    # Shielded: a stop cancels this process's tasks, this one included, in the same moment it
+    # wakes it to tell the others; unshielded, the STOP byte was lost about half the time. One
+    # byte to a socket the other end keeps reading does not block; the bound is for safety.
     # If the other end is gone there is nobody to tell; its EOF says so to whoever reads.
-    with contextlib.suppress(OSError):
+    with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(OSError):
         await channel.send(step)
 
 
