@@ -30,7 +30,7 @@ def describe_failure(exc: BaseException, *, handshake_done: bool) -> str:
         if isinstance(cause, PeerAlert):
             return f"failed: {cause}"
         cause = cause.__cause__
-    return f"failed: {exc or type(exc).__name__}"
+    return f"failed: {str(exc) or type(exc).__name__}"
 
 
 def connection_line(
