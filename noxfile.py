@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, typecheck, bench, fuzz.
+"""Developer sessions: tests, lint, typecheck, coverage, bench, fuzz.
 
 No python= pins: each session runs on the interpreter nox itself runs on, so a machine with a
 single Python (CI included) never fails on a missing interpreter.
@@ -16,6 +16,25 @@ nox.options.reuse_existing_virtualenvs = True
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """The test suite under coverage, subprocesses included ([tool.coverage] in pyproject.toml).
+
+    Not a default session: it is the tests again, slower. Lines and branches of trio_tls/ and
+    handlers/, measured in pytest and in every `trio-tls` process the tests start (the command
+    line and workers run nowhere else); `coverage report` prints the table, htmlcov/ has the
+    annotated source. Posargs go to pytest: `nox -s coverage -- tests/test_cli.py`.
+    """
+    session.install("-e", ".[test]", "coverage>=7.10")
+    session.run("coverage", "erase")
+    try:
+        session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    finally:  # the report, even when a test failed (the session still fails)
+        session.run("coverage", "combine", "--quiet")
+        session.run("coverage", "html", "--quiet")
+        session.run("coverage", "report")
 
 
 @nox.session
@@ -63,3 +82,16 @@ def fuzz(session: nox.Session) -> None:
     session.run(
         "python", "fuzz/fuzz_connection.py", ".fuzz-corpus", "fuzz/corpus", *flags, *session.posargs
     )
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Time-boxed mutmut run over the protocol engine (mutation/run.py, [tool.mutmut]).
+
+    Not a default session: it takes long and its verdict depends on how long it ran. Prints the
+    score of each engine module; verdicts stay in mutants/ (git-ignored), so the next run goes on
+    where this one stopped. Posargs go to the script: `nox -s mutation -- --minutes 90`,
+    `-- --fresh`, `-- --report`, or mutant names to re-check. MUTATION_MINUTES sets the default.
+    """
+    session.install("-e", ".[test]", "mutmut>=3.8,<4")
+    session.run("python", "mutation/run.py", *session.posargs)

@@ -1,7 +1,7 @@
 """A `trio-tls serve` subprocess for tests: started on port 0, its stdout read with deadlines.
 
 The server announces its port on the flushed "serving handler ... on https://127.0.0.1:PORT/"
-line, which a reader thread picks up; every process is killed in a `finally`.
+line, which a reader thread picks up; every process is stopped in a `finally` (`end`).
 """
 
 from __future__ import annotations
@@ -154,8 +154,24 @@ def running_server(
         server.port = int(server.wait_for_line(SERVING, STARTUP_TIMEOUT)["port"])
         yield server
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=EXIT_TIMEOUT)
+        end(proc)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def end(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server the test left running as a service manager would: SIGTERM drains it, a
+    second SIGTERM stops it at once, SIGKILL only if it hangs. A server that exits normally
+    cleans up after itself (its workers too) and writes its coverage data; a killed one does
+    neither."""
+    for signum, timeout in (
+        (signal.SIGTERM, 1.0),
+        (signal.SIGTERM, EXIT_TIMEOUT),
+        (signal.SIGKILL, EXIT_TIMEOUT),
+    ):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(signum)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+    proc.wait(timeout=EXIT_TIMEOUT)

@@ -2,8 +2,9 @@
 
 Every server runs with `--port 0` in its own temporary directory (so `certs/` lands there) and
 announces its port on the flushed "serving handler ... on https://127.0.0.1:PORT/" line, which a
-reader thread picks up with a deadline. Every subprocess has a timeout and is killed in a
-`finally`. curl and openssl are optional: only the parts that need them skip.
+reader thread picks up with a deadline. Every subprocess has a timeout, and a server still
+running at the end is stopped in a `finally` (cli_server.end). curl and openssl are optional:
+only the parts that need them skip.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .cli_server import EXIT_TIMEOUT, Server, child_env, command, running_server
 COMMAND_TIMEOUT = 20.0
 CLIENT_TIMEOUT = 10.0
 
+SERVING_ANY = re.compile(r"serving handler")
 FINGERPRINT = re.compile(r"SHA-256 fingerprint (?P<fp>(?:[0-9A-F]{2}:){31}[0-9A-F]{2})")
 HELLO_BODY = b"Hello from Python TLS!"
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -220,8 +222,14 @@ def _write_weak_rsa(path: Path) -> None:
     _write_self_signed(path, 1024, datetime.timedelta(days=1))
 
 
-def _write_self_signed(path: Path, bits: int, lifetime: datetime.timedelta) -> None:
-    """A self-signed RSA certificate and its key in one file, valid until now + lifetime."""
+def _write_self_signed(
+    path: Path,
+    bits: int,
+    lifetime: datetime.timedelta,
+    starts: datetime.timedelta = datetime.timedelta(days=-400),
+) -> None:
+    """A self-signed RSA certificate and its key in one file, valid from now + starts until
+    now + lifetime."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -231,7 +239,7 @@ def _write_self_signed(path: Path, bits: int, lifetime: datetime.timedelta) -> N
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=400))
+        .not_valid_before(now + starts)
         .not_valid_after(now + lifetime)
         .sign(key, hashes.SHA256())
     )
@@ -440,6 +448,44 @@ def test_serve_with_encrypted_key(tmp_path: Path, cert_files: CertFiles, ca: tru
     _assert_one_line_error(wrong, "wrong password", str(cert_files.rsa_encrypted_key))
 
 
+def test_groups_ciphers_and_no_tickets_shape_the_handshake(
+    tmp_path: Path, cert_files: CertFiles, ca: trustme.CA
+) -> None:
+    """--groups and --ciphers choose what is negotiated; a suite no certificate can serve is
+    warned about and left out; --no-tickets issues none, and sessions still resume by ID."""
+    args = [
+        *("--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key)),
+        *("--groups", "secp384r1"),
+        *("--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"),
+        "--no-tickets",
+        *("--log-level", "debug"),
+    ]
+    with running_server(tmp_path, *args) as server:
+        assert (
+            "WARNING --ciphers: ECDHE-ECDSA-AES256-GCM-SHA384 needs an ECDSA certificate, and "
+            "none is given" in server.stderr
+        )
+        ctx = _client_context(ca)  # offers x25519 and P-256 first, and every suite
+        sessions = []
+        for _ in range(2):
+            with (
+                socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+                ctx.wrap_socket(
+                    raw, server_hostname="localhost", session=sessions[-1] if sessions else None
+                ) as tls,
+            ):
+                tls.sendall(REQUEST)
+                assert _read_to_eof(tls).endswith(HELLO_BODY)
+                assert tls.cipher()[0] == "ECDHE-RSA-AES256-GCM-SHA384"  # type: ignore[index]
+                assert tls.session is not None and not tls.session.has_ticket
+                assert tls.session_reused == bool(sessions)
+                sessions.append(tls.session)
+        server.wait_for_stderr(" resumed=True ", 5)
+        (full,) = [line for line in server.stderr.splitlines() if " handshake in " in line][:1]
+        assert "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 group=secp384r1 " in full, full
+        assert server.stop() == 0
+
+
 # --- user errors: one line on stderr, no traceback, non-zero exit ------------------------------
 
 ENCRYPTED_KEY_ARGS = ["--certfile", "{rsa_cert}", "--keyfile", "{rsa_encrypted_key}"]
@@ -532,6 +578,22 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
         {},
         ["unknown option 'colour'", "body, max-requests"],
     ),
+    "fewer-keyfiles-than-certfiles": (
+        ["--certfile", "{rsa_cert}", "--certfile", "{ecdsa_cert}", "--keyfile", "{rsa_key}"],
+        {},
+        ["give one --keyfile per --certfile, or none"],
+    ),
+    "client-auth-none-with-client-ca": (
+        ["--client-ca", "{rsa_cert}", "--client-auth", "none"],
+        {},
+        ["--client-auth none with --client-ca: leave one of them out"],
+    ),
+    "workers-0": (["--workers", "0"], {}, ["--workers must be at least 1"]),
+    "workers-on-two-hosts": (
+        ["--workers", "2", "--host", "127.0.0.1", "--host", "::1"],
+        {},
+        ["--workers serves one --host; run one server per address instead"],
+    ),
 }
 
 
@@ -554,19 +616,38 @@ def test_serve_user_error(
     assert not (tmp_path / "certs").exists()
 
 
-def test_serve_port_in_use(tmp_path: Path, cert_files: CertFiles) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["single", "workers"])
+def test_serve_port_in_use(tmp_path: Path, cert_files: CertFiles, workers: str) -> None:
+    """Whether the server binds (one process) or the supervisor does (--workers)."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         args = ("--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key))
-        result = _run(tmp_path, "serve", "--port", str(port), *args)
+        result = _run(tmp_path, "serve", "--port", str(port), "--workers", workers, *args)
     _assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}", "in use")
+    assert not SERVING_ANY.search(result.stdout)
+
+
+def test_a_later_host_that_cannot_listen_is_one_error(
+    tmp_path: Path, cert_files: CertFiles
+) -> None:
+    """The second --host fails after the first listens (the same address twice, on the port
+    the first one picked): one line naming it, not a traceback from inside trio."""
+    args = ("--certfile", str(cert_files.rsa_cert), "--keyfile", str(cert_files.rsa_key))
+    result = _run(
+        tmp_path, "serve", "--port", "0", "--host", "127.0.0.1", "--host", "127.0.0.1", *args
+    )
+    message = _assert_one_line_error(result, "cannot listen on 127.0.0.1:", "in use")
+    assert not message.endswith("127.0.0.1:0: Address already in use"), message
+    assert not SERVING_ANY.search(result.stdout)
 
 
 ARGUMENT_ERRORS = {
     # getaddrinfo would quietly take 99999 modulo 65536 and serve on port 34463.
     "port-out-of-range": (["--port", "99999"], "port 99999 is out of range 0-65535"),
+    "port-by-name": (["--port", "https"], "invalid port 'https'"),
+    "max-connections-text": (["--max-connections", "many"], "invalid number 'many'"),
     "max-connections-0": (["--max-connections", "0"], "--max-connections: 0 is not 1 or more"),
     "max-connections-negative": (["--max-connections", "-5"], "-5 is not 1 or more"),
     "handshake-timeout-0": (["--handshake-timeout", "0"], "0 is not a positive number"),
@@ -592,23 +673,31 @@ def test_serve_argument_errors_are_one_line_and_status_1(
     assert not (tmp_path / "certs").exists()
 
 
+DAYS = datetime.timedelta(days=1)
+
+
 @pytest.mark.parametrize(
-    ("lifetime", "warning"),
+    ("starts", "lifetime", "warning", "advice"),
     [
-        (datetime.timedelta(days=-2), "expired on"),
-        (datetime.timedelta(days=10), "expires on"),
+        (-400 * DAYS, -2 * DAYS, "expired on", "renew it"),
+        (-400 * DAYS, 10 * DAYS, "expires on", "renew it"),
+        (2 * DAYS, 30 * DAYS, "is not valid until", "check this machine's clock"),
     ],
-    ids=["expired", "expiring-in-10-days"],
+    ids=["expired", "expiring-in-10-days", "not-yet-valid"],
 )
 def test_a_certificate_near_or_past_its_end_is_warned_about(
-    tmp_path: Path, lifetime: datetime.timedelta, warning: str
+    tmp_path: Path,
+    starts: datetime.timedelta,
+    lifetime: datetime.timedelta,
+    warning: str,
+    advice: str,
 ) -> None:
     combined = tmp_path / "server.pem"
-    _write_self_signed(combined, 2048, lifetime)
+    _write_self_signed(combined, 2048, lifetime, starts)
     combined.chmod(0o600)
     with running_server(tmp_path, "--certfile", str(combined)) as server:
         server.wait_for_stderr(f"certificate {combined} {warning}", 5)
-        assert "renew it" in server.stderr
+        assert advice in server.stderr
 
 
 def test_version(tmp_path: Path) -> None:
@@ -733,6 +822,14 @@ def test_certs_prints_the_curl_line_that_trusts_it(tmp_path: Path) -> None:
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout == HELLO_BODY
+
+
+def test_certs_into_a_directory_that_cannot_be_made_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    out = tmp_path / "a-file" / "certs"
+    result = _run(tmp_path, "certs", "--out", str(out))
+    assert result.returncode == 1
+    _assert_one_line_error(result, f"cannot write to {out}: Not a directory")
 
 
 @pytest.mark.parametrize(

@@ -20,15 +20,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from trio_tls.config import ServerConfig
 from trio_tls.connection import ServerConnection
-from trio_tls.enums import AlertDescription
+from trio_tls.enums import AlertDescription, ExtensionType, HandshakeType
 from trio_tls.errors import RemoteProtocolError, UnsupportedCertificate
-from trio_tls.events import MessageObserved, Observation
+from trio_tls.events import NEED_DATA, MessageObserved, Observation
 from trio_tls.kx import CLIENT_SCHEMES
 from trio_tls.messages import CertificateRequest
-from trio_tls.sessions import SessionCache, TicketKeys
+from trio_tls.sessions import SessionCache, SessionState, TicketKey, TicketKeys
 
 from .client_certs import ALICE, BOB_RSA, CLIENT_CA, STRANGER, ClientCert, client_auth
 from .openssl_peer import OpenSSLClient, client_context
+from .scripted_client import ScriptedClient
 
 
 def context(ca: trustme.CA, tmp_path: Path, who: ClientCert | None) -> ssl.SSLContext:
@@ -165,3 +166,74 @@ def test_an_rsassa_pss_only_client_key_is_unsupported(tmp_path: Path) -> None:
     leaf = x509.load_pem_x509_certificate((tmp_path / "pss.crt").read_bytes())
     with pytest.raises(UnsupportedCertificate):
         client_auth().verify([leaf.public_bytes(Encoding.DER)], time.time())
+
+
+def test_a_missing_certificate_says_so(
+    ca: trustme.CA, rsa_config: ServerConfig, tmp_path: Path
+) -> None:
+    """Guards the message of the handshake_failure for a client that sends no certificate when
+    one is required: the log line says why the client was refused."""
+    config = attrs.evolve(rsa_config, client_auth=client_auth("required"))
+    client = OpenSSLClient(ServerConnection(config), context(ca, tmp_path, None))
+    with pytest.raises(
+        RemoteProtocolError, match=r"^the client sent no certificate, and one is required$"
+    ):
+        client.handshake()
+
+
+@pytest.mark.parametrize("edge", ["not_valid_before", "not_valid_after"])
+def test_a_session_resumes_within_its_certificate_to_the_second(
+    ca: trustme.CA, rsa_config: ServerConfig, tmp_path: Path, edge: str
+) -> None:
+    """Guards the validity check on resumption, inclusive at both ends (RFC 5280 §4.1.2.5: the
+    validity period includes both dates): a session whose client certificate is valid at that
+    very second resumes."""
+    moment = getattr(ALICE.certificate, f"{edge}_utc").timestamp()
+    clock = Clock(moment if edge == "not_valid_before" else moment - 60)
+    config = attrs.evolve(
+        rsa_config, client_auth=client_auth("required"), ticket_keys=TicketKeys(), clock=clock
+    )
+    ctx = context(ca, tmp_path, ALICE)
+    first = connect(config, ctx)
+    clock.now = moment
+    again = OpenSSLClient(ServerConnection(config), ctx)
+    again.ssl = ctx.wrap_bio(
+        again.incoming, again.outgoing, server_hostname="localhost", session=first.ssl.session
+    )
+    again.handshake()
+    assert again.server.info is not None and again.server.info.resumed
+    clock.now = moment - 1 if edge == "not_valid_before" else moment + 1  # one second out
+    late = OpenSSLClient(ServerConnection(config), ctx)
+    late.ssl = ctx.wrap_bio(
+        late.incoming, late.outgoing, server_hostname="localhost", session=first.ssl.session
+    )
+    with pytest.raises(RemoteProtocolError):  # a full handshake, and the certificate fails it
+        late.handshake()
+
+
+def test_a_session_without_a_certificate_never_resumes_where_one_is_required(
+    rsa_config: ServerConfig,
+) -> None:
+    """Guards the identity check on resumption against a session that carries no client
+    certificate but the required-mode settings (which no handshake of ours makes: one sealed
+    with a stolen ticket key, or a bug elsewhere): it means a full handshake, with a
+    CertificateRequest, never a resumption without a certificate."""
+    auth = client_auth("required")
+    keys = TicketKeys([TicketKey.generate()])
+    config = attrs.evolve(rsa_config, client_auth=auth, ticket_keys=keys, clock=Clock(1e9))
+    state = SessionState(0xC02F, bytes(48), True, "localhost", 1e9, (), auth.epoch)
+    client = ScriptedClient()
+    extensions = [*client.default_extensions(), (ExtensionType.session_ticket, keys.seal(state))]
+    server = ServerConnection(config)
+    server.receive_data(client.client_hello(extensions=extensions))
+    assert server.next_event() is NEED_DATA
+    flight = client.read_server_flight(server.data_to_send())
+    assert HandshakeType.certificate_request in flight.message_types
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

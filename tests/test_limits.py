@@ -1,9 +1,10 @@
-"""What the server tolerates, up to where: the largest hellos, refused renegotiation, warning
-alerts and empty records below their flood limits.
+"""What the server tolerates, up to where: the largest hellos, warning alerts and empty records
+below their flood limits.
 
 The hostile table (test_hostile.py) has the other side of each rule: the input just past the
 limit and the alert it gets. Here the inputs are legal, however odd, and the handshake or the
-connection must go on.
+connection must go on. Refused renegotiations below their limit are sent by tlslite-ng, real
+second hellos (RFC 5746 and legacy), in test_tlslite.py.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from trio_tls.enums import (
     AlertDescription,
     AlertLevel,
     ContentType,
-    ExtensionType,
-    HandshakeType,
     SignatureScheme,
 )
 from trio_tls.events import AlertReceived, ApplicationData, HandshakeComplete
@@ -29,7 +28,6 @@ from .scripted_client import (
     ScriptedClient,
     extension,
     fragmented,
-    handshake,
     record,
     u16_vector,
 )
@@ -39,7 +37,6 @@ HS = ContentType.handshake
 APP = ContentType.application_data
 ALERT = ContentType.alert
 PADDING = 21  # RFC 7685
-WARNING_NO_RENEGOTIATION = (ALERT, bytes((AlertLevel.warning, AlertDescription.no_renegotiation)))
 
 
 def finish(server: ServerConnection, client: ScriptedClient, hello: bytes) -> None:
@@ -127,50 +124,6 @@ def test_sixteen_thousand_extensions(rsa_config: ServerConfig) -> None:
     finish(ServerConnection(rsa_config), client, client.client_hello(extensions=extensions))
 
 
-# -- renegotiation is refused with a warning, and the connection goes on (RFC 5246 §7.2.2) -----
-
-
-def renegotiation_hello(client: ScriptedClient, *, secure: bool) -> bytes:
-    """A second ClientHello, with renegotiation_info (secure, RFC 5746) or without (legacy)."""
-    extensions = [
-        (t, d)
-        for t, d in client.default_extensions()
-        if secure or t != ExtensionType.renegotiation_info
-    ]
-    return handshake(HandshakeType.client_hello, client.client_hello_body(extensions=extensions))
-
-
-@pytest.mark.parametrize("secure", [True, False], ids=["secure", "legacy"])
-def test_renegotiation_gets_a_warning_and_data_keeps_flowing(
-    rsa_config: ServerConfig, secure: bool
-) -> None:
-    server = ServerConnection(rsa_config)
-    client = ScriptedClient()
-    full_handshake(server, client)
-    hello = renegotiation_hello(client, secure=secure)
-    # Split over two records, and followed by data in the same read.
-    server.receive_data(
-        client.sealed(HS, hello[:50])
-        + client.sealed(HS, hello[50:])
-        + client.application_data(b"a")
-    )
-    assert drain(server) == [ApplicationData(b"a")]
-    assert client.read(server.data_to_send()) == [WARNING_NO_RENEGOTIATION]
-    check_data_flows(server, client)
-
-
-def test_data_between_renegotiations_resets_the_count(rsa_config: ServerConfig) -> None:
-    server = ServerConnection(rsa_config)
-    client = ScriptedClient()
-    full_handshake(server, client)
-    for _ in range(3):
-        for _ in range(4):
-            server.receive_data(client.sealed(HS, renegotiation_hello(client, secure=True)))
-        assert drain(server) == []
-        assert client.read(server.data_to_send()) == [WARNING_NO_RENEGOTIATION] * 4
-        check_data_flows(server, client)
-
-
 # -- warning alerts and empty records, below the flood limits -----------------------------------
 
 
@@ -183,6 +136,19 @@ def test_four_warning_alerts_during_the_handshake_are_tolerated(rsa_config: Serv
     server.receive_data(client.client_key_exchange() + client.finished())
     assert [type(e) for e in drain(server)] == [HandshakeComplete]
     client.read_server_finished(server.data_to_send())
+    check_data_flows(server, client)
+
+
+def test_four_warning_alerts_before_the_client_hello_are_tolerated(
+    rsa_config: ServerConfig,
+) -> None:
+    """Guards the warning count from the very first record: four warnings before anything else
+    are below the limit, as four anywhere else are (the count starts at zero)."""
+    server = ServerConnection(rsa_config)
+    client = ScriptedClient()
+    server.receive_data(record(ALERT, b"\x01\x2e") * 4)
+    assert drain(server) == [AlertReceived(AlertLevel.warning, 46)] * 4
+    full_handshake(server, client)
     check_data_flows(server, client)
 
 
@@ -226,52 +192,7 @@ def test_a_p256_key_signs_with_any_ecdsa_hash(dual_config: ServerConfig, scheme:
     assert client.flight.server_key_exchange.signature_scheme == scheme
 
 
-def test_no_signature_algorithms_in_a_renegotiation_is_still_just_refused(
-    rsa_config: ServerConfig,
-) -> None:
-    # The ignored hello is never negotiated, so what it lacks does not matter.
-    server = ServerConnection(rsa_config)
-    client = ScriptedClient()
-    full_handshake(server, client)
-    body = client.client_hello_body(extensions=[(10, u16_vector((29,)))])
-    server.receive_data(client.sealed(HS, handshake(HandshakeType.client_hello, body)))
-    assert drain(server) == []
-    assert client.read(server.data_to_send()) == [WARNING_NO_RENEGOTIATION]
-
-
-def test_renegotiation_after_our_close_notify_gets_no_answer(rsa_config: ServerConfig) -> None:
-    server = ServerConnection(rsa_config)
-    client = ScriptedClient()
-    full_handshake(server, client)
-    server.close()
-    assert client.read(server.data_to_send()) == [(ALERT, b"\x01\x00")]
-    server.receive_data(client.sealed(HS, renegotiation_hello(client, secure=True)))
-    assert drain(server) == []
-    assert server.data_to_send() == b""
-
-
 # -- RFC 5246 §6.2.1: other records may come between the fragments of a handshake message ------
-
-
-def test_data_between_the_fragments_of_a_renegotiation_hello_is_delivered(
-    rsa_config: ServerConfig,
-) -> None:
-    server = ServerConnection(rsa_config)
-    client = ScriptedClient()
-    full_handshake(server, client)
-    hello = renegotiation_hello(client, secure=True)
-    server.receive_data(
-        client.sealed(HS, hello[:3])
-        + client.application_data(b"inside")
-        + client.sealed(ALERT, b"\x01\x5a")  # a warning (user_canceled) in between too
-        + client.sealed(HS, hello[3:])
-    )
-    assert drain(server) == [
-        ApplicationData(b"inside"),
-        AlertReceived(AlertLevel.warning, AlertDescription.user_canceled),
-    ]
-    assert client.read(server.data_to_send()) == [WARNING_NO_RENEGOTIATION]
-    check_data_flows(server, client)
 
 
 def test_a_warning_alert_between_the_fragments_of_the_client_hello(

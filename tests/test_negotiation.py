@@ -1,5 +1,6 @@
 """What gets negotiated with OpenSSL (ssl module over MemoryBIO): suites, groups, certificates,
-SNI and ALPN, in the server's preference order."""
+SNI and ALPN, in the server's preference order. A client without supported_groups, which OpenSSL
+never is, is tlslite-ng in test_tlslite.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import trustme
 
 from trio_tls.config import ServerConfig
 from trio_tls.connection import ServerConnection
-from trio_tls.enums import AlertDescription, NamedGroup
+from trio_tls.enums import AlertDescription
 from trio_tls.errors import RemoteProtocolError
 from trio_tls.suites import ALL_SUITES, CipherSuite
 
@@ -196,11 +197,18 @@ def test_unknown_groups_only_is_handshake_failure(rsa_config: ServerConfig) -> N
     assert info.value.alert == AlertDescription.handshake_failure
 
 
-def test_no_supported_groups_means_secp256r1(rsa_config: ServerConfig) -> None:
-    """RFC 8422 §5.1.1: without the extension, the one curve every client has."""
-    client = ScriptedClient(groups=None)
-    server = ServerConnection(rsa_config)
+@pytest.mark.parametrize("schemes", [None, (0x0203,)], ids=["no-extension", "ecdsa_sha1-only"])
+def test_an_ecdsa_key_never_signs_with_sha1(
+    full_config: ServerConfig, schemes: tuple[int, ...] | None
+) -> None:
+    """Guards the signature scheme for ECDSA keys when the client names none we allow: without
+    signature_algorithms RFC 5246 §7.4.1.4.1 would have us sign with ecdsa_sha1, which RFC 9155
+    §2 forbids, so an ECDHE-ECDSA-only client gets handshake_failure, as one listing only
+    ecdsa_sha1 does; never a signature made with a scheme the client did not offer. (The same
+    for RSA keys is a row of test_hostile.py's table.)"""
+    client = ScriptedClient(suites=(0xC02B, 0xC02C, 0xCCA9), schemes=schemes)
+    server = ServerConnection(full_config)
     server.receive_data(client.client_hello())
-    server.next_event()
-    flight = client.read_server_flight(server.data_to_send())
-    assert flight.server_key_exchange.named_curve == NamedGroup.secp256r1
+    with pytest.raises(RemoteProtocolError) as info:
+        server.next_event()
+    assert info.value.alert == AlertDescription.handshake_failure

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -264,6 +265,59 @@ async def test_routes_by_sni_then_alpn_then_default(
             await client.aclose()
 
 
+async def test_a_name_with_no_route_and_no_default_is_refused_and_logged(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    async with upstream(echo_upstream) as a:
+        port = await proxy_to(server_nursery, rsa_config, f"route=a.example=127.0.0.1:{a}")
+        client = await connect(ca, port, "b.example")
+        with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as raised:
+            await client.receive_some(10)
+        await client.transport_stream.aclose()
+    assert "INTERNAL_ERROR" in str(raised.value.__cause__).upper()  # not a clean close
+    lines = await logged(caplog, "aborted:")
+    assert any(line.endswith(": aborted: no route for sni=b.example alpn=-") for line in lines)
+
+
+async def test_an_upstream_reset_mid_relay_is_an_abortive_close(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The upstream takes the request, then resets the connection (a crash, a firewall): the
+    client must not take what it got for a whole answer, and the log says what happened."""
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    received = trio.Event()
+
+    async def reset_after_reading(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        received.set()
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()  # with SO_LINGER 0: a reset, not a FIN
+
+    async with upstream(reset_after_reading) as dying:
+        port = await proxy_to(server_nursery, rsa_config, f"upstream=127.0.0.1:{dying}")
+        client = await connect(ca, port)
+        await client.send_all(b"GET / HTTP/1.0\r\n\r\n")
+        with trio.fail_after(5):
+            await received.wait()
+            with pytest.raises(trio.BrokenResourceError) as raised:
+                await client.receive_some(10)
+        await client.transport_stream.aclose()
+    assert "INTERNAL_ERROR" in str(raised.value.__cause__).upper()
+    lines = await logged(caplog, "aborted:")
+    assert any(
+        f"aborted: upstream 127.0.0.1:{dying}: " in line and "Connection reset by peer" in line
+        for line in lines
+    ), lines
+    assert not [r for r in caplog.records if r.exc_info], lines
+
+
 @pytest.mark.parametrize("version", [1, 2])
 async def test_proxy_protocol_to_the_upstream(
     ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery, version: int
@@ -313,6 +367,7 @@ async def test_proxy_protocol_to_the_upstream(
         ({"upstream": "localhost"}, "is not HOST:PORT"),
         ({"upstream": "h:1", "proxy-protocol": "v3"}, "choose v1 or v2"),
         ({"upstream": "h:1", "connect-timeout": "0"}, "not a positive number"),
+        ({"upstream": "h:1", "connect-timeout": "soon"}, "'soon' is not a positive number"),
         ({"upstream": "h:1", "route": "h:2"}, "is not NAME=HOST:PORT"),
         ({"upstream": "h:1", "upstreams": "h:2"}, "unknown option 'upstreams'"),
     ],

@@ -492,3 +492,18 @@ def test_a_sequence_number_never_wraps(suite_id: int) -> None:
         for _ in range(2):  # the last number may be used or kept unused; never one past it
             seal(sealer, APPLICATION_DATA, b"late")
     assert sealer.next_sequence <= 2**64
+
+
+def test_records_read_in_place_do_not_change_with_the_callers_buffer() -> None:
+    """Guards the copy RecordReader makes of a mutable buffer it is fed: records are handed out
+    as views of the bytes fed, so a caller that reuses its bytearray for the next read (as a
+    receive-into loop does) must not change a record already read or still to be read."""
+    reader = RecordReader(NullProtection())
+    buffer = bytearray(record(APPLICATION_DATA, b"first") + record(APPLICATION_DATA, b"second"))
+    reader.feed(buffer)
+    first = reader.next_record()
+    buffer[:] = bytes(len(buffer))  # the caller's next read lands in the same buffer
+    second = reader.next_record()
+    assert first is not None and second is not None
+    assert (first[0], bytes(first[1])) == (APPLICATION_DATA, b"first")
+    assert (second[0], bytes(second[1])) == (APPLICATION_DATA, b"second")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import signal
 import socket
@@ -12,10 +13,16 @@ import threading
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 import trustme
 
+from trio_tls.config import ServerConfig
+from trio_tls.reload import ConfigHolder
+from trio_tls.sessions import SessionCache
+
 from .cli_server import Server, running_server
+from .conftest import certified_key
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
@@ -132,3 +139,27 @@ def test_sighup_under_load_fails_no_request(tmp_path: Path, ca: trustme.CA) -> N
         assert requests[0] > 20
         assert seen == {fingerprint(leaf) for leaf in leaves}
         assert server.stop() == 0
+
+
+def test_a_reload_that_fails_unexpectedly_keeps_the_configuration_and_its_sessions(
+    rsa_config: ServerConfig, ecdsa_leaf: trustme.LeafCert, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a file the operator got wrong (those are one line, above) but a bug while building
+    the new configuration: logged with its traceback, and the server serves on unchanged. A
+    reload that works keeps the session cache and ticket keys, so sessions still resume."""
+    holder = ConfigHolder(attrs.evolve(rsa_config, session_cache=SessionCache()))
+
+    def broken() -> ServerConfig:
+        raise RuntimeError("a bug in building the configuration")
+
+    assert holder.reload(broken) is False
+    assert holder() is holder.current
+    assert holder().certificates == rsa_config.certificates
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == "reload failed, still serving the previous configuration"
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+
+    cache = holder().session_cache
+    assert holder.reload(lambda: ServerConfig([certified_key(ecdsa_leaf)])) is True
+    assert holder().certificates[0].auth == "ecdsa"
+    assert holder().session_cache is cache

@@ -1,7 +1,12 @@
-"""Session resumption against OpenSSL: session IDs (RFC 5246) and tickets (RFC 5077)."""
+"""Session resumption against OpenSSL: session IDs (RFC 5246) and tickets (RFC 5077).
+
+A session offered with another extended master secret setting than it was made with (RFC 7627
+§5.3), which OpenSSL never sends, comes from tlslite-ng in test_tlslite.py.
+"""
 
 from __future__ import annotations
 
+import pathlib
 import ssl
 
 import pytest
@@ -9,16 +14,13 @@ import trustme
 
 from trio_tls.config import ServerConfig
 from trio_tls.connection import ServerConnection
-from trio_tls.enums import AlertDescription, ExtensionType, HandshakeType
-from trio_tls.errors import RemoteProtocolError
-from trio_tls.events import NEED_DATA, MessageObserved, Observation
-from trio_tls.messages import NewSessionTicket
+from trio_tls.events import MessageObserved, Observation, SecretsEstablished
+from trio_tls.messages import Certificate, ClientHello, SessionTicket
 from trio_tls.sessions import SessionCache, SessionState, TicketKey, TicketKeys
 from trio_tls.suites import suite_by_name
 
 from .conftest import certified_key
 from .openssl_peer import OpenSSLClient, client_context
-from .scripted_client import ScriptedClient, extension, split_handshake, split_records
 
 
 class Clock:
@@ -103,16 +105,79 @@ def test_ticket_opens_in_another_server_sharing_the_keys(
     assert not handshake(stranger, ctx, first.ssl.session).ssl.session_reused
 
 
-@pytest.mark.parametrize("where", ["name", "nonce", "ciphertext", "tag"])
-def test_tampered_ticket_means_full_handshake(
-    ca: trustme.CA, rsa_leaf: trustme.LeafCert, where: str
+TAMPERED_AT = {"name": 0, "nonce": 16, "ciphertext": 30, "tag": -1}
+
+
+class TamperingTicketKeys(TicketKeys):
+    """Issues every ticket with one bit flipped at `index`, as if changed on its way: a real
+    client stores it and offers it back in its next ClientHello, where the real open() meets
+    it. (Changing the NewSessionTicket in flight instead would break the Finished check.)"""
+
+    def __init__(self, index: int | None) -> None:
+        super().__init__()
+        self.index = index
+        self.issued: list[bytes] = []
+
+    def seal(self, state: SessionState) -> bytes:
+        ticket = bytearray(super().seal(state))
+        if self.index is not None:
+            ticket[self.index] ^= 1
+        self.issued.append(bytes(ticket))
+        return bytes(ticket)
+
+
+def offered_ticket(seen: list[Observation]) -> bytes | None:
+    """The session_ticket extension of the ClientHello the server decoded."""
+    for o in seen:
+        if isinstance(o, MessageObserved) and isinstance(o.message, ClientHello):
+            for ext in o.message.extensions:
+                if isinstance(ext, SessionTicket):
+                    return ext.ticket
+    return None
+
+
+@pytest.mark.parametrize("where", [None, *TAMPERED_AT], ids=["untouched", *TAMPERED_AT])
+def test_tampered_ticket_from_a_real_client_means_full_handshake(
+    ca: trustme.CA, rsa_leaf: trustme.LeafCert, where: str | None
 ) -> None:
+    tickets = TamperingTicketKeys(None if where is None else TAMPERED_AT[where])
+    config = make_config(rsa_leaf, cache=False, tickets=tickets)
+    ctx = client_context(ca)
+    first = handshake(config, ctx)
+    assert first.ssl.session is not None and first.ssl.session.has_ticket
+    (issued,) = tickets.issued
+
+    seen: list[Observation] = []
+    second = OpenSSLClient(ServerConnection(config, seen.append), ctx)
+    second.ssl = ctx.wrap_bio(
+        second.incoming, second.outgoing, server_hostname="localhost", session=first.ssl.session
+    )
+    second.handshake()
+    assert offered_ticket(seen) == issued  # OpenSSL offered exactly the ticket it was given
+    assert second.server.info is not None
+    if where is None:  # the control: the same path resumes when nothing was changed
+        assert second.ssl.session_reused and second.server.info.resumed
+        return
+    # Not a session: a full handshake (our Certificate went out), never a failed one...
+    assert not second.ssl.session_reused and not second.server.info.resumed
+    sent = [o.message for o in seen if isinstance(o, MessageObserved) and o.direction == "sent"]
+    assert any(isinstance(m, Certificate) for m in sent)
+    # ...with a new session for the client: a new ticket, which it holds now.
+    assert len(tickets.issued) == 2 and tickets.issued[1] != issued
+    assert second.ssl.session is not None and second.ssl.session.has_ticket
+    assert second.ssl.session.id != first.ssl.session.id
+    second.send(b"ping")  # and keys agree both ways
+    second.server.send(b"pong")
+    assert second.receive(4) == b"pong"
+
+
+@pytest.mark.parametrize("where", list(TAMPERED_AT))
+def test_tampered_ticket_does_not_open(where: str) -> None:
     tickets = TicketKeys()
     state = SessionState(0xC02F, bytes(48), True, "localhost", 1_000_000.0)
     ticket = bytearray(tickets.seal(state))
     assert tickets.open(bytes(ticket), 1_000_000.0) == state
-    index = {"name": 0, "nonce": 16, "ciphertext": 30, "tag": len(ticket) - 1}[where]
-    ticket[index] ^= 1
+    ticket[TAMPERED_AT[where]] ^= 1
     assert tickets.open(bytes(ticket), 1_000_000.0) is None
     assert tickets.open(b"", 1_000_000.0) is None
     assert tickets.open(bytes(ticket[:20]), 1_000_000.0) is None
@@ -137,6 +202,144 @@ def test_ticket_keys_rotate_and_old_tickets_still_open() -> None:
     assert new_ticket[:16] != old_ticket[:16]
     assert tickets.open(old_ticket, 1500.0) == old
     assert tickets.open(new_ticket, 1500.0) == new
+
+
+def test_the_session_cache_keeps_the_sessions_used_last(
+    ca: trustme.CA, rsa_leaf: trustme.LeafCert
+) -> None:
+    """Guards the cache's LRU order: a resumption refreshes its session, so when the cache is
+    full the session left out is the one least recently *used*, not the oldest one stored."""
+    config = ServerConfig(
+        [certified_key(rsa_leaf)], session_cache=SessionCache(size=2), clock=Clock()
+    )
+    ctx = id_only_context(ca)
+    first, second = handshake(config, ctx), handshake(config, ctx)
+    assert handshake(config, ctx, first.ssl.session).ssl.session_reused  # first is fresh again
+    handshake(config, ctx)  # a third session: the cache drops the least recently used
+    assert handshake(config, ctx, first.ssl.session).ssl.session_reused
+    assert not handshake(config, ctx, second.ssl.session).ssl.session_reused
+
+
+def test_the_ticket_lifetime_hint_is_the_ticket_lifetime(
+    ca: trustme.CA, rsa_leaf: trustme.LeafCert
+) -> None:
+    """Guards NewSessionTicket.ticket_lifetime_hint (RFC 5077 §3.3): the client learns how long
+    the ticket opens (0 would mean "unspecified", and clients keep such tickets by their own
+    rules)."""
+    config = make_config(rsa_leaf, cache=False, tickets=TicketKeys(lifetime=5400))
+    session = handshake(config, client_context(ca)).ssl.session
+    assert session is not None and session.has_ticket
+    assert session.ticket_lifetime_hint == 5400
+
+
+@pytest.mark.parametrize("by", ["ticket", "session_id"])
+def test_a_session_from_the_future_is_not_resumed(
+    ca: trustme.CA, rsa_leaf: trustme.LeafCert, by: str
+) -> None:
+    """Guards the lower bound of a session's age: a session dated after `now` (made by a server
+    whose clock runs ahead, or forged with a stolen ticket key) is not resumed, whether it comes
+    by ticket or from the cache; the same session resumes once the clock has caught up."""
+    tickets = TicketKeys([TicketKey.generate()]) if by == "ticket" else None
+    ahead, behind = Clock(), Clock()
+    ahead.now += 3600
+    cache = SessionCache(size=100, lifetime=7200)
+
+    def config(clock: Clock) -> ServerConfig:
+        return ServerConfig(
+            [certified_key(rsa_leaf)],
+            session_cache=cache if by == "session_id" else None,
+            ticket_keys=tickets,
+            clock=clock,
+        )
+
+    ctx = client_context(ca) if by == "ticket" else id_only_context(ca)
+    first = handshake(config(ahead), ctx)
+    assert not handshake(config(behind), ctx, first.ssl.session).ssl.session_reused
+    if by == "session_id":  # the refused session left the cache: make another
+        first = handshake(config(ahead), ctx)
+    behind.now = ahead.now
+    assert handshake(config(behind), ctx, first.ssl.session).ssl.session_reused
+
+
+@pytest.mark.parametrize("by", ["ticket", "session_id"])
+def test_a_resumption_restores_what_was_negotiated(
+    ca: trustme.CA, rsa_leaf: trustme.LeafCert, tmp_path: pathlib.Path, by: str
+) -> None:
+    """Guards what an abbreviated handshake hands on: the session's SNI in ConnectionInfo, the
+    ALPN protocol chosen again (OpenSSL sees it in the resumed ServerHello), and the master
+    secret reported to the observer, which is what the key log writes (OpenSSL's own key log
+    line for the resumed connection must match it)."""
+    config = ServerConfig(
+        [certified_key(rsa_leaf)],
+        session_cache=SessionCache() if by == "session_id" else None,
+        ticket_keys=TicketKeys() if by == "ticket" else None,
+        alpn_protocols=[b"h2", b"http/1.1"],
+        clock=Clock(),
+    )
+    ctx = client_context(ca) if by == "ticket" else id_only_context(ca)
+    ctx.set_alpn_protocols(["http/1.1"])
+    first = handshake(config, ctx)
+    ctx.keylog_filename = str(tmp_path / "keys.log")
+    seen: list[Observation] = []
+    again = OpenSSLClient(ServerConnection(config, seen.append), ctx)
+    again.ssl = ctx.wrap_bio(
+        again.incoming, again.outgoing, server_hostname="localhost", session=first.ssl.session
+    )
+    again.handshake()
+    assert again.ssl.session_reused
+    info = again.server.info
+    assert info is not None and info.resumed
+    assert info.sni == "localhost"
+    assert info.alpn == "http/1.1"
+    assert again.ssl.selected_alpn_protocol() == "http/1.1"
+    (secrets,) = [o for o in seen if isinstance(o, SecretsEstablished)]
+    line = f"CLIENT_RANDOM {secrets.client_random.hex()} {secrets.master_secret.hex()}"
+    assert line in (tmp_path / "keys.log").read_text().splitlines()
+
+
+@pytest.mark.parametrize("by", ["ticket", "session_id"])
+def test_a_session_resumes_until_the_end_of_its_lifetime(
+    ca: trustme.CA, rsa_leaf: trustme.LeafCert, by: str
+) -> None:
+    """Guards the upper bound of a session's age, inclusive: a session exactly `lifetime`
+    seconds old still resumes (test_expired_sessions_are_not_resumed: one second more does
+    not)."""
+    clock = Clock()
+    config = ServerConfig(
+        [certified_key(rsa_leaf)],
+        session_cache=SessionCache(lifetime=600) if by == "session_id" else None,
+        ticket_keys=TicketKeys([TicketKey.generate()], lifetime=600) if by == "ticket" else None,
+        clock=clock,
+    )
+    ctx = client_context(ca) if by == "ticket" else id_only_context(ca)
+    first = handshake(config, ctx)
+    clock.now += 600
+    assert handshake(config, ctx, first.ssl.session).ssl.session_reused
+
+
+def test_default_lifetimes_and_rotation() -> None:
+    """Guards the documented defaults (README: sessions live 2 hours, ticket keys rotate
+    hourly) and the rotation's boundary: a key seals for exactly `rotate_after` seconds."""
+    assert (SessionCache().size, SessionCache().lifetime) == (20_000, 7200)
+    tickets = TicketKeys(now=1000.0)
+    assert tickets.lifetime == 7200
+    first = tickets.seal(SessionState(0xC02F, bytes(48), True, None, 1000.0))
+    same = tickets.seal(SessionState(0xC02F, bytes(48), True, None, 1000.0 + 3599.5))
+    rotated = tickets.seal(SessionState(0xC02F, bytes(48), True, None, 1000.0 + 3600))
+    assert first[:16] == same[:16] != rotated[:16]
+
+
+def test_a_session_cache_of_one_keeps_one() -> None:
+    """Guards the size check: only 0 turns the cache off; a cache of one holds the last."""
+    cache = SessionCache(size=1)
+    state = SessionState(0xC02F, bytes(48), True, None, 0.0)
+    cache.store(b"a" * 32, state)
+    cache.store(b"b" * 32, state)
+    assert cache.lookup(b"a" * 32, 1.0) is None
+    assert cache.lookup(b"b" * 32, 1.0) == state
+    off = SessionCache(size=0)
+    off.store(b"a" * 32, state)
+    assert len(off) == 0
 
 
 def test_session_cache_is_bounded() -> None:
@@ -177,58 +380,3 @@ def test_unavailable_suite_means_full_handshake(ca: trustme.CA, rsa_leaf: trustm
     second = handshake(later_config, ctx, first.ssl.session)
     assert not second.ssl.session_reused
     assert second.ssl.cipher()[0] == "ECDHE-RSA-AES128-GCM-SHA256"  # type: ignore[index]
-
-
-def first_session(config: ServerConfig, ctx: ssl.SSLContext) -> tuple[bytes, bytes | None]:
-    """A full handshake with OpenSSL; returns (session ID, ticket) as the client may offer them."""
-    seen: list[Observation] = []
-    client = OpenSSLClient(ServerConnection(config, seen.append), ctx)
-    client.handshake()
-    assert client.ssl.session is not None
-    tickets = [
-        o.message.ticket
-        for o in seen
-        if isinstance(o, MessageObserved) and isinstance(o.message, NewSessionTicket)
-    ]
-    return client.ssl.session.id, tickets[0] if tickets else None
-
-
-def offer(config: ServerConfig, *, ems: bool, session_id: bytes, ticket: bytes | None) -> bytes:
-    """A scripted ClientHello offering that session; returns what the server answers."""
-    client = ScriptedClient(ems=ems)
-    extensions = client.default_extensions()
-    if ticket is not None:
-        extensions.append(extension(ExtensionType.session_ticket, ticket))
-    server = ServerConnection(config)
-    server.receive_data(client.client_hello(session_id=session_id, extensions=extensions))
-    assert server.next_event() is NEED_DATA
-    return bytes(server.data_to_send())
-
-
-@pytest.mark.parametrize("by", ["ticket", "session_id"])
-def test_ems_session_offered_without_ems_is_refused(
-    ca: trustme.CA, rsa_leaf: trustme.LeafCert, by: str
-) -> None:
-    """RFC 7627 §5.3: the server MUST abort, whether the session comes by ticket or by ID."""
-    config = make_config(rsa_leaf, tickets=TicketKeys() if by == "ticket" else None)
-    session_id, ticket = first_session(config, client_context(ca))
-    assert (ticket is not None) == (by == "ticket")
-    with pytest.raises(RemoteProtocolError) as info:
-        offer(config, ems=False, session_id=session_id, ticket=ticket)
-    assert info.value.alert == AlertDescription.handshake_failure
-    # With the extension, the same offer resumes: ServerHello, then ChangeCipherSpec at once.
-    answer = offer(config, ems=True, session_id=session_id, ticket=ticket)
-    assert [r.content_type for r in split_records(answer)] == [22, 20, 22]
-
-
-@pytest.mark.parametrize("by", ["ticket", "session_id"])
-def test_non_ems_session_offered_with_ems_means_full_handshake(
-    ca: trustme.CA, rsa_leaf: trustme.LeafCert, by: str
-) -> None:
-    config = make_config(rsa_leaf, tickets=TicketKeys() if by == "ticket" else None)
-    session_id, ticket = first_session(config, client_context(ca, ems=False))
-    answer = offer(config, ems=True, session_id=session_id, ticket=ticket)
-    types = [t for r in split_records(answer) for t, _ in split_handshake(r.fragment)]
-    assert HandshakeType.certificate in types  # a full handshake
-    answer = offer(config, ems=False, session_id=session_id, ticket=ticket)
-    assert [r.content_type for r in split_records(answer)] == [22, 20, 22]  # resumed

@@ -216,22 +216,31 @@ async def test_max_connections_queues_the_excess(
 
     port = await start(server_nursery, slow, rsa_config, max_connections=2)
     results: list[bytes] = []
+    handshakes = 0
 
     async def one() -> None:
+        nonlocal handshakes
         client = await connect(ca, port)
+        handshakes += 1
         results.append(await client.receive_some())
         await client.aclose()
 
     async with trio.open_nursery() as nursery:
         for _ in range(4):
             nursery.start_soon(one)
-        await trio.sleep(0.3)
-        assert peak == 2
+        # Everything that can happen has: two handlers wait for `release`, and the other two
+        # clients wait in the kernel's backlog for their ServerHello.
+        await trio.testing.wait_all_tasks_blocked()
+        assert (active, peak, handshakes) == (2, 2, 2)
         release.set()
     assert results == [b"done"] * 4
+    assert peak == 2
 
 
-async def test_graceful_shutdown(ca: trustme.CA, rsa_config: ServerConfig) -> None:
+async def test_graceful_shutdown(
+    ca: trustme.CA, rsa_config: ServerConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_tls")
     shutdown = trio.Event()
     handler_cancelled = False
 
@@ -251,7 +260,10 @@ async def test_graceful_shutdown(ca: trustme.CA, rsa_config: ServerConfig) -> No
             )
             client = await connect(ca, port)
             shutdown.set()
-            await trio.sleep(0.1)
+            # serve() closes its listeners, then says how many connections it waits for.
+            await trio.testing.wait_all_tasks_blocked()
+            assert "shutting down: 1 connection(s) open" in log_lines(caplog)
+            assert not handler_cancelled  # the grace period is running
             with pytest.raises(OSError):
                 await trio.open_tcp_stream("127.0.0.1", port)  # no longer accepting
     assert handler_cancelled
@@ -360,3 +372,24 @@ async def test_a_relay_whose_peer_vanishes_is_no_handler_error(
     lines = log_lines(caplog)
     assert any(line.endswith(": closed by the peer") for line in lines), lines
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ({"handshake_timeout": 0}, "handshake_timeout must be a positive number of seconds, not 0"),
+        (
+            {"idle_timeout": float("nan")},
+            "idle_timeout must be a positive number of seconds, not nan",
+        ),
+        ({"write_timeout": -1.0}, "write_timeout must be a positive number of seconds, not -1.0"),
+        ({"max_connections": 0}, "max_connections must be at least 1, not 0"),
+    ],
+    ids=["handshake-timeout-0", "idle-timeout-nan", "write-timeout-negative", "no-connections"],
+)
+async def test_serve_refuses_impossible_limits_before_it_listens(
+    rsa_config: ServerConfig, limit: dict[str, float], message: str
+) -> None:
+    # A host that cannot be listened on: had serve() tried, the error would be another.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        await serve(load_handler("hello"), rsa_config, "256.0.0.1", 0, **limit)  # type: ignore[arg-type]

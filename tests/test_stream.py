@@ -12,9 +12,12 @@ import trustme
 
 from trio_tls.config import ServerConfig
 from trio_tls.deadlines import DeadlineStream, IdleTimeout
-from trio_tls.stream import TLSStream
+from trio_tls.enums import AlertDescription, AlertLevel, ContentType
+from trio_tls.errors import TLSError
+from trio_tls.stream import PeerAlert, TLSStream
 
 from .openssl_peer import client_context
+from .scripted_client import ScriptedClient
 
 StreamPair = tuple[trio.abc.Stream, trio.abc.Stream]
 
@@ -155,11 +158,23 @@ async def test_records_already_received_are_returned_together(
     await client.send_all(b"a" * 20_000)  # two records in one transport chunk
     await client.send_all(b"b" * 10)
     assert await server.receive_some() == b"a" * 20_000 + b"b" * 10
+    # Data and close_notify in the same transport read: the close_notify, met while the data
+    # behind the first record is gathered, waits for the next call (no read, no data lost).
+    transport = server.transport_stream
+    assert isinstance(transport, trio.StapledStream)
+    reads = 0
+
+    async def count_read() -> None:
+        nonlocal reads
+        reads += 1
+
+    transport.receive_stream.receive_some_hook = count_read  # type: ignore[attr-defined]
     await client.send_all(b"c" * 20_000)
     await client.aclose()  # close_notify right behind the data
-    assert await server.receive_some(19_999) == b"c" * 19_999
-    assert await server.receive_some() == b"c"
+    assert await server.receive_some() == b"c" * 20_000
+    assert reads == 1  # both records and the close_notify came in one read
     assert await server.receive_some() == b""
+    assert reads == 1  # the close_notify was already there
 
 
 async def handshake_both(client: trio.SSLStream[trio.abc.Stream], server: TLSStream) -> None:
@@ -214,3 +229,86 @@ async def test_after_an_idle_timeout_aclose_still_says_close_notify(
     assert await client.receive_some() == b""  # a clean close: nothing was cut short
     await client.aclose()
     await listeners[0].aclose()
+
+
+# -- events met while records are gathered (TLSStream._take_buffered) ---------------------------
+
+
+async def scripted_handshake(
+    config: ServerConfig, **kwargs: bool
+) -> tuple[ScriptedClient, trio.testing.MemoryStapledStream, TLSStream]:
+    """A TLSStream whose client is the scripted one, which can send any alert or a bad record."""
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    server = TLSStream(server_transport, config, **kwargs)  # type: ignore[arg-type]
+    client = ScriptedClient()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.do_handshake)
+        await client_transport.send_all(client.client_hello())
+        client.read_server_flight(await client_transport.receive_some())
+        # A warning alert in the middle of the handshake is no reason to stop it.
+        await client_transport.send_all(
+            client.alert(AlertDescription.user_canceled, AlertLevel.warning)
+        )
+        await client_transport.send_all(client.client_key_exchange() + client.finished())
+        assert client.read_server_finished(await client_transport.receive_some()) == []
+    assert server.handshake_done
+    return client, client_transport, server
+
+
+@pytest.mark.parametrize("https_compatible", [False, True])
+async def test_a_fatal_alert_right_behind_data_fails_the_next_receive(
+    rsa_config: ServerConfig, https_compatible: bool
+) -> None:
+    """Guards the fatal alert met while the data before it was gathered (in the same transport
+    read): the data comes first, then the next receive must raise PeerAlert. Dropping the alert
+    would leave only the ConnectionClosed behind it, which https_compatible takes for a clean
+    EOF: a client's abort would pass for the end of the stream."""
+    client, transport, server = await scripted_handshake(
+        rsa_config, https_compatible=https_compatible
+    )
+    await transport.send_all(
+        client.application_data(b"partial") + client.alert(AlertDescription.internal_error)
+    )
+    assert await server.receive_some() == b"partial"
+    with pytest.raises(trio.BrokenResourceError) as broken:
+        await server.receive_some()
+    assert isinstance(broken.value.__cause__, PeerAlert)
+    assert broken.value.__cause__.alert.description == AlertDescription.internal_error
+
+
+async def test_a_bad_record_right_behind_data_fails_the_next_receive_with_its_alert(
+    rsa_config: ServerConfig,
+) -> None:
+    """Guards the protocol error met while the data before it was gathered: the data comes
+    first, then the next receive raises that error itself (its alert, bad_record_mac, is what
+    the log names), not the connection's later "has failed" with no alert; and the alert reaches
+    the client."""
+    client, transport, server = await scripted_handshake(rsa_config)
+    await transport.send_all(
+        client.application_data(b"intact") + client.application_data(b"bent", tamper=True)
+    )
+    assert await server.receive_some() == b"intact"
+    with pytest.raises(trio.BrokenResourceError) as broken:
+        await server.receive_some()
+    cause = broken.value.__cause__
+    assert isinstance(cause, TLSError)
+    assert cause.alert == AlertDescription.bad_record_mac
+    alert = bytes((AlertLevel.fatal, AlertDescription.bad_record_mac))
+    assert client.read(await transport.receive_some()) == [(ContentType.alert, alert)]
+
+
+async def test_a_warning_alert_does_not_end_the_stream(rsa_config: ServerConfig) -> None:
+    """Guards the level check on alerts, in the handshake and after it: a warning alert (RFC
+    5246 §7.2: user_canceled here) is reported as an event and the stream goes on; only a fatal
+    one breaks it."""
+    client, transport, server = await scripted_handshake(rsa_config)  # one warning in there
+    await transport.send_all(
+        client.alert(AlertDescription.user_canceled, AlertLevel.warning)
+        + client.application_data(b"still here")
+    )
+    assert await server.receive_some() == b"still here"
+    await transport.send_all(client.alert(AlertDescription.user_canceled, AlertLevel.warning))
+    await transport.send_all(client.application_data(b"and here"))
+    assert await server.receive_some() == b"and here"
+    await server.send_all(b"reply")
+    assert client.read(await transport.receive_some()) == [(ContentType.application_data, b"reply")]

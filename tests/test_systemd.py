@@ -68,17 +68,21 @@ def test_socket_activation(tmp_path: Path, count: int) -> None:
     connections made before the server runs wait in the backlog, and are served."""
     port = free_port()
     stderr_path = tmp_path / "server.stderr"
+    env = child_env()
     argv = [
         "systemd-socket-activate",
         "--listen",
         f"127.0.0.1:{port}",
+        # It passes its children no environment but what --setenv names, as a unit's
+        # Environment= would: pass the test's own on (PATH, PYTHONPATH, coverage's settings).
+        *(f"--setenv={name}" for name in sorted(env)),
         *command("serve", "--handler", "hello", "--workers", str(count)),
     ]
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen(
             argv,
             cwd=tmp_path,
-            env=child_env(),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 import trustme
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from trio_tls.config import ServerConfig
 from trio_tls.connection import ServerConnection
@@ -90,6 +91,40 @@ def test_a_spent_key_sends_an_empty_ticket_that_openssl_accepts(
         sessions.append(client.ssl.session)
     assert sessions[0] is not None and sessions[0].has_ticket
     assert sessions[1] is not None and not sessions[1].has_ticket
+
+
+def forge(key: TicketKey, state: SessionState) -> bytes:
+    """A ticket sealed with `key` as TicketKeys seals one: what a thief of the key can make."""
+    nonce = os.urandom(12)
+    return key.name + nonce + AESGCM(key.secret).encrypt(nonce, state.encode(), key.name)
+
+
+def test_a_retired_key_is_dropped_once_its_tickets_have_expired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Guards the pruning of our own retired keys (RFC 5077 §5.5): a retired key opens tickets
+    for one ticket lifetime after it stopped sealing (the last ticket it sealed may be that
+    young), and none after, so a key stolen later opens nothing, however fresh the ticket it
+    forges; and the keys a long-running process holds stay few."""
+    made: list[TicketKey] = []
+    generate = TicketKey.generate
+
+    def recorded() -> TicketKey:
+        made.append(generate())
+        return made[-1]
+
+    monkeypatch.setattr(TicketKey, "generate", staticmethod(recorded))
+    keys = TicketKeys(lifetime=LIFETIME, rotate_after=3600, now=NOW)
+    first = made[0]
+    assert keys.seal(state_at(NOW))[:16] == first.name
+    assert keys.seal(state_at(NOW + 3600))[:16] != first.name  # retired at NOW + 3600
+    # Up to a lifetime after its retirement it still opens (a rotation in between keeps it)...
+    later = NOW + 3600 + LIFETIME
+    assert keys.open(forge(first, state_at(later)), later) == state_at(later)
+    # ...and not once the rotation after that has run.
+    later += 3600
+    assert keys.open(forge(first, state_at(later)), later) is None
+    assert keys.open(forge(made[-1], state_at(later)), later) == state_at(later)
 
 
 def test_the_seal_limit_keeps_the_fleet_under_the_gcm_bound() -> None:
@@ -299,6 +334,22 @@ def test_a_reader_at_the_limit_waits_for_the_owner(tmp_path: Path) -> None:
     rotated = rotate_key_file(path, NOW + 1, lifetime=LIFETIME)
     assert keys.seal(state_at(NOW + 2))[:16] == rotated.sealing.key.name
     assert not keys.worn
+
+
+def test_a_reload_keeps_the_count_of_a_key_it_keeps(tmp_path: Path) -> None:
+    """Guards the seal count across reloads: a file that changes without a rotation (another
+    `next` key announced, say) leaves the sealing key's count as it was, so a key at its limit
+    stays spent until the owner rotates it; a reload never resets the count."""
+    path = tmp_path / "tickets.keys"
+    key_file = KeyFile.fresh(NOW)
+    write_key_file(path, key_file)
+    keys = FileTicketKeys(path, lifetime=LIFETIME, now=NOW, seal_limit=2)
+    assert all(keys.seal(state_at(NOW)) for _ in range(2))
+    announced = KeyLine("next", TicketKey.generate(), int(NOW) + 1)
+    write_key_file(path, KeyFile((announced, *key_file.lines)))
+    assert keys.seal(state_at(NOW + 2)) == b""  # reloaded (it opens the announced key)...
+    ticket = forge(announced.key, state_at(NOW + 2))
+    assert keys.open(ticket, NOW + 2) == state_at(NOW + 2)  # ...and still spent
 
 
 # --- the owner --------------------------------------------------------------------------------

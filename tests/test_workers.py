@@ -48,21 +48,53 @@ def get(port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None) -
     return tls
 
 
+def served_by(server: Server, client_port: int) -> int:
+    """The worker that served the client on `client_port`: the pid on the connection's log
+    line, written when it closed."""
+    pattern = re.compile(rf"\[(\d+)\] 127\.0\.0\.1:{client_port} sni=")
+    deadline = time.monotonic() + EXIT_TIMEOUT
+    while not (found := pattern.search(server.stderr)):
+        assert time.monotonic() < deadline, f"no log line for port {client_port}:\n{server.stderr}"
+        time.sleep(0.02)
+    return int(found[1])
+
+
 def test_workers_share_the_port_and_ticket_keys(tmp_path: Path) -> None:
-    with running_server(tmp_path, "--workers", "2") as server:
+    """Each worker takes at most one connection at a time here (--max-connections 1), so while
+    one holds a connection open the other must accept the next: two workers certainly serve,
+    and a ticket issued by one resumes on the other."""
+    with running_server(tmp_path, "--workers", "2", "--max-connections", "1") as server:
         assert "with 2 workers" in server.stdout
         pids = worker_pids(server, 2)
         ctx = client_context()
-        first = get(server.port, ctx)
+        first = get(server.port, ctx)  # the server closes it (Connection: close)
         session = first.session
+        issuer = served_by(server, first.getsockname()[1])
         first.close()
-        # Whichever worker each connection lands on, the ticket resumes there.
-        for _ in range(12):
+        # A keep-alive connection held open: its worker is at its cap and stops accepting.
+        holder = ctx.wrap_socket(
+            socket.create_connection(("127.0.0.1", server.port), timeout=10),
+            server_hostname="localhost",
+            session=session,
+        )
+        holder.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert holder.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        assert holder.session_reused
+        # Whichever worker holds it, the next connections land on the other one, and resume.
+        others = []
+        for _ in range(3):
             tls = get(server.port, ctx, session)
             assert tls.session_reused
+            others.append(tls.getsockname()[1])
             tls.close()
-        served_by = set(map(int, re.findall(r"\[(\d+)\] 127\.0\.0\.1:\d+ TLS_", server.stderr)))
-        assert served_by <= pids
+        others_served_by = {served_by(server, port) for port in others}
+        holder_port = holder.getsockname()[1]
+        holder.close()
+        held_by = served_by(server, holder_port)
+        assert others_served_by == pids - {held_by}
+        # So the ticket `issuer` sealed resumed on both workers: on one that did not seal it.
+        assert {held_by, *others_served_by} == pids
+        assert issuer in pids
         assert server.stop() == 0
 
 

@@ -1,0 +1,227 @@
+"""What the engine says it decided and why (the Decision observations `--trace` and the inspect
+handler show), for the ClientHellos that lead to each kind of answer.
+
+Each reason is pinned word for word: it is what a person reads to learn why the server chose a
+suite, a certificate, a group or a full handshake.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from trio_tls.config import CertifiedKey, ServerConfig
+from trio_tls.connection import ServerConnection
+from trio_tls.enums import ExtensionType
+from trio_tls.events import NEED_DATA, Decision, Observation
+from trio_tls.sessions import SessionCache, SessionState, TicketKey, TicketKeys
+
+from .conftest import certified_key
+from .scripted_client import ScriptedClient, extension
+
+NOW = 1_000_000_000.0
+SESSION_ID = b"i" * 32
+STATE = SessionState(0xC02B, bytes(48), True, None, NOW)
+TICKET_KEYS = TicketKeys([TicketKey.generate()])
+
+# The section that governs each decision, as the trace cites it.
+RFCS = {
+    "version": "RFC 5246 App. E.1, RFC 8446 §4.2.1",
+    "ALPN": "RFC 7301 §3.2",
+    "master secret": "RFC 7627 §5.1",
+    "resumption": "RFC 5246 §7.3",
+    "cipher suite": "RFC 5246 §7.4.1.3",
+    "certificate": "RFC 6066 §3, RFC 8422 §5.1",
+    "signature scheme": "RFC 5246 §7.4.1.4.1",
+    "group": "RFC 8422 §5.1.1",
+}
+VERSION = ("version", "TLS 1.2", "the client's version is 0x0303, and 1.2 is ours")
+EMS = ("master secret", "extended (session hash)", "the client offers extended_master_secret")
+NO_EMS = (
+    "master secret",
+    "classic (randoms only)",
+    "the client does not offer extended_master_secret",
+)
+NO_SESSION = ("resumption", "full handshake", "the client offers no session to resume")
+SUITE = (
+    "the first of the server's suites that the client offers (6 offered) and a certificate "
+    "can serve"
+)
+RSA_SCHEME = (
+    "signature scheme",
+    "rsa_pss_rsae_sha256",
+    "the first that the RSA key can make and the client lists in signature_algorithms",
+)
+ECDSA_SCHEME = (
+    "signature scheme",
+    "ecdsa_secp256r1_sha256",
+    "the first that the ECDSA key can make and the client lists in signature_algorithms",
+)
+X25519 = ("group", "x25519", "the first of the server's groups in the client's supported_groups")
+NO_SNI_MATCH = "the first that fits: no SNI name matched"
+
+
+def unnamed_certificate() -> CertifiedKey:
+    """A self-signed ECDSA certificate without subjectAltName: the subject has to name it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "no names here")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return CertifiedKey((cert,), key)
+
+
+@pytest.fixture(scope="module")
+def two_names(ca: trustme.CA) -> ServerConfig:
+    leaf = ca.issue_cert("a.example", "b.example", key_type=trustme.KeyType.RSA)
+    return ServerConfig([certified_key(leaf)], alpn_protocols=[b"h2"])
+
+
+@pytest.fixture(scope="module")
+def unnamed() -> ServerConfig:
+    cache = SessionCache()
+    cache.store(SESSION_ID, STATE)
+    return ServerConfig(
+        [unnamed_certificate()], session_cache=cache, ticket_keys=TICKET_KEYS, clock=lambda: NOW
+    )
+
+
+def decisions(
+    config: ServerConfig, hello: Callable[[ScriptedClient], bytes], **client: Any
+) -> list[tuple[str, str, str]]:
+    """(topic, choice, reason) of each Decision the server reports for that ClientHello."""
+    seen: list[Observation] = []
+    server = ServerConnection(config, seen.append)
+    server.receive_data(hello(ScriptedClient(**client)))
+    assert server.next_event() is NEED_DATA
+    made = [o for o in seen if isinstance(o, Decision)]
+    assert [(o.topic, o.rfc) for o in made] == [(o.topic, RFCS[o.topic]) for o in made]
+    return [(o.topic, o.choice, o.reason) for o in made]
+
+
+def test_a_full_handshake_explained(two_names: ServerConfig) -> None:
+    """Guards the reasons of a full handshake where every choice is the first that fits: SNI
+    names the certificate (listed by its DNS names), ALPN, EMS and supported_groups present."""
+    assert decisions(two_names, lambda c: c.client_hello(), sni="b.example", alpn=[b"h2"]) == [
+        VERSION,
+        ("ALPN", "h2", "the first of the server's protocols that the client offers"),
+        EMS,
+        NO_SESSION,
+        ("cipher suite", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", SUITE),
+        ("certificate", "RSA, for a.example, b.example", "it names b.example"),
+        RSA_SCHEME,
+        X25519,
+    ]
+
+
+def test_a_full_handshake_on_defaults_explained(two_names: ServerConfig) -> None:
+    """Guards the reasons where the client leaves the server to its defaults: an SNI name no
+    certificate has, no supported_groups (secp256r1, RFC 8422 §5.1.1), no EMS."""
+    assert decisions(
+        two_names, lambda c: c.client_hello(), sni="c.example", groups=None, ems=False
+    ) == [
+        VERSION,
+        NO_EMS,
+        NO_SESSION,
+        ("cipher suite", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", SUITE),
+        ("certificate", "RSA, for a.example, b.example", NO_SNI_MATCH),
+        RSA_SCHEME,
+        (
+            "group",
+            "secp256r1",
+            "the client sent no supported_groups: secp256r1, which every client has",
+        ),
+    ]
+
+
+def test_supported_versions_and_an_unnamed_certificate_explained(unnamed: ServerConfig) -> None:
+    """Guards the version reason for a client that lists supported_versions, and a
+    certificate without DNS names described by its subject."""
+
+    def hello(c: ScriptedClient) -> bytes:
+        versions = extension(ExtensionType.supported_versions, b"\x04\x03\x04\x03\x03")
+        return c.client_hello(extensions=[*c.default_extensions(), versions])
+
+    assert decisions(unnamed, hello, sni=None) == [
+        (
+            "version",
+            "TLS 1.2",
+            "supported_versions lists 0x0304, 0x0303; this server speaks TLS 1.2 only",
+        ),
+        EMS,
+        NO_SESSION,
+        ("cipher suite", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", SUITE),
+        ("certificate", "ECDSA, for CN=no names here", NO_SNI_MATCH),
+        ECDSA_SCHEME,
+        X25519,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("offer", "resumption"),
+    [
+        (
+            "unknown-id",
+            (
+                "full handshake",
+                "the session offered cannot be resumed (unknown, expired, or another SNI, suite "
+                "or client-auth setting)",
+            ),
+        ),
+        (
+            "unknown-ticket",
+            (
+                "full handshake",
+                "the session offered cannot be resumed (unknown, expired, or another SNI, suite "
+                "or client-auth setting)",
+            ),
+        ),
+        (
+            "id",
+            (
+                "abbreviated handshake",
+                "the client's session is resumable: its session ID, same SNI, suite still offered",
+            ),
+        ),
+        (
+            "ticket",
+            (
+                "abbreviated handshake",
+                "the client's session is resumable: its ticket opened, same SNI, suite still "
+                "offered",
+            ),
+        ),
+    ],
+)
+def test_resumption_explained(
+    unnamed: ServerConfig, offer: str, resumption: tuple[str, str]
+) -> None:
+    """Guards the resumption reasons: a session that cannot be resumed (by ID or by ticket, and
+    a ticket without a session ID is an offer too), and one resumed by its session ID or by its
+    ticket."""
+
+    def hello(c: ScriptedClient) -> bytes:
+        if offer.endswith("ticket"):
+            sealed = TICKET_KEYS.seal(STATE) if offer == "ticket" else bytes(100)
+            ticket = extension(ExtensionType.session_ticket, sealed)
+            return c.client_hello(extensions=[*c.default_extensions(), ticket])
+        return c.client_hello(session_id=SESSION_ID if offer == "id" else b"u" * 32)
+
+    made = decisions(unnamed, hello, sni=None)
+    assert made[:3] == [VERSION, EMS, ("resumption", *resumption)]
