@@ -22,6 +22,7 @@ import datetime
 import ipaddress
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -32,6 +33,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .kx import PrivateKey
@@ -127,7 +129,7 @@ def load_private_key(
         else serialization.load_der_private_key
     )
     try:
-        key = load(data, password)
+        key = _load_quietly(load, data, password)
     except TypeError as exc:
         # cryptography signals "password needed" and "password not needed" with TypeError.
         if password is None:
@@ -157,9 +159,17 @@ def load_private_key(
     return key
 
 
+def _load_quietly(load: _KeyLoader, data: bytes, password: bytes | None) -> PrivateKeyTypes:
+    """Load a key without the warning a DSA key gives as it loads (cryptography >= 51): such a
+    key is refused by name anyway, and a warning would be a second, confusing message."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return load(data, password)
+
+
 def _is_encrypted(load: _KeyLoader, data: bytes) -> bool:
     try:
-        load(data, None)
+        _load_quietly(load, data, None)
     except TypeError:
         return True
     except (ValueError, UnsupportedAlgorithm):
