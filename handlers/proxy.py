@@ -46,19 +46,19 @@ import trio
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from trio_tls.addresses import connection_addresses, format_address
-from trio_tls.deadlines import DeadlineStream
-from trio_tls.events import ConnectionInfo
-from trio_tls.plugins import AbortConnection, Handler, option_values
-from trio_tls.proxyproto import (
+from trio_tls.engine.crypto.suites import suite_by_name
+from trio_tls.engine.events import ConnectionInfo
+from trio_tls.ops.plugins import AbortConnection, Handler, option_values
+from trio_tls.server.addresses import connection_addresses, format_address
+from trio_tls.server.deadlines import DeadlineStream
+from trio_tls.server.proxy_protocol import (
     PP2_TYPE_ALPN,
     PP2_TYPE_AUTHORITY,
     encode_v1,
     encode_v2,
     ssl_tlv,
 )
-from trio_tls.stream import TLSStream
-from trio_tls.suites import suite_by_name
+from trio_tls.server.stream import TLSStream
 
 log = logging.getLogger("trio_tls")
 

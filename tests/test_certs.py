@@ -24,7 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
-from trio_tls.certs import (
+from trio_tls.engine.config import CertifiedKey, ServerConfig
+from trio_tls.engine.crypto.asymmetric import SCHEMES, sign
+from trio_tls.ops.certs import (
     MAX_DAYS,
     CertificateError,
     CertificateExistsError,
@@ -36,8 +38,6 @@ from trio_tls.certs import (
     make_self_signed,
     parse_name,
 )
-from trio_tls.config import CertifiedKey, ServerConfig
-from trio_tls.kx import SCHEMES, sign
 
 KEY_TYPES = [trustme.KeyType.RSA, trustme.KeyType.ECDSA]
 

@@ -18,14 +18,14 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import AlertDescription, ExtensionType, HandshakeType
-from trio_tls.errors import RemoteProtocolError, UnsupportedCertificate
-from trio_tls.events import NEED_DATA, MessageObserved, Observation
-from trio_tls.kx import CLIENT_SCHEMES
-from trio_tls.messages import CertificateRequest
-from trio_tls.sessions import SessionCache, SessionState, TicketKey, TicketKeys
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.crypto.asymmetric import CLIENT_SCHEMES
+from trio_tls.engine.events import NEED_DATA, MessageObserved, Observation
+from trio_tls.engine.sessions import SessionCache, SessionState, TicketKey, TicketKeys
+from trio_tls.engine.wire.enums import AlertDescription, ExtensionType, HandshakeType
+from trio_tls.engine.wire.errors import RemoteProtocolError, UnsupportedCertificate
+from trio_tls.engine.wire.messages import CertificateRequest
 
 from .client_certs import ALICE, BOB_RSA, CLIENT_CA, STRANGER, ClientCert, client_auth
 from .openssl_peer import OpenSSLClient, client_context

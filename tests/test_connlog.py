@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 import trio
 
-from trio_tls.connlog import describe_failure
-from trio_tls.deadlines import IdleTimeout, WriteTimeout
-from trio_tls.enums import AlertDescription, AlertLevel
-from trio_tls.errors import RemoteProtocolError, UnexpectedMessage
-from trio_tls.events import AlertReceived
-from trio_tls.stream import PeerAlert, PeerClosed
+from trio_tls.engine.events import AlertReceived
+from trio_tls.engine.wire.enums import AlertDescription, AlertLevel
+from trio_tls.engine.wire.errors import RemoteProtocolError, UnexpectedMessage
+from trio_tls.server.connection_log import describe_failure
+from trio_tls.server.deadlines import IdleTimeout, WriteTimeout
+from trio_tls.server.stream import PeerAlert, PeerClosed
 
 
 def broken_by(cause: BaseException) -> trio.BrokenResourceError:

@@ -8,10 +8,10 @@ import pytest
 import trio
 import trustme
 
-from trio_tls.addresses import connection_addresses
-from trio_tls.config import ServerConfig
-from trio_tls.proxyproto import V2_SIGNATURE, encode_v1, encode_v2
-from trio_tls.stream import TLSStream
+from trio_tls.engine.config import ServerConfig
+from trio_tls.server.addresses import connection_addresses
+from trio_tls.server.proxy_protocol import V2_SIGNATURE, encode_v1, encode_v2
+from trio_tls.server.stream import TLSStream
 
 from .openssl_peer import client_context
 from .test_proxy import logged, read_to_eof

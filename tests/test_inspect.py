@@ -19,9 +19,7 @@ import trio
 import trio.testing
 from trio_tls_handlers import inspect
 
-from trio_tls import plugins
-from trio_tls.codec import Reader
-from trio_tls.events import (
+from trio_tls.engine.events import (
     AlertObserved,
     ConnectionInfo,
     Decision,
@@ -30,8 +28,10 @@ from trio_tls.events import (
     Observation,
     RecordObserved,
 )
-from trio_tls.messages import ClientHello, ClientKeyExchange, Finished, ServerHello
-from trio_tls.plugins import PluginError
+from trio_tls.engine.wire.codec import Reader
+from trio_tls.engine.wire.messages import ClientHello, ClientKeyExchange, Finished, ServerHello
+from trio_tls.ops import plugins
+from trio_tls.ops.plugins import PluginError
 
 from .cli_server import running_server
 from .test_handlers import get_response, request

@@ -21,7 +21,7 @@ import trio
 import trustme
 
 from trio_tls import ConnectionInfo, ServerConfig, TLSStream, serve
-from trio_tls.plugins import (
+from trio_tls.ops.plugins import (
     ENTRY_POINT_GROUP,
     HandlerInfo,
     PluginError,
@@ -101,8 +101,8 @@ def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         textwrap.dedent(f"""\
             [{ENTRY_POINT_GROUP}]
             missing-module = trio_tls_no_such_module:make_handler
-            missing-attr = trio_tls.plugins:no_such_factory
-            not-callable = trio_tls.plugins:ENTRY_POINT_GROUP
+            missing-attr = trio_tls.ops.plugins:no_such_factory
+            not-callable = trio_tls.ops.plugins:ENTRY_POINT_GROUP
             returns-dict = builtins:dict
             """)
     )
@@ -115,8 +115,14 @@ def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     ("name", "message"),
     [
         ("missing-module", "cannot load handler 'missing-module' (trio_tls_no_such_module:"),
-        ("missing-attr", "cannot load handler 'missing-attr' (trio_tls.plugins:no_such_factory)"),
-        ("not-callable", "handler 'not-callable' (trio_tls.plugins:ENTRY_POINT_GROUP) is not a"),
+        (
+            "missing-attr",
+            "cannot load handler 'missing-attr' (trio_tls.ops.plugins:no_such_factory)",
+        ),
+        (
+            "not-callable",
+            "handler 'not-callable' (trio_tls.ops.plugins:ENTRY_POINT_GROUP) is not a",
+        ),
         ("returns-dict", "handler 'returns-dict' factory returned dict, not a callable"),
     ],
 )

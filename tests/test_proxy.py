@@ -15,9 +15,9 @@ import trio
 import trustme
 from trio_tls_handlers.proxy import make_handler
 
-from trio_tls.config import ServerConfig
-from trio_tls.plugins import HandlerOptions, PluginError, load_handler
-from trio_tls.proxyproto import (
+from trio_tls.engine.config import ServerConfig
+from trio_tls.ops.plugins import HandlerOptions, PluginError, load_handler
+from trio_tls.server.proxy_protocol import (
     PP2_SUBTYPE_SSL_CIPHER,
     PP2_SUBTYPE_SSL_VERSION,
     PP2_TYPE_ALPN,

@@ -17,9 +17,9 @@ import attrs
 import pytest
 import trustme
 
-from trio_tls.config import ServerConfig
-from trio_tls.reload import ConfigHolder
-from trio_tls.sessions import SessionCache
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.sessions import SessionCache
+from trio_tls.ops.reload import ConfigHolder
 
 from .cli_server import Server, running_server
 from .conftest import certified_key

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from trio_tls.certs import CertificateError, load_private_key, make_self_signed
-from trio_tls.keylog import KeyLogFile
-from trio_tls.secretfiles import SecretFileError, create, replace
-from trio_tls.settings import Settings, ticket_keys
-from trio_tls.ticketfile import KeyFile, TicketKeyFileError, read_key_file, write_key_file
+from trio_tls.ops.certs import CertificateError, load_private_key, make_self_signed
+from trio_tls.ops.keylog import KeyLogFile
+from trio_tls.ops.secretfiles import SecretFileError, create, replace
+from trio_tls.ops.settings import Settings, ticket_keys
+from trio_tls.ops.ticketfile import KeyFile, TicketKeyFileError, read_key_file, write_key_file
 
 from .cli_server import child_env, command, running_server
 from .test_workers import worker_pids

@@ -17,11 +17,11 @@ import trio
 import trustme
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.sessions import SEAL_LIMIT, SessionState, TicketKey, TicketKeys
-from trio_tls.settings import Settings, ticket_keys
-from trio_tls.ticketfile import (
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.sessions import SEAL_LIMIT, SessionState, TicketKey, TicketKeys
+from trio_tls.ops.settings import Settings, ticket_keys
+from trio_tls.ops.ticketfile import (
     RELOAD_SLACK,
     FileTicketKeys,
     KeyFile,

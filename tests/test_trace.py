@@ -11,13 +11,13 @@ from pathlib import Path
 import attrs
 import pytest
 
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import ExtensionType
-from trio_tls.events import KeyDerived, Observation, SecretsEstablished
-from trio_tls.observe import HandshakeRecorder, combine
-from trio_tls.sessions import SessionCache
-from trio_tls.trace import HandshakeTrace
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.events import KeyDerived, Observation, SecretsEstablished
+from trio_tls.engine.sessions import SessionCache
+from trio_tls.engine.wire.enums import ExtensionType
+from trio_tls.observe.recorder import HandshakeRecorder, combine
+from trio_tls.observe.trace import HandshakeTrace
 
 from .scripted_client import ScriptedClient, extension
 from .test_hostile import drain, full_handshake

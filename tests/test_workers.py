@@ -11,8 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from trio_tls.sessions import TicketKey
-from trio_tls.ticketfile import RELOAD_INTERVAL, KeyFile, KeyLine, read_key_file, write_key_file
+from trio_tls.engine.sessions import TicketKey
+from trio_tls.ops.ticketfile import RELOAD_INTERVAL, KeyFile, KeyLine, read_key_file, write_key_file
 
 from .cli_server import EXIT_TIMEOUT, Server, child_env, command, running_server
 

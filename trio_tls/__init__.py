@@ -5,12 +5,10 @@ handler on every accepted connection. A handler plugin needs only `Handler` and 
 `inspect_client_hello()` decodes and fingerprints (JA3, JA4) any ClientHello's bytes.
 """
 
-from .clientauth import ClientAuth
-from .clienthello import ClientHelloReport, inspect_client_hello
-from .config import CertifiedKey, ServerConfig
-from .connection import ServerConnection
-from .errors import LocalProtocolError, RemoteProtocolError, TLSError
-from .events import (
+from .engine.clientauth import ClientAuth
+from .engine.config import CertifiedKey, ServerConfig
+from .engine.connection import ServerConnection
+from .engine.events import (
     NEED_DATA,
     AlertReceived,
     ApplicationData,
@@ -18,9 +16,11 @@ from .events import (
     ConnectionInfo,
     HandshakeComplete,
 )
-from .plugins import Handler
-from .server import serve
-from .stream import TLSStream
+from .engine.wire.errors import LocalProtocolError, RemoteProtocolError, TLSError
+from .observe.clienthello import ClientHelloReport, inspect_client_hello
+from .ops.plugins import Handler
+from .server.listen import serve
+from .server.stream import TLSStream
 
 __all__ = [
     "NEED_DATA",
