@@ -24,7 +24,7 @@ Closing, as far as TLS 1.2 allows (RFC 5246 §7.2.1 has no half-close):
   it sees an orderly close rather than a reset. A protocol where the client half-closes and
   then waits for the answer (`nc -N`-style) cannot work over TLS 1.2, with any proxy.
 - An upstream that refuses, times out, resets or stops reading for UPSTREAM_WRITE_TIMEOUT
-  seconds ends the connection abortively (plugins.AbortConnection: a fatal alert, so the client
+  seconds ends the connection abortively (handler.AbortConnection: a fatal alert, so the client
   never takes a cut-short response for a whole one), logged with the upstream's address. A
   client that disconnects, with or without close_notify, is an ordinary end: no traceback.
 
@@ -48,9 +48,9 @@ from cryptography.x509.oid import NameOID
 
 from trio_tls.engine.crypto.suites import suite_by_name
 from trio_tls.engine.events import ConnectionInfo
-from trio_tls.ops.plugins import AbortConnection, Handler, option_values
 from trio_tls.server.addresses import connection_addresses, format_address
 from trio_tls.server.deadlines import DeadlineStream
+from trio_tls.server.handler import AbortConnection, Handler, option_values
 from trio_tls.server.proxy_protocol import (
     PP2_TYPE_ALPN,
     PP2_TYPE_AUTHORITY,

@@ -24,13 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
-from trio_tls.engine.config import CertifiedKey, ServerConfig
+from trio_tls.engine.config import CertificateError, CertifiedKey, ServerConfig, check_key_matches
 from trio_tls.engine.crypto.asymmetric import SCHEMES, sign
 from trio_tls.ops.certs import (
     MAX_DAYS,
-    CertificateError,
     CertificateExistsError,
-    check_key_matches,
     ensure_dev_certificate,
     fingerprint_sha256,
     load_certificate_chain,

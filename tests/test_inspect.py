@@ -32,6 +32,7 @@ from trio_tls.engine.wire.codec import Reader
 from trio_tls.engine.wire.messages import ClientHello, ClientKeyExchange, Finished, ServerHello
 from trio_tls.ops import plugins
 from trio_tls.ops.plugins import PluginError
+from trio_tls.server.handler import HandlerTraits
 
 from .cli_server import running_server
 from .test_handlers import get_response, request
@@ -234,8 +235,7 @@ async def test_head_other_paths_and_methods() -> None:
 
 def test_handler_declares_what_it_needs() -> None:
     handler = plugins.load_handler("inspect")
-    assert getattr(handler, "records_handshake", False) is True
-    assert plugins.handler_alpn(handler) == (b"http/1.1",)
+    assert HandlerTraits.of(handler) == HandlerTraits((b"http/1.1",), records_handshake=True)
     assert inspect.make_handler({"max-requests": "2"}) == inspect.Inspect(2)
     with pytest.raises(PluginError, match=r"inspect: unknown option 'x' \(options: max-requests\)"):
         plugins.load_handler("inspect", {"x": "1"})

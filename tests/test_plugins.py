@@ -26,11 +26,11 @@ from trio_tls.ops.plugins import (
     HandlerInfo,
     PluginError,
     UnknownHandlerError,
-    handler_alpn,
     installed_handlers,
     load_handler,
     parse_handler_options,
 )
+from trio_tls.server.handler import HandlerTraits
 
 from . import readme
 
@@ -201,8 +201,8 @@ async def test_readme_plugin_serves_with_its_alpn_and_cleans_up_at_shutdown(
     )
     assert {"echo", "hello", "shout"} <= set(installed_handlers())
     handler = load_handler("shout", {"suffix": "!!"})
-    assert handler_alpn(handler) == (b"shout",)
-    config = attrs.evolve(rsa_config, alpn_protocols=handler_alpn(handler))
+    assert HandlerTraits.of(handler).alpn_protocols == (b"shout",)
+    config = attrs.evolve(rsa_config, alpn_protocols=HandlerTraits.of(handler).alpn_protocols)
     caplog.set_level(logging.INFO, logger="trio_tls_shout")
     shutdown = trio.Event()
     grace = 0.5

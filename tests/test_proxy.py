@@ -16,7 +16,8 @@ import trustme
 from trio_tls_handlers.proxy import make_handler
 
 from trio_tls.engine.config import ServerConfig
-from trio_tls.ops.plugins import HandlerOptions, PluginError, load_handler
+from trio_tls.ops.plugins import PluginError, load_handler
+from trio_tls.server.handler import HandlerOptions
 from trio_tls.server.proxy_protocol import (
     PP2_SUBTYPE_SSL_CIPHER,
     PP2_SUBTYPE_SSL_VERSION,

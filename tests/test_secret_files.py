@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from trio_tls.ops.certs import CertificateError, load_private_key, make_self_signed
+from trio_tls.engine.config import CertificateError
+from trio_tls.ops.certs import load_private_key, make_self_signed
 from trio_tls.ops.keylog import KeyLogFile
 from trio_tls.ops.secretfiles import SecretFileError, create, replace
 from trio_tls.ops.settings import Settings, ticket_keys

@@ -18,7 +18,7 @@ from .engine.events import (
 )
 from .engine.wire.errors import LocalProtocolError, RemoteProtocolError, TLSError
 from .observe.clienthello import ClientHelloReport, inspect_client_hello
-from .ops.plugins import Handler
+from .server.handler import Handler
 from .server.listen import serve
 from .server.stream import TLSStream
 

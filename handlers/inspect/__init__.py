@@ -20,7 +20,7 @@ import h11
 import trio
 
 from trio_tls.engine.events import ConnectionInfo
-from trio_tls.ops.plugins import Handler
+from trio_tls.server.handler import Handler
 
 from ..http11 import DEFAULT_MAX_REQUESTS, Response, parse_max_requests, serve_http
 from .page import render

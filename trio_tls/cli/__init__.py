@@ -24,7 +24,7 @@ from typing import NoReturn
 import attrs
 import trio
 
-from ..engine.config import ServerConfig
+from ..engine.config import CertificateError, ServerConfig
 from ..engine.events import Observer
 from ..observe.trace import tracer
 from ..ops import systemd, workers
@@ -32,18 +32,16 @@ from ..ops.certs import (
     DEFAULT_DAYS,
     DEFAULT_NAMES,
     MAX_DAYS,
-    CertificateError,
     CertificateExistsError,
     fingerprint_sha256,
     load_certificate_chain,
     make_self_signed,
     parse_name,
 )
+from ..ops.descriptors import ensure_descriptors
 from ..ops.keylog import KeyLogFile
 from ..ops.plugins import (
-    Handler,
     PluginError,
-    handler_alpn,
     installed_handlers,
     load_handler,
     parse_handler_options,
@@ -60,7 +58,8 @@ from ..ops.ticketfile import (
     rotate_key_file,
 )
 from ..server.addresses import format_address
-from ..server.listen import DEFAULT_HOST, DEFAULT_PORT, ensure_descriptors, serve
+from ..server.handler import Handler, HandlerTraits
+from ..server.listen import DEFAULT_HOST, DEFAULT_PORT, serve
 from ..server.proxy_protocol import Version
 
 log = logging.getLogger("trio_tls")
@@ -351,7 +350,7 @@ async def _serve_until_signalled(
 
     async def reload() -> None:
         systemd.notify(systemd.reloading())
-        holder.reload(lambda: build_config(settings, handler_alpn(handler)))
+        holder.reload(lambda: build_config(settings, HandlerTraits.of(handler).alpn_protocols))
         systemd.notify("READY=1")
 
     with trio.open_signal_receiver(*SIGNALS) as signals:
@@ -456,7 +455,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             # One key file for all workers, so a ticket resumes on any of them.
             key_file = os.path.join(private_dir, "tickets.keys")
             settings = attrs.evolve(settings, ticket_key_file=key_file)
-        config = build_config(settings, handler_alpn(handler))
+        config = build_config(settings, HandlerTraits.of(handler).alpn_protocols)
         # Opened here in the supervisor too: a bad path is one error, and the warning shows.
         keylog = _open_keylog(args)
         # Socket activation: systemd's sockets replace --host and --port (systemd.py).

@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterable
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import PublicKeyAlgorithmOID
 
-from ..ops.certs import check_key_matches
 from .clientauth import ClientAuth
 from .crypto.asymmetric import (
     CURVE_GROUPS,
@@ -27,6 +26,23 @@ from .crypto.asymmetric import (
 from .crypto.suites import DEFAULT_SUITES, AuthKind, CipherSuite
 from .sessions import SessionCache, TicketKeys
 from .wire.messages import Certificate, encode_handshake
+
+
+class CertificateError(Exception):
+    """A certificate or key problem, worded as one line for the person running the server."""
+
+
+def check_key_matches(certificate: x509.Certificate, key: PrivateKey) -> None:
+    """Fail early if the key cannot sign for the certificate.
+
+    Otherwise every handshake would fail at the client with an opaque decrypt or signature
+    error. Comparing the encoded SubjectPublicKeyInfo covers both RSA and EC keys in one way.
+    """
+    spki = PublicFormat.SubjectPublicKeyInfo
+    der = Encoding.DER
+    if certificate.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        subject = certificate.subject.rfc4514_string() or "(empty subject)"
+        raise CertificateError(f"private key does not match the certificate for {subject}")
 
 
 def _dns_names(certificate: x509.Certificate) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..engine.config import CertificateError
 from ..engine.crypto.asymmetric import PrivateKey
 from .secretfiles import PRIVATE, SecretFileError, create, loose_mode, open_nofollow, replace
 
@@ -59,10 +60,6 @@ _MAX_DNS_NAME = 253
 _MAX_COMMON_NAME = 64  # RFC 5280's ub-common-name
 # Backdating absorbs clock skew between this machine and the client checking notBefore.
 _BACKDATE = datetime.timedelta(hours=1)
-
-
-class CertificateError(Exception):
-    """A certificate or key problem, worded as one line for the person running the server."""
 
 
 class CertificateExistsError(CertificateError):
@@ -191,19 +188,6 @@ def key_file_mode(path: str | os.PathLike[str]) -> int | None:
     except OSError:  # gone since it was read: nothing left to warn about
         return None
     return mode if loose_mode(mode) else None
-
-
-def check_key_matches(certificate: x509.Certificate, key: PrivateKey) -> None:
-    """Fail early if the key cannot sign for the certificate.
-
-    Otherwise every handshake would fail at the client with an opaque decrypt or signature
-    error. Comparing the encoded SubjectPublicKeyInfo covers both RSA and EC keys in one way.
-    """
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    der = serialization.Encoding.DER
-    if certificate.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
-        subject = certificate.subject.rfc4514_string() or "(empty subject)"
-        raise CertificateError(f"private key does not match the certificate for {subject}")
 
 
 def fingerprint_sha256(certificate: x509.Certificate) -> str:

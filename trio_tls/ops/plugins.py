@@ -1,71 +1,25 @@
 """Find connection handlers through the `trio_tls.handlers` entry point group.
 
-A handler is what runs on a connection once the handshake is done. Any installed distribution
-can add one by declaring an entry point in this group that names a *factory*: it receives the
-`--handler-opt KEY=VALUE` options and returns the async handler. Going through entry points
-even for the built-in handlers keeps the core from knowing any of them by name, so a third-party
-handler is exactly as first-class as `hello`. Every failure to find or build a handler becomes a
-PluginError with a one-line message, because it surfaces at the command line.
+A handler (server/handler.py, the contract) is what runs on a connection once the handshake is
+done. Any installed distribution can add one by declaring an entry point in this group that
+names a *factory*: it receives the `--handler-opt KEY=VALUE` options and returns the async
+handler. Going through entry points even for the built-in handlers keeps the core from knowing
+any of them by name, so a third-party handler is exactly as first-class as `hello`. Every
+failure to find or build a handler becomes a PluginError with a one-line message, because it
+surfaces at the command line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import cast
 
 import attrs
 
-if TYPE_CHECKING:
-    from ..server.stream import TLSStream
+from ..server.handler import Handler, HandlerOptions
 
 ENTRY_POINT_GROUP = "trio_tls.handlers"
-
-
-class Handler(Protocol):
-    """Serve one connection; the server closes the stream afterwards, whatever happens.
-
-    A handler may also have an `alpn_protocols` attribute (a tuple of protocol names, most
-    preferred first): the server then offers those in ALPN unless `--alpn` says otherwise.
-    When the server shuts down it waits `shutdown_grace` seconds for handlers to return, then
-    cancels them: clean up in `finally`, and let `trio.Cancelled` through (README, "Writing a
-    handler plugin").
-    """
-
-    async def __call__(self, stream: TLSStream, /) -> None: ...
-
-
-HandlerFactory = Callable[[Mapping[str, str]], Handler]
-"""What an entry point names: options in, ready handler out (ValueError on bad options)."""
-
-
-class AbortConnection(Exception):
-    """Raised by a handler to end its connection abortively: a fatal alert rather than
-    close_notify, so the client knows the exchange was cut short (an upstream that refused, say).
-    The server logs str() as the outcome, without a traceback: the handler knew what happened."""
-
-
-class HandlerOptions(dict[str, str]):
-    """The `--handler-opt` options: as a mapping a later KEY wins; `every(KEY)` gives all of a
-    KEY's values in order, for the options a handler lets repeat (the proxy's `route`)."""
-
-    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__()
-        self._every: dict[str, list[str]] = {}
-        for key, value in pairs:
-            self[key] = value
-            self._every.setdefault(key, []).append(value)
-
-    def every(self, key: str) -> list[str]:
-        return list(self._every.get(key, ()))
-
-
-def option_values(options: Mapping[str, str], key: str) -> list[str]:
-    """Every value given for a repeatable option, whether the options came from the command line
-    (HandlerOptions) or from a plain mapping (one value per key)."""
-    if isinstance(options, HandlerOptions):
-        return options.every(key)
-    return [options[key]] if key in options else []
 
 
 class PluginError(Exception):
@@ -132,12 +86,6 @@ def load_handler(name: str, options: Mapping[str, str] | None = None) -> Handler
             f"handler {name!r} factory returned {type(handler).__name__}, not a callable"
         )
     return cast(Handler, handler)
-
-
-def handler_alpn(handler: Handler) -> tuple[bytes, ...]:
-    """The ALPN protocols a handler declares it speaks (none if it does not say)."""
-    names = getattr(handler, "alpn_protocols", ())
-    return tuple(name.encode("ascii") for name in names)
 
 
 def parse_handler_options(pairs: Iterable[str]) -> HandlerOptions:

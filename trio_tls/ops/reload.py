@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import attrs
 
-from ..engine.config import ServerConfig
-from .certs import CertificateError, fingerprint_sha256
+from ..engine.config import CertificateError, ServerConfig
+from .certs import fingerprint_sha256
 from .secretfiles import SecretFileError
 from .settings import UsageError
 from .ticketfile import TicketKeyFileError

@@ -21,13 +21,12 @@ import attrs
 from cryptography import x509
 
 from ..engine.clientauth import ClientAuth
-from ..engine.config import CertifiedKey, ServerConfig
+from ..engine.config import CertificateError, CertifiedKey, ServerConfig
 from ..engine.crypto.asymmetric import SUPPORTED_GROUPS
 from ..engine.crypto.suites import DEFAULT_SUITES, CipherSuite, suite_by_name
 from ..engine.sessions import SessionCache, TicketKeys
 from ..engine.wire.enums import NamedGroup
 from .certs import (
-    CertificateError,
     ensure_dev_certificate,
     fingerprint_sha256,
     key_file_mode,

@@ -1,25 +1,14 @@
 """serve(): accept TCP connections and run a handler on each, inside one trio nursery.
 
-Each connection is its own task: TLS handshake under a deadline, then the handler, then a
-goodbye in a `finally` — shielded and bounded, so even a cancelled connection frees its socket.
-The goodbye is honest (RFC 5246 §7.2.1): close_notify when the handler returned, a fatal
-internal_error when it raised or was cancelled, so a client never takes a cut-short response
-for a whole one. A handler's exception is logged with its peer and stays in its task: one bad
-connection never takes the server down.
-
-Every socket carries deadlines (deadlines.py) that no handler has to know about: an idle
-timeout on receives and a write timeout on sends that make no progress, plus TCP keepalive for
-peers that vanish without a FIN. A capacity limiter holds one token per open connection; at the
-cap the accept loop waits, and the kernel's backlog queues new clients. Running out of file
-descriptors (or kernel memory) is not fatal: accept() is retried after a pause, as
-trio.serve_listeners does, and logged at most every few seconds.
+Each connection is its own task, whose life is lifecycle.py's. Every socket gets TCP keepalive
+for peers that vanish without a FIN, set once on the listener. A capacity limiter holds one token
+per open connection; at the cap the accept loop waits, and the kernel's backlog queues new
+clients. Running out of file descriptors (or kernel memory) is not fatal: accept() is retried
+after a pause, as trio.serve_listeners does, and logged at most every few seconds.
 
 Shutdown, when `shutdown` is set: stop accepting, close the listeners, tell the handlers (each
 stream's `shutdown` event is this one), give running connections `shutdown_grace` seconds, then
-cancel what is left. One INFO log line per connection (connlog.py): peer, what was negotiated,
-bytes each way, duration, and the outcome (the alert, the timeout, or the handler's error).
-Plain HTTP sent to the TLS port gets a plain-text 400, as nginx answers, instead of an alert the
-person at the browser would never see.
+cancel what is left.
 """
 
 from __future__ import annotations
@@ -28,26 +17,19 @@ import errno
 import ipaddress
 import logging
 import math
-import resource
 import socket
 from collections.abc import Callable, Collection, Sequence
 from contextlib import suppress
 
-import attrs
 import trio
 
 from ..engine.config import ServerConfig
 from ..engine.events import Observer
-from ..observe.recorder import HandshakeRecorder, combine
-from ..ops.plugins import AbortConnection, Handler
-from .addresses import CURRENT, ConnectionAddresses, format_address
-from .connection_log import connection_line, describe_failure, handshake_line
-from .deadlines import DeadlineStream
-from .proxy_protocol import ProxyHeader, ProxyProtocolError, Version, parse_header
-from .stream import TLSStream
+from .handler import Handler
+from .lifecycle import Accepted, ConnectionPolicy, Observers, serve_connection
+from .proxy_protocol import Version
 
 log = logging.getLogger("trio_tls")
-
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4433
 # accept() failures that mean "out of descriptors or memory for now", not "the listener broke".
@@ -65,47 +47,8 @@ ACCEPT_IGNORED_ERRNOS = frozenset(
 )
 ACCEPT_RETRY_DELAY = 0.1
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
-# Descriptors beyond one per connection: listeners, log and key files, worker pipes.
-RESERVED_DESCRIPTORS = 64
-FIRST_READ = 64 * 1024
-_PLAIN_HTTP_BODY = b"The plain HTTP request was sent to an HTTPS port.\n"
-PLAIN_HTTP_REPLY = (
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
-    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_PLAIN_HTTP_BODY), _PLAIN_HTTP_BODY)
-)
 # TCP keepalive: probe after 60 s of silence, every 10 s, give up after 6 unanswered probes.
 _KEEPALIVE_OPTIONS = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6))
-
-
-def _socket_addresses(accepted: _Accepted) -> ConnectionAddresses | None:
-    """The client's address comes with accept(); ours is the listener's unless it listens on
-    every address, and only then costs a getsockname()."""
-    destination = accepted.listening_on
-    if destination is None:
-        try:
-            destination = accepted.socket.getsockname()[:2]
-        except OSError:  # the peer is already gone
-            return None
-    return ConnectionAddresses(accepted.peer, destination)
-
-
-def _behind_proxy(
-    header: ProxyHeader | None, addresses: ConnectionAddresses | None
-) -> ConnectionAddresses | None:
-    """The addresses that stand for the connection: the PROXY header's, when it names them."""
-    if header is None or header.source is None or header.destination is None or addresses is None:
-        return addresses
-    log.debug(
-        "PROXY v%d header from %s: client %s",
-        header.version,
-        format_address(addresses.source),
-        format_address(header.source),
-    )
-    return ConnectionAddresses(header.source, header.destination, via=addresses.source)
-
-
-def _peer_name(addresses: ConnectionAddresses | None) -> str:
-    return "?" if addresses is None else format_address(addresses.source)
 
 
 def _set_connection_options(listener: trio.SocketListener) -> None:
@@ -126,214 +69,6 @@ def _set_connection_options(listener: trio.SocketListener) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
-def _is_plain_http(first: bytes | bytearray) -> bool:
-    """A TLS record starts with a content type byte (20-24); an HTTP request with a letter."""
-    return bool(first) and 0x41 <= first[0] <= 0x5A  # A-Z: GET, POST, HEAD, ...
-
-
-async def _serve_connection(
-    accepted: _Accepted,
-    handler: Handler,
-    config: Callable[[], ServerConfig],
-    limits: _Limits,
-    observers: _Observers,
-    shutdown: trio.Event,
-) -> None:
-    started = trio.current_time()
-    addresses = _socket_addresses(accepted)
-    guarded = DeadlineStream(
-        accepted.socket, idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout
-    )
-    stream: TLSStream | None = None
-    peer = _peer_name(addresses)
-    outcome, clean = "closed", False
-    try:
-        # Only the handshake's own deadline counts as a timeout: a handler's TooSlowError is
-        # the handler's error.
-        with trio.move_on_after(limits.handshake_timeout) as deadline:
-            first, header = await _read_first(guarded, limits.proxy_protocol)
-            addresses = _behind_proxy(header, addresses)
-            peer = _peer_name(addresses)
-            CURRENT.set(addresses)
-            watch = observers.for_connection(peer, getattr(handler, "records_handshake", False))
-            opened = await _open_tls(
-                guarded, first, header, config(), watch, peer, shutdown, limits.crypto_limiter
-            )
-        if deadline.cancelled_caught:
-            outcome = "handshake timeout"
-        elif isinstance(opened, str):
-            outcome = opened
-        else:
-            stream = opened
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s", handshake_line(peer, stream.info, trio.current_time() - started))
-            await handler(stream)
-        clean = True
-    except trio.BrokenResourceError as exc:
-        outcome = describe_failure(exc, handshake_done=_handshake_done(stream))
-        clean = True  # the stream itself failed: nothing left to say but what it already said
-    except ProxyProtocolError as exc:
-        outcome, clean = f"refused: {exc}", True
-    except AbortConnection as exc:
-        outcome = f"aborted: {exc}"
-    except BaseExceptionGroup as group:
-        outcome, clean = _group_outcome(group, peer, _handshake_done(stream))
-    except Exception:
-        log.exception("handler error for %s", peer)
-        outcome = "handler error"
-    finally:
-        if not clean and outcome == "closed":
-            outcome = "cancelled"
-        # Shielded from the connection's cancellation, bounded by its own deadline.
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + 1):
-            if stream is None:
-                await guarded.aclose()
-            else:
-                await (stream.aclose() if clean else stream.abort())
-        if log.isEnabledFor(logging.INFO):  # the line is not built for nobody
-            info = stream.info if stream is not None and stream.handshake_done else None
-            seconds = trio.current_time() - started
-            log.info(
-                "%s",
-                connection_line(
-                    peer, info, guarded.bytes_received, guarded.bytes_sent, seconds, outcome
-                ),
-            )
-
-
-async def _read_first(
-    guarded: DeadlineStream, proxy_protocol: Collection[Version]
-) -> tuple[bytes, ProxyHeader | None]:
-    """The first bytes of TLS (b"" if none come), and the PROXY header before them when one is
-    expected (proxyproto.py; ProxyProtocolError if it is not there or not valid).
-
-    They are read here, not by TLSStream, to take the header off and to tell plain HTTP from
-    TLS. The caller's handshake deadline covers the header too."""
-    first = bytes(await guarded.receive_some(FIRST_READ))
-    if not proxy_protocol or not first:
-        return first, None
-    while (parsed := parse_header(first, proxy_protocol)) is None:
-        more = await guarded.receive_some(FIRST_READ)
-        if not more:
-            raise ProxyProtocolError("the connection closed inside the PROXY header")
-        first += more  # bounded: parse_header refuses anything longer than a header can be
-    header, size = parsed
-    rest = first[size:]
-    if not rest:
-        try:
-            rest = bytes(await guarded.receive_some(FIRST_READ))
-        except trio.BrokenResourceError:
-            if not header.local:
-                raise
-            # HAProxy's health checks end with a reset (nolinger): still a health check.
-    return rest, header
-
-
-async def _open_tls(
-    guarded: DeadlineStream,
-    first: bytes,
-    header: ProxyHeader | None,
-    config: ServerConfig,
-    watch: tuple[Observer | None, HandshakeRecorder | None],
-    peer: str,
-    shutdown: trio.Event,
-    crypto_limiter: trio.CapacityLimiter | None,
-) -> TLSStream | str:
-    """The handshaken stream, or the outcome of a connection that never got that far.
-
-    A load balancer's health check (PROXY LOCAL, then nothing) is closed without a word."""
-    if not first:
-        local = header is not None and header.local
-        return "health check (PROXY LOCAL)" if local else "closed before the handshake"
-    if _is_plain_http(first):
-        await guarded.send_all(PLAIN_HTTP_REPLY)  # as nginx does, and no TLS alert
-        return "plain HTTP on the TLS port (answered 400)"
-    observer, recorder = watch
-    stream = TLSStream(
-        guarded,
-        config,
-        observer=observer,
-        peer=peer,
-        shutdown=shutdown,
-        initial_data=first,
-        crypto_limiter=crypto_limiter,
-    )
-    if recorder is not None:
-        stream.handshake_record = recorder.record
-    await stream.do_handshake()  # on failure, the caller closes the transport beneath
-    return stream
-
-
-def _group_outcome(
-    group: BaseExceptionGroup[BaseException], peer: str, handshake_done: bool
-) -> tuple[str, bool]:
-    """(outcome, clean) for a handler that raised a group (a relay's nursery, say): transport
-    breaks alone are the stream's end like a bare BrokenResourceError; cancellation is passed
-    on; anything else is the handler's error."""
-    breaks, others = group.split(trio.BrokenResourceError)
-    if others is None and breaks is not None:
-        return describe_failure(_first_leaf(breaks), handshake_done=handshake_done), True
-    if others is not None and others.split(Exception)[0] is None:
-        raise group  # nothing but cancellation
-    log.exception("handler error for %s", peer)
-    return "handler error", False
-
-
-def _handshake_done(stream: TLSStream | None) -> bool:
-    return stream is not None and stream.handshake_done
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-class _Limits:
-    """The per-connection deadlines serve() applies, the PROXY header versions it expects, and
-    the threads that sign for every connection."""
-
-    __slots__ = (
-        "crypto_limiter",
-        "handshake_timeout",
-        "idle_timeout",
-        "proxy_protocol",
-        "write_timeout",
-    )
-
-    def __init__(
-        self,
-        handshake_timeout: float,
-        idle_timeout: float,
-        write_timeout: float,
-        proxy_protocol: Collection[Version],
-        crypto_threads: int,
-    ):
-        for name, value in (
-            ("handshake_timeout", handshake_timeout),
-            ("idle_timeout", idle_timeout),
-            ("write_timeout", write_timeout),
-        ):
-            if not (value > 0 and not math.isnan(value)):
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        self.handshake_timeout = handshake_timeout
-        self.idle_timeout = idle_timeout
-        self.write_timeout = write_timeout
-        self.proxy_protocol = proxy_protocol
-        if crypto_threads < 0:
-            raise ValueError(f"crypto_threads must be 0 or more, not {crypto_threads}")
-        self.crypto_limiter = trio.CapacityLimiter(crypto_threads) if crypto_threads else None
-
-
-@attrs.frozen
-class _Accepted:
-    """A new connection, with the client's address that accept() returned, and the address it
-    reached when the listener's own address says it (None for a wildcard listener)."""
-
-    socket: trio.socket.SocketType
-    peer: tuple[str, int]
-    listening_on: tuple[str, int] | None
-
-
 def _listening_on(listener: trio.SocketListener) -> tuple[str, int] | None:
     host, port = listener.socket.getsockname()[:2]
     return None if ipaddress.ip_address(host).is_unspecified else (host, port)
@@ -341,7 +76,7 @@ def _listening_on(listener: trio.SocketListener) -> tuple[str, int] | None:
 
 async def _accept(
     listener: trio.SocketListener, listening_on: tuple[str, int] | None, errors: _AcceptErrors
-) -> _Accepted:
+) -> Accepted:
     """The next connection; out of descriptors or memory, wait and try again.
 
     This is SocketListener.accept() without throwing away the client's address (accept()
@@ -360,7 +95,7 @@ async def _accept(
             elif exc.errno not in ACCEPT_IGNORED_ERRNOS:
                 raise
         else:
-            return _Accepted(sock, address[:2], listening_on)
+            return Accepted(sock, address[:2], listening_on)
 
 
 class _AcceptErrors:
@@ -387,36 +122,14 @@ class _AcceptErrors:
         self._held_back = 0
 
 
-def ensure_descriptors(max_connections: int) -> str | None:
-    """Make RLIMIT_NOFILE fit `max_connections`; a warning to print if it cannot.
-
-    The soft limit is raised as far as the hard limit allows. Past that, accept() will fail
-    with EMFILE under load; the server survives it, but the operator should know in advance.
-    """
-    needed = max_connections + RESERVED_DESCRIPTORS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return None
-    if hard == resource.RLIM_INFINITY or hard >= needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-        return None
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return (
-        f"--max-connections {max_connections} needs about {needed} file descriptors, but the "
-        f"limit is {hard} (ulimit -n): raise it, or lower --max-connections to "
-        f"{max(1, hard - RESERVED_DESCRIPTORS)}"
-    )
-
-
 async def _accept_loop(
     listener: trio.SocketListener,
     connections: trio.Nursery,
     limiter: trio.CapacityLimiter,
     handler: Handler,
     config: Callable[[], ServerConfig],
-    limits: _Limits,
-    observers: _Observers,
+    policy: ConnectionPolicy,
+    observers: Observers,
     shutdown: trio.Event,
 ) -> None:
     errors = _AcceptErrors()
@@ -430,9 +143,9 @@ async def _accept_loop(
             limiter.release_on_behalf_of(token)
             raise
 
-        async def run(accepted: _Accepted = accepted, token: object = token) -> None:
+        async def run(accepted: Accepted = accepted, token: object = token) -> None:
             try:
-                await _serve_connection(accepted, handler, config, limits, observers, shutdown)
+                await serve_connection(accepted, handler, config, policy, observers, shutdown)
             finally:
                 limiter.release_on_behalf_of(token)
 
@@ -476,7 +189,9 @@ async def serve(
     worker threads (`cryptography` releases the GIL while it signs), so a second core can sign
     while the event loop serves other connections.
     """
-    limits = _Limits(handshake_timeout, idle_timeout, write_timeout, proxy_protocol, crypto_threads)
+    policy = ConnectionPolicy(
+        handshake_timeout, idle_timeout, write_timeout, proxy_protocol, crypto_threads
+    )
     current_config = _constant(config) if isinstance(config, ServerConfig) else config
     if max_connections < 1:
         raise ValueError(f"max_connections must be at least 1, not {max_connections}")
@@ -501,8 +216,8 @@ async def serve(
                         limiter,
                         handler,
                         current_config,
-                        limits,
-                        _Observers(observer, connection_observer),
+                        policy,
+                        Observers(observer, connection_observer),
                         shutting_down,
                     )
                 await shutting_down.wait()
@@ -512,22 +227,6 @@ async def serve(
             connections.cancel_scope.deadline = trio.current_time() + shutdown_grace
     finally:
         await _close_listeners(listeners)
-
-
-@attrs.frozen
-class _Observers:
-    """What watches each connection: a shared observer and a per-connection factory."""
-
-    shared: Observer | None
-    per_connection: Callable[[str], Observer] | None
-
-    def for_connection(
-        self, peer: str, record: bool
-    ) -> tuple[Observer | None, HandshakeRecorder | None]:
-        """The connection's observer, and its handshake record if the handler wants one."""
-        traced = self.per_connection(peer) if self.per_connection is not None else None
-        recorder = HandshakeRecorder() if record else None
-        return combine(self.shared, traced, recorder), recorder
 
 
 def _constant(config: ServerConfig) -> Callable[[], ServerConfig]:
