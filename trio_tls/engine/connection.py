@@ -32,7 +32,8 @@ from .events import (
     RecordObserved,
     SignatureNeeded,
 )
-from .handshake import AwaitingSignature, ExpectClientHello, State
+from .handshake.base import AwaitingSignature, State
+from .handshake.hello import ExpectClientHello
 from .record.framing import HandshakeAssembler, RecordReader, write_records
 from .record.protection import (
     MAX_PLAINTEXT,

@@ -6,21 +6,10 @@
 (the bracketed states only when client certificates are asked for). A resumed session skips
 from ExpectClientHello to ExpectChangeCipherSpec. The code reads top to bottom as the RFC does:
 ClientHello in, the server's first flight out, and so on.
+
+    base          State, the context a state acts through, Negotiated, the traffic keys
+    negotiate     the policy: what the server chooses from a ClientHello, and why
+    hello         ExpectClientHello: the server's first flight (or the abbreviated handshake)
+    keyexchange   the client's Certificate, ClientKeyExchange and CertificateVerify
+    finish        ChangeCipherSpec, Finished, and Traffic
 """
-
-from .base import AwaitingSignature, HandshakeContext, Negotiated, State
-from .finish import ExpectChangeCipherSpec, ExpectFinished, Traffic
-from .hello import ExpectClientHello
-from .keyexchange import ExpectClientKeyExchange
-
-__all__ = [
-    "AwaitingSignature",
-    "ExpectChangeCipherSpec",
-    "ExpectClientHello",
-    "ExpectClientKeyExchange",
-    "ExpectFinished",
-    "HandshakeContext",
-    "Negotiated",
-    "State",
-    "Traffic",
-]

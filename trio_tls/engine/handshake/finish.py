@@ -85,7 +85,7 @@ class ExpectFinished(Keyed):
             sni=negotiated.sni,
             created=config.clock(),
             # The leaf alone names the client; its chain was verified now, and a resumption
-            # is re-checked against the same settings (states.hello): tickets stay small.
+            # is re-checked against the same settings (negotiate.py): tickets stay small.
             client_chain=(
                 (negotiated.client_chain[0].public_bytes(Encoding.DER),)
                 if negotiated.client_chain
