@@ -18,7 +18,7 @@ from trio_tls.engine.crypto.suites import SUITES_BY_ID
 from trio_tls.observe.clienthello import ClientHelloReport
 from trio_tls.observe.iana import Code
 
-from .report import HandshakeReport, Negotiated, Rung
+from .report import ConnectionSummary, HandshakeReport, Rung
 
 STYLE = """
 :root{--client:#0b6bcb;--server:#1a7f37;--why:#8a6100;--key:#8250df;--alert:#cf222e;
@@ -110,7 +110,7 @@ def _summary(report: HandshakeReport) -> str:
     return f"<p class=summary>{' · '.join(items)}</p>" + _connection(negotiated)
 
 
-def _connection(negotiated: Negotiated) -> str:
+def _connection(negotiated: ConnectionSummary) -> str:
     rows = [
         ("Your address", negotiated.peer),
         ("Server name (SNI)", negotiated.sni or "none sent"),

@@ -51,7 +51,7 @@ class Rung:
 
 
 @attrs.frozen
-class Negotiated:
+class ConnectionSummary:
     """stream.info, as names a person reads (the client certificate as its subject)."""
 
     version: str
@@ -68,7 +68,9 @@ class Negotiated:
 
 @attrs.frozen
 class HandshakeReport:
-    negotiated: Negotiated | None  # None before the handshake completes (never for a handler)
+    negotiated: (
+        ConnectionSummary | None
+    )  # None before the handshake completes (never for a handler)
     client_hello: ClientHelloReport | None  # None when the handshake was not recorded
     decisions: tuple[Decision, ...]
     ladder: tuple[Rung, ...]
@@ -102,9 +104,9 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-def _negotiated(info: ConnectionInfo) -> Negotiated:
+def _negotiated(info: ConnectionInfo) -> ConnectionSummary:
     chain = info.client_certificate
-    return Negotiated(
+    return ConnectionSummary(
         version=info.version,
         cipher_suite=info.cipher_suite,
         group=info.group,
