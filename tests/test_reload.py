@@ -101,6 +101,8 @@ def test_sighup_swaps_the_certificate_for_new_handshakes_only(
         assert served_by(server.port) == fingerprint(new)
         assert server.stop() == 0
         assert "Traceback" not in server.stderr
+        # Said once at start: not again by each worker, nor by a reload (its log line names them).
+        assert server.stdout.count("SHA-256 fingerprint") == 1, server.stdout
 
 
 def test_sighup_under_load_fails_no_request(tmp_path: Path, ca: trustme.CA) -> None:

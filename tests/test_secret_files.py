@@ -174,7 +174,7 @@ def test_the_owner_never_makes_the_file_through_a_dangling_link(tmp_path: Path) 
     link = tmp_path / "tickets.keys"
     link.symlink_to(tmp_path / "elsewhere.keys")
     with pytest.raises(TicketKeyFileError, match="symbolic link"):
-        ticket_keys(Settings(ticket_key_file=str(link)))
+        ticket_keys(Settings(ticket_key_file=str(link)), [])
     assert not (tmp_path / "elsewhere.keys").exists()
 
 

@@ -22,7 +22,7 @@ from ..ops.keylog import KeyLogFile
 from ..ops.plugins import load_handler, parse_handler_options
 from ..ops.reload import ConfigHolder
 from ..ops.secretfiles import SecretFileError
-from ..ops.settings import Settings, UsageError, build_config
+from ..ops.settings import Notice, Settings, UsageError, build_config
 from ..ops.shutdown import SIGNALS, Shutdown, ignore_hangups, watch_signals
 from ..ops.ticketfile import FileTicketKeys, keep_rotating
 from ..server.addresses import format_address
@@ -50,8 +50,23 @@ def _settings(args: argparse.Namespace) -> Settings:
         tickets=not args.no_tickets,
         ticket_key_file=args.ticket_key_file,
         ticket_key_rotation=args.ticket_key_rotation,
-        quiet=args.listen_fd is not None,
     )
+
+
+def _tell(notices: Sequence[Notice], *, news: bool = True) -> None:
+    """Say what settings found: warnings to the log, news (fingerprints) on stdout. A reload
+    gives only its warnings: its log line already names the new certificates."""
+    for notice in notices:
+        if notice.warning:
+            log.warning("%s", notice.text)
+        elif news:
+            print(notice.text)
+
+
+def _reloaded(settings: Settings, handler: Handler) -> ServerConfig:
+    config, notices = build_config(settings, HandlerTraits.of(handler).alpn_protocols)
+    _tell(notices, news=False)
+    return config
 
 
 async def _rotate_ticket_key_file(settings: Settings, config: ServerConfig | None) -> None:
@@ -91,7 +106,7 @@ async def _serve_until_signalled(
 
     async def reload() -> None:
         systemd.notify(systemd.reloading())
-        holder.reload(lambda: build_config(settings, HandlerTraits.of(handler).alpn_protocols))
+        holder.reload(lambda: _reloaded(settings, handler))
         systemd.notify("READY=1")
 
     with trio.open_signal_receiver(*SIGNALS) as signals:
@@ -196,7 +211,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
             # One key file for all workers, so a ticket resumes on any of them.
             key_file = os.path.join(private_dir, "tickets.keys")
             settings = attrs.evolve(settings, ticket_key_file=key_file)
-        config = build_config(settings, HandlerTraits.of(handler).alpn_protocols)
+        config, notices = build_config(settings, HandlerTraits.of(handler).alpn_protocols)
+        if args.listen_fd is None:  # a worker's supervisor has said it all already
+            _tell(notices)
         # Opened here in the supervisor too: a bad path is one error, and the warning shows.
         keylog = _open_keylog(args)
         # Socket activation: systemd's sockets replace --host and --port (systemd.py).

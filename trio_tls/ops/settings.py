@@ -3,14 +3,15 @@
 Kept apart from argument parsing so that the rules (how --certfile and --keyfile pair up, which
 names a suite or group may go by, where the dev certificate lives, who rotates the ticket key
 file) read in one place, and so the worker processes of `--workers` build exactly the
-configuration a single process would. Warnings about the files (a key others may read, a ticket
-key file nobody rotates) are logged once: by the supervisor, not again by every worker.
+configuration a single process would. What the operator should read about the files (each
+certificate's fingerprint, a key others may read, a ticket key file nobody rotates) comes back as
+notices rather than being printed here: the caller says it once, so neither a SIGHUP reload nor
+every worker of `--workers` repeats it.
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
 import os
 import time
 from collections.abc import Sequence
@@ -35,8 +36,6 @@ from .certs import (
 )
 from .ticketfile import FileTicketKeys, create_key_file
 
-log = logging.getLogger("trio_tls")
-
 DEV_CERT_DIR = Path("certs")
 EXPIRY_WARNING = datetime.timedelta(days=30)
 # A file rotated by someone else whose sealing key is older than this: is the rotation running?
@@ -53,6 +52,14 @@ _GROUP_ALIASES = {
 
 class UsageError(Exception):
     """A mistake on the command line or in its files; printed as one line."""
+
+
+@attrs.frozen
+class Notice:
+    """A line for the operator: a warning (logged), or news for stdout (a fingerprint)."""
+
+    text: str
+    warning: bool = True
 
 
 @attrs.frozen
@@ -73,8 +80,6 @@ class Settings:
     # auto: this process (the supervisor, with --workers) rotates the file; external: only reads.
     ticket_key_rotation: Literal["auto", "external"] = "auto"
     session_lifetime: float = 7200
-    # A worker of --workers: its supervisor already gave every warning.
-    quiet: bool = False
 
     @property
     def owns_ticket_key_file(self) -> bool:
@@ -121,14 +126,17 @@ def _password(env_name: str | None) -> bytes | None:
     return value.encode()
 
 
-def _certificate_pairs(settings: Settings) -> list[tuple[str | Path, str | Path]]:
+def _certificate_pairs(
+    settings: Settings, notices: list[Notice]
+) -> list[tuple[str | Path, str | Path]]:
     """--certfile/--keyfile pair up in order; a missing key is looked for in its cert file."""
     if not settings.certfiles:
         if settings.keyfiles:
             raise UsageError("--keyfile needs --certfile")
         dev, created = ensure_dev_certificate(DEV_CERT_DIR)
         if created:
-            print(f"made a self-signed development certificate in {DEV_CERT_DIR}/")
+            text = f"made a self-signed development certificate in {DEV_CERT_DIR}/"
+            notices.append(Notice(text, warning=False))
         return [(dev.cert_path, dev.key_path)]
     if settings.keyfiles and len(settings.keyfiles) != len(settings.certfiles):
         raise UsageError("give one --keyfile per --certfile, or none")
@@ -136,22 +144,22 @@ def _certificate_pairs(settings: Settings) -> list[tuple[str | Path, str | Path]
     return list(zip(settings.certfiles, keyfiles, strict=True))
 
 
-def load_certificates(settings: Settings) -> list[CertifiedKey]:
+def load_certificates(settings: Settings, notices: list[Notice]) -> list[CertifiedKey]:
     password = _password(settings.keyfile_password_env)
     certified = []
-    for certfile, keyfile in _certificate_pairs(settings):
+    for certfile, keyfile in _certificate_pairs(settings, notices):
         chain = load_certificate_chain(certfile)
         # Our own dev key is never read through a link; an operator's key may be one.
         key = load_private_key(keyfile, password, follow_symlinks=bool(settings.certfiles))
         mode = key_file_mode(keyfile)
-        if mode is not None and not settings.quiet:
+        if mode is not None:
             # Only a warning: group-readable keys (Debian's ssl-cert) and 0644 secret mounts
             # are deliberate setups, and OpenSSL-based servers load them too.
-            log.warning(
-                "key file %s is open to other users (mode %04o); run: chmod 600 %s",
-                keyfile,
-                mode & 0o777,
-                keyfile,
+            notices.append(
+                Notice(
+                    f"key file {keyfile} is open to other users (mode {mode & 0o777:04o}); "
+                    f"run: chmod 600 {keyfile}"
+                )
             )
         try:
             certified.append(CertifiedKey(tuple(chain), key))
@@ -161,36 +169,37 @@ def load_certificates(settings: Settings) -> list[CertifiedKey]:
             ) from None
         except (ValueError, TypeError) as exc:  # e.g. an ECDSA curve TLS 1.2 cannot use here
             raise UsageError(f"{certfile}: {exc}") from None
-        print(f"certificate {certfile}: SHA-256 fingerprint {fingerprint_sha256(chain[0])}")
-        if not settings.quiet:
-            _warn_about_validity(certfile, chain[0])
+        fingerprint = fingerprint_sha256(chain[0])
+        notices.append(Notice(f"certificate {certfile}: SHA-256 fingerprint {fingerprint}", False))
+        notices.extend(_validity(certfile, chain[0]))
     return certified
 
 
-def _warn_about_validity(certfile: str | Path, leaf: x509.Certificate) -> None:
+def _validity(certfile: str | Path, leaf: x509.Certificate) -> list[Notice]:
     """Clients refuse a certificate outside its validity: say so while there is time."""
     now = datetime.datetime.now(datetime.UTC)
     expires = leaf.not_valid_after_utc
+    found = []
     if expires <= now:
-        log.warning(
-            "certificate %s expired on %s: clients will refuse it; renew it", certfile, expires
+        found.append(
+            Notice(f"certificate {certfile} expired on {expires}: clients will refuse it; renew it")
         )
     elif expires - now < EXPIRY_WARNING:
-        log.warning(
-            "certificate %s expires on %s, in %d days: renew it",
-            certfile,
-            expires,
-            (expires - now).days,
+        days = (expires - now).days
+        found.append(
+            Notice(f"certificate {certfile} expires on {expires}, in {days} days: renew it")
         )
     if leaf.not_valid_before_utc > now:
-        log.warning(
-            "certificate %s is not valid until %s: check this machine's clock",
-            certfile,
-            leaf.not_valid_before_utc,
+        found.append(
+            Notice(
+                f"certificate {certfile} is not valid until {leaf.not_valid_before_utc}: "
+                "check this machine's clock"
+            )
         )
+    return found
 
 
-def ticket_keys(settings: Settings) -> TicketKeys | None:
+def ticket_keys(settings: Settings, notices: list[Notice]) -> TicketKeys | None:
     """Tickets sealed under keys that follow the shared file, else under our own.
 
     The owner of the file (`ticket_key_rotation == "auto"`) makes it if it is missing; it is
@@ -206,13 +215,12 @@ def ticket_keys(settings: Settings) -> TicketKeys | None:
         create_key_file(path, now)
     keys = FileTicketKeys(path, lifetime=settings.session_lifetime, now=now)
     age = now - keys.sealing_since
-    if settings.ticket_key_rotation == "external" and age > STALE_TICKET_KEY and not settings.quiet:
-        log.warning(
-            "the sealing key in ticket key file %s is %d hours old: is its rotation "
-            "(trio-tls ticket-keys rotate %s) running?",
-            path,
-            age // 3600,
-            path,
+    if settings.ticket_key_rotation == "external" and age > STALE_TICKET_KEY:
+        notices.append(
+            Notice(
+                f"the sealing key in ticket key file {path} is {age // 3600:.0f} hours old: is "
+                f"its rotation (trio-tls ticket-keys rotate {path}) running?"
+            )
         )
     return keys
 
@@ -240,7 +248,9 @@ def parse_alpn(text: str, handler_speaks: Sequence[bytes]) -> list[bytes]:
     return protocols
 
 
-def _check_suites_fit(suites: Sequence[CipherSuite], certified: Sequence[CertifiedKey]) -> None:
+def _check_suites_fit(
+    suites: Sequence[CipherSuite], certified: Sequence[CertifiedKey], notices: list[Notice]
+) -> None:
     """--ciphers: every suite needs a certificate of its kind; with none, no handshake works."""
     have = {c.auth for c in certified}
     unserved = [suite for suite in suites if suite.auth not in have]
@@ -251,19 +261,24 @@ def _check_suites_fit(suites: Sequence[CipherSuite], certified: Sequence[Certifi
             f"--ciphers: every suite given needs an {needed} certificate, and the certificates "
             f"are {kinds}; add such a certificate, or choose ECDHE-{kinds.split()[0]} suites"
         )
-    for suite in unserved:
-        log.warning(
-            "--ciphers: %s needs an %s certificate, and none is given",
-            suite.openssl_name,
-            suite.auth.upper(),
+    notices.extend(
+        Notice(
+            f"--ciphers: {suite.openssl_name} needs an {suite.auth.upper()} certificate, "
+            "and none is given"
         )
+        for suite in unserved
+    )
 
 
-def build_config(settings: Settings, default_alpn: Sequence[bytes] = ()) -> ServerConfig:
-    """The whole configuration; `default_alpn` is what the handler declares it speaks.
+def build_config(
+    settings: Settings, default_alpn: Sequence[bytes] = ()
+) -> tuple[ServerConfig, list[Notice]]:
+    """The whole configuration, and what the operator should read about it; `default_alpn` is
+    what the handler declares it speaks.
 
     Every setting that could never work fails here, before the first accept, as one line
     naming the option and the fix."""
+    notices: list[Notice] = []
     if settings.alpn is not None:
         alpn = parse_alpn(settings.alpn, default_alpn)
     else:
@@ -275,21 +290,22 @@ def build_config(settings: Settings, default_alpn: Sequence[bytes] = ()) -> Serv
     cache = None
     if settings.session_cache_size > 0:
         cache = SessionCache(settings.session_cache_size, settings.session_lifetime)
-    certified = load_certificates(settings)
+    certified = load_certificates(settings, notices)
     suites = DEFAULT_SUITES  # these serve whichever kinds of certificate there are
     if settings.ciphers is not None:
         suites = tuple(parse_suites(settings.ciphers))
-        _check_suites_fit(suites, certified)
-    return ServerConfig(
+        _check_suites_fit(suites, certified, notices)
+    config = ServerConfig(
         certified,
         cipher_suites=suites,
         groups=parse_groups(settings.groups) if settings.groups is not None else SUPPORTED_GROUPS,
         alpn_protocols=alpn,
         strict_sni=settings.strict_sni,
         session_cache=cache,
-        ticket_keys=ticket_keys(settings),
+        ticket_keys=ticket_keys(settings, notices),
         client_auth=load_client_auth(settings),
     )
+    return config, notices
 
 
 def load_client_auth(settings: Settings) -> ClientAuth | None:
