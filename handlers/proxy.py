@@ -9,7 +9,7 @@ Options (`--handler-opt KEY=VALUE`):
 - `route=NAME=HOST:PORT` (repeatable): connections whose SNI host name is NAME go to HOST:PORT;
   failing that, those whose ALPN protocol is NAME. With no match and no `upstream`, the
   connection is refused.
-- `proxy-protocol=v1|v2`: first send the upstream a PROXY header (proxyproto.py) naming the
+- `proxy-protocol=v1|v2`: first send the upstream a PROXY header (proxy_protocol.py) naming the
   client's real address, and the address it connected to. v2 adds TLVs: PP2_TYPE_ALPN,
   PP2_TYPE_AUTHORITY (the SNI host name) and PP2_TYPE_SSL (TLS version, cipher and, when the
   client presented a certificate that the server verified, its subject's common name).

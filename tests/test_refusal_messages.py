@@ -26,7 +26,7 @@ __all__ = ["configs"]  # the hostile table's configurations, a fixture
 ROWS = {row.id: row for row in TABLE}
 
 MESSAGES = {
-    # the record layer (records.py, protection.py)
+    # the record layer (record/framing.py, record/protection.py)
     "unknown-content-type-99": "unknown record content type 99",
     "record-version-tls10-after-server-hello": "record version 0x0301",
     "record-length-0xffff": "record of 65535 bytes",

@@ -1,7 +1,7 @@
 """The `inspect` handler: an HTTPS page showing the visitor this connection's own handshake.
 
-`GET /` is one self-contained HTML page (inspect_page.py), `GET /json` the same report as JSON
-for curl and scripts (inspect_report.py); anything else is 404. The handler declares
+`GET /` is one self-contained HTML page (page.py), `GET /json` the same report as JSON
+for curl and scripts (report.py); anything else is 404. The handler declares
 `records_handshake = True`, so serve() records the handshake's observations for it on
 `stream.handshake_record` (secrets removed); with `stream.info` that is all the report needs.
 The HTTP is the loop hello uses too (http11.py). Responses are never cached (each connection

@@ -1,14 +1,14 @@
 """What the inspect page shows: one connection's handshake, built from what the engine recorded.
 
 serve() hands a handler that declares `records_handshake = True` the connection's observations
-with their times (`stream.handshake_record`, observe.py; secrets already removed). This module
-turns them, and `stream.info`, into one frozen HandshakeReport: the ClientHello decoded and
-fingerprinted from the exact bytes received (trio_tls.clienthello), what was negotiated, the
-engine's decisions with their reasons (the same Decision events `--trace` prints), and the
-ladder: every message, decision, key schedule step, first record and alert in order, with its
-time. `to_json()` is the `/json` body; the HTML page (inspect_page.py) renders the same report.
-Messages are described by trace.py's describe_message and message_section, so the page and
-`--trace` read alike.
+with their times (`stream.handshake_record`, observe/recorder.py; secrets already removed). This
+module turns them, and `stream.info`, into one frozen HandshakeReport: the ClientHello decoded
+and fingerprinted from the exact bytes received (trio_tls.observe.clienthello), what was
+negotiated, the engine's decisions with their reasons (the same Decision events `--trace`
+prints), and the ladder: every message, decision, key schedule step, first record and alert in
+order, with its time. `to_json()` is the `/json` body; the HTML page (page.py) renders the same
+report. Messages are described by trace.py's describe_message and message_section, so the page
+and `--trace` read alike.
 """
 
 from __future__ import annotations

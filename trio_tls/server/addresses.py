@@ -1,7 +1,7 @@
 """The two ends of the connection a task serves: the client's address and the one it reached.
 
 serve() sets them in each connection's task before the handshake: from the socket, or from the
-PROXY header when a load balancer stands in front (proxyproto.py), so that the log line,
+PROXY header when a load balancer stands in front (proxy_protocol.py), so that the log line,
 `stream.info.peer` and what the proxy handler passes upstream all name the real client. They
 live in a context variable rather than in `stream.info` because the TLS engine never sees
 addresses: they belong to the task serving the connection, which is where a handler runs.

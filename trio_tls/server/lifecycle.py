@@ -215,7 +215,7 @@ async def _read_first(
     guarded: DeadlineStream, proxy_protocol: Collection[Version]
 ) -> tuple[bytes, ProxyHeader | None]:
     """The first bytes of TLS (b"" if none come), and the PROXY header before them when one is
-    expected (proxyproto.py; ProxyProtocolError if it is not there or not valid).
+    expected (proxy_protocol.py; ProxyProtocolError if it is not there or not valid).
 
     They are read here, not by TLSStream, to take the header off and to tell plain HTTP from
     TLS. The caller's handshake deadline covers the header too."""

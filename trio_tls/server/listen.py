@@ -180,7 +180,7 @@ async def serve(
     `config` may be a callable returning the current configuration (reload.ConfigHolder): each
     handshake takes the one current when the connection arrives, and keeps it. With
     `proxy_protocol` (versions 1, 2 or both) each connection must start with a PROXY header
-    (proxyproto.py) whose addresses then stand for the connection's.
+    (proxy_protocol.py) whose addresses then stand for the connection's.
 
     `observer` sees every connection's observations (a key log); `connection_observer`, called
     with each connection's peer, gives one observer per connection (a trace, trace.py).

@@ -124,7 +124,8 @@ class TLSStream(trio.abc.Stream):
         self.transport_stream = transport_stream
         self.shutdown = trio.Event() if shutdown is None else shutdown
         # The handshake as observed, for a handler that declares `records_handshake = True`
-        # (serve() fills it; observe.py): (seconds since the connection began, observation).
+        # (serve() fills it; observe/recorder.py): (seconds since the connection began,
+        # observation).
         self.handshake_record: list[tuple[float, Observation]] | None = None
         # With a limiter, the handshake's signature runs on a worker thread (at most as many
         # at once as the limiter allows) while the event loop serves other connections.
