@@ -13,7 +13,8 @@ import trio.testing
 import trustme
 
 from trio_tls.engine.config import ServerConfig
-from trio_tls.ops.plugins import Handler, load_handler
+from trio_tls.ops.plugins import load_handler
+from trio_tls.server.handler import Handler
 from trio_tls.server.listen import serve
 
 from .openssl_peer import client_context
