@@ -576,7 +576,7 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
     "unknown-handler-option-lists-the-known": (
         ["--handler-opt", "colour=red"],
         {},
-        ["unknown option 'colour'", "body, max-requests"],
+        ["unknown option 'colour'", "body, max-requests, request-timeout"],
     ),
     "fewer-keyfiles-than-certfiles": (
         ["--certfile", "{rsa_cert}", "--certfile", "{ecdsa_cert}", "--keyfile", "{rsa_key}"],

@@ -240,7 +240,8 @@ def test_hello_max_requests_must_be_a_positive_number(value: str) -> None:
 
 def test_unknown_options_are_rejected() -> None:
     with pytest.raises(
-        ValueError, match=r"^hello: unknown option 'colour' \(options: body, max-requests\)$"
+        ValueError,
+        match=r"^hello: unknown option 'colour' \(options: body, max-requests, request-timeout\)$",
     ):
         hello.make_handler({"colour": "red"})
     with pytest.raises(ValueError, match=r"^echo: unknown option 'x' \(echo takes no options\)$"):

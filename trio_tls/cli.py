@@ -232,6 +232,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="close a connection that takes no data for this long while written to",
     )
     run.add_argument(
+        "--record-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection that begins a TLS record and does not finish it in this long "
+        "(however often bytes of it arrive)",
+    )
+    run.add_argument(
         "--max-connections", type=_at_least_one, default=1000, help="connections open at once"
     )
     run.add_argument(
@@ -378,6 +386,7 @@ async def _serve_until_signalled(
                     handshake_timeout=args.handshake_timeout,
                     idle_timeout=args.idle_timeout,
                     write_timeout=args.write_timeout,
+                    record_timeout=args.record_timeout,
                     max_connections=args.max_connections,
                     crypto_threads=args.crypto_threads,
                     shutdown=shutdown.draining,

@@ -8,9 +8,11 @@ for a whole one. A handler's exception is logged with its peer and stays in its 
 connection never takes the server down.
 
 Every socket carries deadlines (deadlines.py) that no handler has to know about: an idle
-timeout on receives and a write timeout on sends that make no progress, plus TCP keepalive for
-peers that vanish without a FIN. A capacity limiter holds one token per open connection; at the
-cap the accept loop waits, and the kernel's backlog queues new clients. Running out of file
+timeout on receives, a record timeout for a TLS record begun and not finished (stream.py), and
+a write timeout on sends that make no progress, plus TCP keepalive for peers that vanish without
+a FIN. After a fatal alert the close lingers (stream.py), so a client still sending reads it.
+A capacity limiter holds one token per open connection; at the cap the accept loop waits, and
+the kernel's backlog queues new clients. Running out of file
 descriptors (or kernel memory) is not fatal: accept() is retried after a pause, as
 trio.serve_listeners does, and logged at most every few seconds.
 
@@ -68,6 +70,9 @@ ACCEPT_ERROR_LOG_INTERVAL = 10.0
 # Descriptors beyond one per connection: listeners, log and key files, worker pipes.
 RESERVED_DESCRIPTORS = 64
 FIRST_READ = 64 * 1024
+# After a fatal alert, read what the client still sends for this long before closing, so that
+# its next write does not meet a reset that destroys the alert (stream.py: lingering close).
+LINGER = 1.0
 _PLAIN_HTTP_BODY = b"The plain HTTP request was sent to an HTTPS port.\n"
 PLAIN_HTTP_REPLY = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
@@ -157,7 +162,7 @@ async def _serve_connection(
             CURRENT.set(addresses)
             watch = observers.for_connection(peer, getattr(handler, "records_handshake", False))
             opened = await _open_tls(
-                guarded, first, header, config(), watch, peer, shutdown, limits.crypto_limiter
+                guarded, first, header, config(), watch, peer, shutdown, limits
             )
         if deadline.cancelled_caught:
             outcome = "handshake timeout"
@@ -237,7 +242,7 @@ async def _open_tls(
     watch: tuple[Observer | None, HandshakeRecorder | None],
     peer: str,
     shutdown: trio.Event,
-    crypto_limiter: trio.CapacityLimiter | None,
+    limits: _Limits,
 ) -> TLSStream | str:
     """The handshaken stream, or the outcome of a connection that never got that far.
 
@@ -256,7 +261,9 @@ async def _open_tls(
         peer=peer,
         shutdown=shutdown,
         initial_data=first,
-        crypto_limiter=crypto_limiter,
+        crypto_limiter=limits.crypto_limiter,
+        record_timeout=limits.record_timeout,
+        linger=LINGER,
     )
     if recorder is not None:
         stream.handshake_record = recorder.record
@@ -297,6 +304,7 @@ class _Limits:
         "handshake_timeout",
         "idle_timeout",
         "proxy_protocol",
+        "record_timeout",
         "write_timeout",
     )
 
@@ -307,17 +315,20 @@ class _Limits:
         write_timeout: float,
         proxy_protocol: Collection[Version],
         crypto_threads: int,
+        record_timeout: float,
     ):
         for name, value in (
             ("handshake_timeout", handshake_timeout),
             ("idle_timeout", idle_timeout),
             ("write_timeout", write_timeout),
+            ("record_timeout", record_timeout),
         ):
             if not (value > 0 and not math.isnan(value)):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
+        self.record_timeout = record_timeout
         self.proxy_protocol = proxy_protocol
         if crypto_threads < 0:
             raise ValueError(f"crypto_threads must be 0 or more, not {crypto_threads}")
@@ -448,6 +459,7 @@ async def serve(
     handshake_timeout: float = 10.0,
     idle_timeout: float = 60.0,
     write_timeout: float = 30.0,
+    record_timeout: float = 10.0,
     max_connections: int = 1000,
     crypto_threads: int = 0,
     shutdown: trio.Event | None = None,
@@ -475,8 +487,19 @@ async def serve(
     With `crypto_threads` > 0, each full handshake's signature is made on one of that many
     worker threads (`cryptography` releases the GIL while it signs), so a second core can sign
     while the event loop serves other connections.
+
+    `record_timeout` bounds the time a client may take to finish a TLS record once it has
+    begun one (stream.py): the idle timeout restarts with every byte, so alone it would let a
+    client hold its connection by sending a byte now and then.
     """
-    limits = _Limits(handshake_timeout, idle_timeout, write_timeout, proxy_protocol, crypto_threads)
+    limits = _Limits(
+        handshake_timeout,
+        idle_timeout,
+        write_timeout,
+        proxy_protocol,
+        crypto_threads,
+        record_timeout,
+    )
     current_config = _constant(config) if isinstance(config, ServerConfig) else config
     if max_connections < 1:
         raise ValueError(f"max_connections must be at least 1, not {max_connections}")
