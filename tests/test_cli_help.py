@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from trio_tls import cli
+
+from .cli_server import child_env, command
 
 
 def _parsers(
@@ -98,3 +102,68 @@ def test_argument_errors_of_every_subcommand_share_the_prefix(
     assert lines[0].startswith("trio-tls: error: "), lines[0]
     assert message in lines[0]
     assert "--help)" in lines[0]
+
+
+def _commands_errors(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    """Beyond argparse: each command's own ways to fail, through main()'s one handler."""
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    return {
+        "certs-days": (["certs", "--days", "0", "--out", str(tmp_path)], "--days must be"),
+        "certs-name": (["certs", "--name", "a b", "--out", str(tmp_path)], "--name 'a b'"),
+        "certs-out": (["certs", "--out", str(not_a_directory)], "cannot write to"),
+        "ticket-keys-directory": (
+            ["ticket-keys", "rotate", str(tmp_path)],
+            f"cannot read ticket key file {tmp_path}",
+        ),
+        "ticket-keys-malformed": (
+            ["ticket-keys", "rotate", str(not_a_directory)],
+            "holds no key",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["certs-days", "certs-name", "certs-out", "ticket-keys-directory", "ticket-keys-malformed"],
+)
+def test_command_errors_share_the_prefix(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, message = _commands_errors(tmp_path)[case]
+    (tmp_path / "file").chmod(0o600)
+    assert cli.main(argv) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("trio-tls: error: "), lines[0]
+    assert message in lines[0], lines[0]
+
+
+def test_serve_where_no_dev_certificate_can_be_made_is_one_line(tmp_path: Path) -> None:
+    """An OSError from making certs/ (a file is in the way) was a traceback."""
+    (tmp_path / "certs").write_text("")
+    result = subprocess.run(
+        command("serve", "--port", "0"),
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"trio-tls: error: cannot make a development certificate in {tmp_path / 'certs'}: File "
+        "exists; give --certfile, or start where certs/ can be made"
+    ]
+
+
+def test_an_os_error_nobody_foresaw_is_still_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(args: object) -> None:
+        raise PermissionError(13, "Permission denied", "/var/lib/somewhere")
+
+    monkeypatch.setattr(cli, "_cmd_handlers", refuse)
+    assert cli.main(["handlers"]) == 1
+    assert capsys.readouterr().err == "trio-tls: error: /var/lib/somewhere: Permission denied\n"

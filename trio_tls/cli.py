@@ -900,6 +900,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, CertificateError, PluginError, TicketKeyFileError, ValueError) as exc:
         print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # The system said no where no option is to blame (no temporary directory, say): still
+        # one line, with the file the system named.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{ERROR_PREFIX}{where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0
