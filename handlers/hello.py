@@ -25,7 +25,7 @@ from .http11 import (
     serve_http,
 )
 
-DEFAULT_BODY = "Hello from Python TLS!"
+DEFAULT_BODY = "Hello from Python TLS!\n"  # a line, as a terminal (curl) wants it
 _OPTIONS = frozenset({"body", "max-requests", "request-timeout"})
 
 
@@ -42,7 +42,8 @@ class Hello:
         body = self.body
         subject = client_subject(stream)
         if subject is not None:  # say whom we are talking to, when the client said so
-            body += f"\nClient certificate: {subject}\n".encode()
+            separator = "" if body.endswith(b"\n") else "\n"
+            body += f"{separator}Client certificate: {subject}\n".encode()
         page = Response(200, "text/plain; charset=utf-8", body)
         await serve_http(stream, lambda request: page, self.max_requests, self.request_timeout)
 

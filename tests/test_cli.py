@@ -38,7 +38,7 @@ CLIENT_TIMEOUT = 10.0
 
 SERVING_ANY = re.compile(r"serving handler")
 FINGERPRINT = re.compile(r"SHA-256 fingerprint (?P<fp>(?:[0-9A-F]{2}:){31}[0-9A-F]{2})")
-HELLO_BODY = b"Hello from Python TLS!"
+HELLO_BODY = b"Hello from Python TLS!\n"
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 PASSWORD = "correct horse battery staple"
 

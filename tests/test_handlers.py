@@ -15,7 +15,7 @@ from trio_tls_handlers import echo, hello
 from trio_tls import plugins
 from trio_tls.plugins import PluginError
 
-BODY = b"Hello from Python TLS!"
+BODY = b"Hello from Python TLS!\n"
 
 
 @asynccontextmanager
@@ -99,7 +99,7 @@ async def test_hello_get() -> None:
         assert response.status_code == 200
         assert body == BODY
         assert header(response, b"content-type") == b"text/plain; charset=utf-8"
-        assert header(response, b"content-length") == b"22"
+        assert header(response, b"content-length") == b"23"
         await stream.send_eof()
         assert await read_to_eof(stream) == b""
 
@@ -146,7 +146,7 @@ async def test_hello_head_has_length_but_no_body() -> None:
         await stream.send_all(request(client, method="HEAD"))
         response, body, raw = await get_response(stream, client)
         assert response.status_code == 200
-        assert header(response, b"content-length") == b"22"
+        assert header(response, b"content-length") == b"23"
         assert body == b""
         assert raw.endswith(b"\r\n\r\n")
         await stream.send_eof()

@@ -173,7 +173,7 @@ async def honest_get_seconds(port: int, ca: trustme.CA) -> float:
     start_time = trio.current_time()
     client = await connect(ca, port)
     body = await http_get(client, h11.Connection(h11.CLIENT))
-    assert body == b"Hello from Python TLS!"
+    assert body == b"Hello from Python TLS!\n"
     await client.aclose()
     return trio.current_time() - start_time
 

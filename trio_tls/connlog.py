@@ -39,10 +39,13 @@ def connection_line(
     sent: int,
     seconds: float,
     outcome: str,
+    requested_sni: str | None = None,
 ) -> str:
-    """`peer sni=… alpn=… suite=… resumed=… in=… out=… time=…: outcome` (- when unknown)."""
+    """`peer sni=… alpn=… suite=… resumed=… in=… out=… time=…: outcome` (- when unknown).
+
+    Without a handshake, sni= is what the client's ClientHello asked for, if it got that far."""
     if info is None:
-        negotiated = "sni=- alpn=- suite=- resumed=-"
+        negotiated = f"sni={requested_sni or '-'} alpn=- suite=- resumed=-"
     else:
         negotiated = (
             f"sni={info.sni or '-'} alpn={info.alpn or '-'} suite={info.cipher_suite} "

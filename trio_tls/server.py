@@ -151,7 +151,7 @@ async def _serve_connection(
     guarded = DeadlineStream(
         accepted.socket, idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout
     )
-    stream: TLSStream | None = None
+    stream: TLSStream | None = None  # from the first TLS byte: a failed handshake has its SNI
     peer = _peer_name(addresses)
     outcome, clean = "closed", False
     try:
@@ -165,15 +165,17 @@ async def _serve_connection(
             opened = await _open_tls(
                 guarded, first, header, config(), watch, peer, shutdown, limits
             )
+            if isinstance(opened, TLSStream):
+                stream = opened
+                await stream.do_handshake()  # on failure, the transport beneath is closed below
         if deadline.cancelled_caught:
             outcome = "handshake timeout"
         elif isinstance(opened, str):
             outcome = opened
         else:
-            stream = opened
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s", handshake_line(peer, stream.info, trio.current_time() - started))
-            await handler(stream)
+                log.debug("%s", handshake_line(peer, opened.info, trio.current_time() - started))
+            await handler(opened)
         clean = True
     except trio.BrokenResourceError as exc:
         outcome = describe_failure(exc, handshake_done=_handshake_done(stream))
@@ -197,14 +199,17 @@ async def _serve_connection(
             else:
                 await (stream.aclose() if clean else stream.abort())
         if log.isEnabledFor(logging.INFO):  # the line is not built for nobody
-            info = stream.info if stream is not None and stream.handshake_done else None
-            seconds = trio.current_time() - started
-            log.info(
-                "%s",
-                connection_line(
-                    peer, info, guarded.bytes_received, guarded.bytes_sent, seconds, outcome
-                ),
-            )
+            _log_connection(peer, stream, guarded, trio.current_time() - started, outcome)
+
+
+def _log_connection(
+    peer: str, tls: TLSStream | None, guarded: DeadlineStream, seconds: float, outcome: str
+) -> None:
+    """The connection's INFO line; a handshake that failed still names the SNI it asked for."""
+    info = tls.info if tls is not None and tls.handshake_done else None
+    sni = tls.requested_sni if tls is not None else None
+    received, sent = guarded.bytes_received, guarded.bytes_sent
+    log.info("%s", connection_line(peer, info, received, sent, seconds, outcome, sni))
 
 
 async def _arrive(
@@ -263,7 +268,8 @@ async def _open_tls(
     shutdown: trio.Event,
     limits: _Limits,
 ) -> TLSStream | str:
-    """The handshaken stream, or the outcome of a connection that never got that far.
+    """The TLS stream, its handshake not yet begun, or the outcome of a connection that never
+    got that far.
 
     A load balancer's health check (PROXY LOCAL, then nothing) is closed without a word."""
     if not first:
@@ -286,7 +292,6 @@ async def _open_tls(
     )
     if recorder is not None:
         stream.handshake_record = recorder.record
-    await stream.do_handshake()  # on failure, the caller closes the transport beneath
     return stream
 
 

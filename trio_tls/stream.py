@@ -188,6 +188,12 @@ class TLSStream(trio.abc.Stream):
             raise trio.BrokenResourceError("the TLS handshake has not completed")
         return self._info
 
+    @property
+    def requested_sni(self) -> str | None:
+        """The host name the client asked for, once its ClientHello is read (even if the
+        handshake then fails); `info.sni` is the one negotiated."""
+        return self._connection.requested_sni
+
     # -- internals ----------------------------------------------------------------------------
 
     def _check_usable(self) -> None:
