@@ -11,7 +11,8 @@ connection serves at most `max_requests` requests, the last one with `Connection
 long it may sit idle between them is serve()'s idle timeout, and once the server begins shutting
 down (`stream.shutdown`) an idle connection ends at once, cleanly, instead of waiting to be
 cancelled. Each response is logged to the `trio_tls.access` logger, in the spirit of a web
-server's access log, so operators can route it on its own.
+server's access log, so operators can route it on its own; what the client sent is escaped in
+it (printable.py: h11 lets ESC and DEL through in a request target).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Callable
 import attrs
 import h11
 import trio
+
+from trio_tls.printable import printable
 
 access_log = logging.getLogger("trio_tls.access")
 
@@ -102,9 +105,9 @@ async def serve_http(stream: trio.abc.Stream, respond: Respond, max_requests: in
             access_log.info(
                 '%s "%s %s HTTP/%s" %d %d',
                 peer,
-                event.method.decode("ascii", "replace"),
-                event.target.decode("ascii", "replace"),
-                event.http_version.decode("ascii", "replace"),
+                printable(event.method),
+                printable(event.target),
+                printable(event.http_version),
                 answer.status,
                 len(response),
             )
@@ -124,9 +127,10 @@ def _peer(stream: trio.abc.Stream) -> str:
 
 
 def client_subject(stream: trio.abc.Stream) -> str | None:
-    """The subject of the client's certificate, when it sent one (mutual TLS)."""
-    chain = getattr(getattr(stream, "info", None), "client_certificate", None)
-    return chain[0].subject.rfc4514_string() if chain else None
+    """The subject of the client's certificate, when it sent one (mutual TLS), in the form that
+    is safe to show (ConnectionInfo.client_subject)."""
+    subject = getattr(getattr(stream, "info", None), "client_subject", None)
+    return subject if isinstance(subject, str) else None
 
 
 async def _receive_unless(stream: trio.abc.Stream, shutdown: trio.Event) -> bytes | None:
