@@ -321,7 +321,9 @@ TABLE = [
                          ("esc", b"\x1blocalhost"), ("space", b"local host"),
                          ("non-ascii", "bücher.example".encode()), ("trailing-dot", b"a.example."),
                          ("underscore", b"a_b.example"), ("empty-label", b"a..example"),
-                         ("256-bytes", b".".join([b"a" * 63] * 3 + [b"a" * 62, b"a"]))]],
+                         ("256-bytes", b".".join([b"a" * 63] * 3 + [b"a" * 62, b"a"])),
+                         ("ipv4-literal", b"127.0.0.1"), ("ipv6-literal", b"::1"),
+                         ("ipv4-short-literal", b"127.1")]],
     Hostile("sni-two-host-names", hello_replacing_extension(
                 ExtensionType.server_name, b"\x00\x0e" + b"\x00\x00\x04a.bc" + b"\x00\x00\x04d.ef"),
             A.illegal_parameter),
