@@ -12,7 +12,7 @@ long it may sit idle between them is serve()'s idle timeout, and once the server
 down (`stream.shutdown`) an idle connection ends at once, cleanly, instead of waiting to be
 cancelled. Each response is logged to the `trio_tls.access` logger, in the spirit of a web
 server's access log, so operators can route it on its own; what the client sent is escaped in
-it (printable.py: h11 lets ESC and DEL through in a request target).
+it (printable.py), whatever h11 may one day let through in a request line.
 """
 
 from __future__ import annotations

@@ -135,3 +135,24 @@ def test_a_handshake_record_holds_no_secret(rsa_config: ServerConfig) -> None:
     assert keys and all(k.value is None for k in keys)
     times = [t for t, _ in recorder.record]
     assert times == sorted(times)
+
+
+HOSTILE_ALPN = b"h2\x1b]0;pwn\x07\n2026-12-07 10:00:00 INFO forged\x9b\xff"
+
+
+@pytest.mark.parametrize("json_lines", [False, True], ids=["text", "json"])
+def test_what_the_client_sent_is_escaped(rsa_config: ServerConfig, json_lines: bool) -> None:
+    """A hostile ALPN list reaches the trace as text: neither form may carry a control
+    character, start a line of its own or hold bytes that are not UTF-8."""
+    ladder = traced_handshake(
+        rsa_config, ScriptedClient(alpn=(HOSTILE_ALPN,)), json_lines=json_lines
+    )
+    assert all(char == "\n" or char.isprintable() for char in ladder)
+    lines = ladder.splitlines()
+    assert all(line.startswith('{"peer"' if json_lines else "127.0.0.1:5555 ") for line in lines)
+    shown = "ALPN h2\\x1b]0;pwn\\x07\\x0a2026-12-07 10:00:00 INFO forged\\x9b\\xff"
+    if json_lines:
+        (hello,) = [json.loads(line) for line in lines if "ClientHello" in line]
+        assert shown in hello["details"]
+    else:
+        assert shown in ladder

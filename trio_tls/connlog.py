@@ -52,7 +52,7 @@ def connection_line(
             f"resumed={'yes' if info.resumed else 'no'}"
         )
         if info.client_subject is not None:
-            negotiated += f" client={info.client_subject!r}"
+            negotiated += f" client='{info.client_subject}'"
     return (
         f"{peer} {negotiated} in={received} out={sent} time={seconds * 1000:.1f}ms: "
         f"{printable(outcome)}"
