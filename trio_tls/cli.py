@@ -40,6 +40,7 @@ from .certs import (
 from .config import ServerConfig
 from .events import Observer
 from .keylog import KeyLogFile
+from .peerlimit import MIN_DEFAULT, default_limit, risk_warning
 from .plugins import (
     Handler,
     PluginError,
@@ -88,6 +89,17 @@ def _seconds(text: str) -> float:
     if not 0 < seconds < math.inf:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
     return seconds
+
+
+def _count(text: str) -> int:
+    """A count of 0 or more (0: no limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not 0 or more")
+    return value
 
 
 def _at_least_one(text: str) -> int:
@@ -232,7 +244,23 @@ def _build_parser() -> argparse.ArgumentParser:
         help="close a connection that takes no data for this long while written to",
     )
     run.add_argument(
+        "--record-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection that begins a TLS record and does not finish it in this long "
+        "(however often bytes of it arrive)",
+    )
+    run.add_argument(
         "--max-connections", type=_at_least_one, default=1000, help="connections open at once"
+    )
+    run.add_argument(
+        "--max-connections-per-ip",
+        type=_count,
+        metavar="N",
+        help="connections one client address may hold open, counted by the PROXY header's "
+        "address with --proxy-protocol, an IPv6 client by its /64, loopback not at all "
+        f"(default: a tenth of --max-connections, at least {MIN_DEFAULT}; 0: no limit)",
     )
     run.add_argument(
         "--crypto-threads",
@@ -378,7 +406,9 @@ async def _serve_until_signalled(
                     handshake_timeout=args.handshake_timeout,
                     idle_timeout=args.idle_timeout,
                     write_timeout=args.write_timeout,
+                    record_timeout=args.record_timeout,
                     max_connections=args.max_connections,
+                    max_connections_per_ip=args.max_connections_per_ip,
                     crypto_threads=args.crypto_threads,
                     shutdown=shutdown.draining,
                     shutdown_grace=SHUTDOWN_GRACE,
@@ -461,6 +491,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         keylog = _open_keylog(args)
         # Socket activation: systemd's sockets replace --host and --port (systemd.py).
         activated = systemd.listen_sockets() if args.listen_fd is None else []
+        if args.listen_fd is None:
+            _warn_about_per_ip_limit(args, activated)
         try:
             if args.workers > 1:
                 _run_workers(args, settings, activated)
@@ -470,6 +502,17 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         finally:
             if keylog is not None:
                 keylog.close()
+
+
+def _warn_about_per_ip_limit(args: argparse.Namespace, activated: Sequence[socket.socket]) -> None:
+    """The per-address limit would throttle a load balancer's clients as one (peerlimit.py)."""
+    limit = args.max_connections_per_ip
+    if limit is None:
+        limit = default_limit(args.max_connections)
+    hosts = [sock.getsockname()[0] for sock in activated] or args.hosts
+    warning = risk_warning(hosts, args.proxy_protocol is not None, limit)
+    if warning is not None:
+        log.warning("%s", warning)
 
 
 async def _open_listeners(hosts: Sequence[str], port: int) -> list[trio.SocketListener]:

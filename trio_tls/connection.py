@@ -186,6 +186,12 @@ class ServerConnection:
     def has_data_to_send(self) -> bool:
         return bool(self._outgoing)
 
+    @property
+    def in_record(self) -> bool:
+        """Whether part of a record is buffered, waiting for the rest: after NEED_DATA, the
+        peer has begun a record and not finished it (the runtime's record timeout)."""
+        return self._reader.buffered() > 0
+
     def data_to_send(self) -> bytes:
         out = b"".join(self._outgoing)
         self._outgoing.clear()

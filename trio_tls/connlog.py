@@ -10,7 +10,7 @@ its certificate's subject, text its messages put into an error) is escaped (prin
 
 from __future__ import annotations
 
-from .deadlines import IdleTimeout, StreamTimeout
+from .deadlines import StreamTimeout
 from .errors import TLSError
 from .events import ConnectionInfo
 from .printable import printable
@@ -25,8 +25,7 @@ def describe_failure(exc: BaseException, *, handshake_done: bool) -> str:
             alert = cause.alert.name if cause.alert is not None else "no alert"
             return f"failed: {alert} ({cause})"
         if isinstance(cause, StreamTimeout):
-            kind = "idle" if isinstance(cause, IdleTimeout) else "write"
-            return f"{kind} timeout ({cause})"
+            return f"{cause.kind} timeout ({cause})"
         if isinstance(cause, PeerClosed):
             return "closed by the peer" if handshake_done else f"failed: {cause}"
         if isinstance(cause, PeerAlert):
