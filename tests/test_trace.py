@@ -11,7 +11,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from trio_tls.config import ServerConfig
+from trio_tls.config import CertifiedKey, ServerConfig
 from trio_tls.connection import ServerConnection
 from trio_tls.enums import ExtensionType
 from trio_tls.events import KeyDerived, Observation, SecretsEstablished
@@ -19,6 +19,7 @@ from trio_tls.observe import HandshakeRecorder, combine
 from trio_tls.sessions import SessionCache
 from trio_tls.trace import HandshakeTrace
 
+from .client_certs import T61_V3
 from .scripted_client import ScriptedClient, extension
 from .test_hostile import drain, full_handshake
 
@@ -156,3 +157,11 @@ def test_what_the_client_sent_is_escaped(rsa_config: ServerConfig, json_lines: b
         assert shown in hello["details"]
     else:
         assert shown in ladder
+
+
+def test_a_certificate_named_only_by_an_undecodable_subject_is_traced() -> None:
+    """A certificate without DNS names is named by its subject, in the one safe form
+    (clientauth.subject_text): hex for a name cryptography cannot decode, never an error."""
+    config = ServerConfig([CertifiedKey((T61_V3.certificate,), T61_V3.key)])
+    ladder = traced_handshake(config, ScriptedClient(suites=(0xC02B,)))
+    assert "why    certificate: ECDSA, for der:300f310d300b06035504031404636166e9" in ladder
