@@ -21,7 +21,8 @@ nginx does (it logs 408 and sends nothing: the client is not reading a response 
 finished asking for); the access log says 408.
 
 Each response is logged to the `trio_tls.access` logger, in the spirit of a web server's access
-log, so operators can route it on its own.
+log, so operators can route it on its own; what the client sent is escaped in it (printable.py),
+whatever h11 may one day let through in a request line.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from collections.abc import Callable
 import attrs
 import h11
 import trio
+
+from trio_tls.printable import printable
 
 access_log = logging.getLogger("trio_tls.access")
 
@@ -140,9 +143,9 @@ async def serve_http(
             access_log.info(
                 '%s "%s %s HTTP/%s" %d %d',
                 peer,
-                event.method.decode("ascii", "replace"),
-                event.target.decode("ascii", "replace"),
-                event.http_version.decode("ascii", "replace"),
+                printable(event.method),
+                printable(event.target),
+                printable(event.http_version),
                 answer.status,
                 len(response),
             )
@@ -164,9 +167,10 @@ def _peer(stream: trio.abc.Stream) -> str:
 
 
 def client_subject(stream: trio.abc.Stream) -> str | None:
-    """The subject of the client's certificate, when it sent one (mutual TLS)."""
-    chain = getattr(getattr(stream, "info", None), "client_certificate", None)
-    return chain[0].subject.rfc4514_string() if chain else None
+    """The subject of the client's certificate, when it sent one (mutual TLS), in the form that
+    is safe to show (ConnectionInfo.client_subject)."""
+    subject = getattr(getattr(stream, "info", None), "client_subject", None)
+    return subject if isinstance(subject, str) else None
 
 
 async def _receive_before(stream: trio.abc.Stream, deadline: float) -> bytes | None:

@@ -103,7 +103,6 @@ def _ms(seconds: float) -> float:
 
 
 def _negotiated(info: ConnectionInfo) -> Negotiated:
-    chain = info.client_certificate
     return Negotiated(
         version=info.version,
         cipher_suite=info.cipher_suite,
@@ -114,7 +113,7 @@ def _negotiated(info: ConnectionInfo) -> Negotiated:
         resumed=info.resumed,
         extended_master_secret=info.extended_master_secret,
         peer=info.peer,
-        client_certificate=chain[0].subject.rfc4514_string() if chain else None,
+        client_certificate=info.client_subject,
     )
 
 

@@ -199,10 +199,14 @@ def _reason(exc: OSError) -> str:
 
 
 def _common_name(chain: tuple[x509.Certificate, ...] | None) -> str | None:
-    """The subject CN of a verified client certificate ("" when it has none)."""
+    """The subject CN of a verified client certificate ("" when it has none, or has one that
+    cryptography cannot decode: the certificate was verified all the same)."""
     if chain is None:
         return None
-    names = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:
+        names = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:  # a T61String of Latin-1 bytes, say (clientauth.subject_text)
+        return ""
     return str(names[0].value) if names else ""
 
 

@@ -204,6 +204,15 @@ def test_sni_is_acknowledged_only_for_a_name_we_have(
     assert ('TLS server extension "server name"' in output) is acknowledged, output
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3"])
+def test_an_ip_address_as_sni_is_refused(server: Server, address: str) -> None:
+    # RFC 6066 §3: "Literal IPv4 and IPv6 addresses are not permitted in HostName". Browsers
+    # and Python's ssl send no SNI for an address; s_client sends whatever it is told.
+    output = s_client(server.port, "-servername", address)
+    assert "alert illegal parameter" in output, output
+    server.wait_for_stderr(f"{address!r} is an IP address", 5)
+
+
 @pytest.mark.skipif(CURL is None, reason="curl is not installed")
 def test_trace_shows_curls_handshake_and_a_resumption(
     workdir: Path, rsa_leaf: trustme.LeafCert, tmp_path: Path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import pathlib
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,14 +19,19 @@ from trio_tls_handlers.proxy import make_handler
 from trio_tls.config import ServerConfig
 from trio_tls.plugins import HandlerOptions, PluginError, load_handler
 from trio_tls.proxyproto import (
+    PP2_CLIENT_CERT_CONN,
+    PP2_CLIENT_SSL,
     PP2_SUBTYPE_SSL_CIPHER,
+    PP2_SUBTYPE_SSL_CN,
     PP2_SUBTYPE_SSL_VERSION,
     PP2_TYPE_ALPN,
     PP2_TYPE_AUTHORITY,
     PP2_TYPE_SSL,
+    VERIFIED,
     parse_header,
 )
 
+from .client_certs import T61_V3, client_auth
 from .openssl_peer import client_context
 from .test_server import start
 
@@ -415,3 +421,41 @@ async def test_a_flowing_download_outlives_the_idle_timeout_and_a_stall_ends_abo
     assert "INTERNAL_ERROR" in str(raised.value.__cause__).upper()
     lines = await logged(caplog, "aborted:")
     assert any("aborted: idle timeout (no data either way for 0.5 s)" in line for line in lines)
+
+
+async def test_a_client_certificate_without_a_readable_name_is_passed_on_as_verified(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    tmp_path: pathlib.Path,
+) -> None:
+    """A verified client whose subject cryptography cannot decode (a T61String of Latin-1
+    bytes, as `openssl req` writes CN=café) is relayed, its SSL TLV saying "verified" with an
+    empty CN: the name is not readable, the certificate is good."""
+    headers: list[bytes] = []
+    recorded = trio.Event()
+
+    async def record(stream: trio.SocketStream) -> None:
+        headers.append(await read_to_eof(stream))
+        recorded.set()
+
+    config = attrs.evolve(rsa_config, client_auth=client_auth("required"))
+    async with upstream(record) as upstream_port:
+        port = await proxy_to(
+            server_nursery, config, f"upstream=127.0.0.1:{upstream_port}", "proxy-protocol=v2"
+        )
+        context = client_context(ca)
+        context.load_cert_chain(*T61_V3.write(tmp_path, "cafe"))
+        tcp = await trio.open_tcp_stream("127.0.0.1", port)
+        client = trio.SSLStream(tcp, context, server_hostname="localhost")
+        await client.send_all(b"payload")
+        await client.aclose()
+        with trio.fail_after(5):
+            await recorded.wait()
+    parsed = parse_header(headers[0], [2])
+    assert parsed is not None
+    header, size = parsed
+    assert headers[0][size:] == b"payload"
+    ssl = dict(header.tlvs)[PP2_TYPE_SSL]
+    assert ssl[:5] == bytes([PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN, 0, 0, 0, VERIFIED])
+    assert bytes([PP2_SUBTYPE_SSL_CN, 0, 0]) in ssl

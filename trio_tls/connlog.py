@@ -4,7 +4,8 @@ took, and how it ended, in words an operator can act on.
 An outcome names its cause: the alert we sent (by its RFC name), the alert the client sent (a
 client that rejects our certificate says `unknown_ca` or `bad_certificate`), the deadline that
 passed, or the handler's error. A client that closes without close_notify after the handshake is
-not a failure: browsers and Python's ssl do it all the time.
+not a failure: browsers and Python's ssl do it all the time. What the peer chose (SNI, ALPN,
+its certificate's subject, text its messages put into an error) is escaped (printable.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from .deadlines import StreamTimeout
 from .errors import TLSError
 from .events import ConnectionInfo
+from .printable import printable
 from .stream import PeerAlert, PeerClosed
 
 
@@ -48,12 +50,20 @@ def connection_line(
         negotiated = f"sni={requested_sni or '-'} alpn=- suite=- resumed=-"
     else:
         negotiated = (
-            f"sni={info.sni or '-'} alpn={info.alpn or '-'} suite={info.cipher_suite} "
+            f"sni={_shown(info.sni)} alpn={_shown(info.alpn)} suite={info.cipher_suite} "
             f"resumed={'yes' if info.resumed else 'no'}"
         )
-        if info.client_certificate:
-            negotiated += f" client={info.client_certificate[0].subject.rfc4514_string()!r}"
-    return f"{peer} {negotiated} in={received} out={sent} time={seconds * 1000:.1f}ms: {outcome}"
+        if info.client_subject is not None:
+            negotiated += f" client='{info.client_subject}'"
+    return (
+        f"{peer} {negotiated} in={received} out={sent} time={seconds * 1000:.1f}ms: "
+        f"{printable(outcome)}"
+    )
+
+
+def _shown(value: str | None) -> str:
+    """A peer's choice as the log shows it: escaped (printable.py), `-` when there is none."""
+    return printable(value) if value else "-"
 
 
 def handshake_line(peer: str, info: ConnectionInfo, seconds: float) -> str:
@@ -61,6 +71,6 @@ def handshake_line(peer: str, info: ConnectionInfo, seconds: float) -> str:
     return (
         f"{peer} handshake in {seconds * 1000:.1f}ms: {info.version} {info.cipher_suite} "
         f"group={info.group or '-'} signature={info.signature_scheme or '-'} "
-        f"sni={info.sni or '-'} alpn={info.alpn or '-'} resumed={info.resumed} "
+        f"sni={_shown(info.sni)} alpn={_shown(info.alpn)} resumed={info.resumed} "
         f"extended_master_secret={info.extended_master_secret}"
     )

@@ -62,7 +62,8 @@ class ServerName:
     def decode(cls, reader: Reader) -> Self:
         """Lengths that disagree are decode_error; a well-formed but wrong name is
         illegal_parameter: a second host_name, or anything but an LDH host name of at most
-        255 bytes without a trailing dot (RFC 6066 §3, RFC 1123 §2.1)."""
+        255 bytes without a trailing dot (RFC 6066 §3, RFC 1123 §2.1), or an IPv4 literal
+        (a name whose last label is all digits)."""
         names = reader.vec16(minimum=1)
         host_name: str | None = None
         while not names.at_end():
@@ -74,6 +75,10 @@ class ServerName:
                 raise IllegalParameter("server_name lists two host names")
             if len(name) > MAX_HOST_NAME or _HOST_NAME.fullmatch(name) is None:
                 raise IllegalParameter(f"server_name {name[:64]!r} is not a DNS host name")
+            if name.rpartition(b".")[2].isdigit():
+                # RFC 6066 §3: "Literal IPv4 and IPv6 addresses are not permitted in
+                # HostName" (IPv6 has colons, refused above); no top-level domain is numeric.
+                raise IllegalParameter(f"server_name {name[:64]!r} is an IP address")
             host_name = name.decode("ascii").lower()
         return cls(host_name or "")
 

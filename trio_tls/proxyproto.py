@@ -11,7 +11,8 @@ Strict, as §2 asks of a receiver ("the receiver MUST ... drop the connection" o
 - exact signatures: `PROXY ` for v1 (§2.1), the 12-byte binary one for v2 (§2.2); a buffer that
   stops matching is refused at its first wrong byte, not after the timeout;
 - v1: one line of at most 107 bytes ending in CRLF, single spaces, TCP4 with dotted-quad IPv4 or
-  TCP6 with IPv6 addresses (the `ipaddress` module's strict forms), decimal ports 0-65535
+  TCP6 with IPv6 addresses (the `ipaddress` module's strict forms, without a `%` scope ID,
+  which a remote address never has and which would carry any text), decimal ports 0-65535
   without leading zeros; `UNKNOWN` keeps the connection's own addresses;
 - v2: version 2, command LOCAL or PROXY, a length that holds the address block of its family,
   TLVs that fill the rest exactly. UNSPEC and UNIX families keep the connection's own addresses
@@ -111,6 +112,10 @@ def _parse_v1(buffer: bytes) -> tuple[ProxyHeader, int] | None:
         return ProxyHeader(1, False, None, None), end + 2
     if len(fields) != 6 or fields[1] not in ("TCP4", "TCP6"):
         raise ProxyProtocolError(f"malformed PROXY v1 line {line!r}")
+    if any("%" in text for text in fields[2:4]):
+        # ipaddress takes anything after % as an IPv6 scope ID, control characters included,
+        # and the address becomes the connection's peer in every log line.
+        raise ProxyProtocolError(f"PROXY v1 address with a scope ID: {line!r}")
     kind = ipaddress.IPv4Address if fields[1] == "TCP4" else ipaddress.IPv6Address
     try:
         source, destination = (str(kind(text)) for text in fields[2:4])

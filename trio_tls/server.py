@@ -483,6 +483,14 @@ async def _accept_loop(
                 await _serve_connection(
                     accepted, handler, config, limits, observers, shutdown, counted
                 )
+            except Exception:
+                # The last line of defence: whatever escaped the connection's own handling
+                # (its log line, an observer, its goodbye) ends this connection, never the
+                # nursery and with it the server. The peer is the PROXY header's, once known.
+                accepted.socket.close()  # a no-op unless the goodbye failed before closing
+                addresses = CURRENT.get()
+                peer = format_address(addresses.source if addresses else accepted.peer)
+                log.exception("connection from %s ended by an internal error", peer)
             finally:
                 limits.per_address.give_back(counted.key)
                 limiter.release_on_behalf_of(token)

@@ -9,7 +9,9 @@ apart. Messages read as the RFC 5246 §7.3 diagram does: `C -> S` for what the c
 Secret values (the pre-master and master secrets, keys, IVs) are shown only when key logging is
 on (`reveal_secrets`): whoever reads such a trace can decrypt the connection, exactly as with
 the key log itself. The text form is coloured on a terminal; the JSON form writes one object per
-event (schema in the README) for tools.
+event (schema in the README) for tools. What the client sent (its ALPN list, its certificate's
+subject, text quoted in a reason) is escaped in the text form (printable.py) and by json.dumps
+in the JSON form, so a hostile peer can neither forge a line nor drive the terminal.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from .messages import (
     SignatureAlgorithms,
     SupportedGroups,
 )
+from .printable import printable
 
 # The RFC section that defines each message, shown beside it.
 _SECTIONS: dict[type, str] = {
@@ -101,7 +104,7 @@ def describe_message(message: object) -> str:
             parts.append(f"SNI {sni.host_name}")
         alpn = message.extension(ApplicationLayerProtocolNegotiation)
         if alpn is not None:
-            parts.append("ALPN " + ", ".join(p.decode("ascii", "replace") for p in alpn.protocols))
+            parts.append("ALPN " + ", ".join(printable(p) for p in alpn.protocols))
         flags = [
             name
             for name, cls in (
@@ -262,7 +265,7 @@ class HandshakeTrace:
             body = f"{entry['direction']} {entry['level']} {entry['alert']}{reason}"
         tag = f"\x1b[{_COLOURS[tag]}m{tag:6}\x1b[0m" if self._colour else f"{tag:6}"
         rfc = f"  [{entry['rfc']}]" if entry.get("rfc") else ""
-        return f"{self._peer} +{entry['ms']:.1f}ms {tag} {body}{rfc}"
+        return f"{self._peer} +{entry['ms']:.1f}ms {tag} {printable(body)}{rfc}"
 
 
 def tracer(

@@ -13,6 +13,7 @@ from functools import partial
 import attrs
 from cryptography import x509
 
+from ..clientauth import subject_text
 from ..config import CertifiedKey, ServerConfig
 from ..enums import (
     TLS12,
@@ -303,7 +304,7 @@ def _explain_full_handshake(
         ctx,
         "certificate",
         f"{certified.auth.upper()}, for "
-        + (", ".join(certified.dns_names) or certified.chain[0].subject.rfc4514_string()),
+        + (", ".join(certified.dns_names) or subject_text(certified.chain[0])),
         f"it names {name}" if acknowledge_sni else "the first that fits: no SNI name matched",
         "RFC 6066 §3, RFC 8422 §5.1",
     )
