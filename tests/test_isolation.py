@@ -109,7 +109,7 @@ async def survives(
         # The first client may see its connection cut, or even be served.
         with contextlib.suppress(trio.BrokenResourceError, h11.RemoteProtocolError):
             await client(ca, port, proxy)
-        assert await client(ca, port, proxy) == b"Hello from Python TLS!"
+        assert await client(ca, port, proxy) == b"Hello from Python TLS!\n"
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1, [record.getMessage() for record in errors]
     # The client's address: the PROXY header's once it is read, the socket's before.
