@@ -43,6 +43,7 @@ from .keylog import KeyLogFile
 from .plugins import (
     Handler,
     PluginError,
+    check_handler,
     handler_alpn,
     installed_handlers,
     load_handler,
@@ -457,6 +458,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             key_file = os.path.join(private_dir, "tickets.keys")
             settings = attrs.evolve(settings, ticket_key_file=key_file)
         config = build_config(settings, handler_alpn(handler))
+        check_handler(handler, config)
         # Opened here in the supervisor too: a bad path is one error, and the warning shows.
         keylog = _open_keylog(args)
         # Socket activation: systemd's sockets replace --host and --port (systemd.py).
