@@ -6,9 +6,10 @@ This is what stunnel, hitch and ghostunnel do in front of a service that speaks 
 
 Options (`--handler-opt KEY=VALUE`):
 - `upstream=HOST:PORT`: where connections go unless a route says otherwise.
-- `route=NAME=HOST:PORT` (repeatable): connections whose SNI host name is NAME go to HOST:PORT;
-  failing that, those whose ALPN protocol is NAME. With no match and no `upstream`, the
-  connection is refused.
+- `sni-route=HOST_NAME=HOST:PORT` (repeatable): connections whose SNI is HOST_NAME go there.
+- `alpn-route=PROTOCOL=HOST:PORT` (repeatable): connections that negotiated PROTOCOL in ALPN
+  go there, unless an SNI route took them. With no match and no `upstream`, the connection is
+  refused. A route that could never match is refused at start (Proxy.check_config).
 - `proxy-protocol=v1|v2`: first send the upstream a PROXY header (proxyproto.py) naming the
   client's real address, and the address it connected to. v2 adds TLVs: PP2_TYPE_ALPN,
   PP2_TYPE_AUTHORITY (the SNI host name) and PP2_TYPE_SSL (TLS version, cipher and, when the
@@ -44,7 +45,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal, NoReturn
 
 import attrs
@@ -53,8 +54,12 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from trio_tls.addresses import connection_addresses, format_address
+from trio_tls.codec import Reader, Writer
+from trio_tls.config import ServerConfig
 from trio_tls.deadlines import DeadlineStream
+from trio_tls.errors import TLSError
 from trio_tls.events import ConnectionInfo
+from trio_tls.messages import ServerName
 from trio_tls.plugins import AbortConnection, Handler, option_values
 from trio_tls.proxyproto import (
     PP2_TYPE_ALPN,
@@ -72,7 +77,7 @@ CHUNK = 256 * 1024
 LINGER = 2.0
 UPSTREAM_WRITE_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
-OPTIONS = ("upstream", "route", "proxy-protocol", "connect-timeout")
+OPTIONS = ("upstream", "sni-route", "alpn-route", "proxy-protocol", "connect-timeout")
 
 
 @attrs.frozen
@@ -94,17 +99,16 @@ class Upstream:
 
 def make_handler(options: Mapping[str, str]) -> Handler:
     unknown = sorted(set(options) - set(OPTIONS))
+    if "route" in unknown:
+        raise ValueError(
+            "proxy: route= is now sni-route=HOST_NAME=HOST:PORT or alpn-route=PROTOCOL=HOST:PORT"
+        )
     if unknown:
         raise ValueError(f"proxy: unknown option {unknown[0]!r}; proxy takes {', '.join(OPTIONS)}")
     default = Upstream.parse(options["upstream"], "upstream") if "upstream" in options else None
-    routes: dict[str, Upstream] = {}
-    for route in option_values(options, "route"):
-        name, sep, target = route.partition("=")
-        if not (sep and name):
-            raise ValueError(f"proxy: route={route!r} is not NAME=HOST:PORT")
-        routes[name.lower()] = Upstream.parse(target, f"route={name}")
-    if default is None and not routes:
-        raise ValueError("proxy: give upstream=HOST:PORT (or route=NAME=HOST:PORT)")
+    routes = Routes(_routes(options, "sni-route", _host_name), _routes(options, "alpn-route", str))
+    if default is None and not (routes.sni or routes.alpn):
+        raise ValueError("proxy: give upstream=HOST:PORT (or sni-route= or alpn-route=)")
     version = options.get("proxy-protocol")
     if version not in (None, "v1", "v2"):
         raise ValueError(f"proxy: proxy-protocol={version!r}; choose v1 or v2")
@@ -123,11 +127,55 @@ def make_handler(options: Mapping[str, str]) -> Handler:
     )
 
 
+@attrs.frozen
+class Routes:
+    """Upstreams by SNI host name (lower case, as the engine reports it) and by ALPN protocol
+    (exact: RFC 7301 protocol names are byte strings, case and all)."""
+
+    sni: Mapping[str, Upstream]
+    alpn: Mapping[str, Upstream]
+
+
+def _routes(
+    options: Mapping[str, str], option: str, normalize: Callable[[str], str]
+) -> dict[str, Upstream]:
+    """`option=NAME=HOST:PORT` values by NAME; a NAME given twice is refused, since the second
+    route could never match (the first takes every connection it would)."""
+    routes: dict[str, Upstream] = {}
+    for route in option_values(options, option):
+        text, sep, target = route.partition("=")
+        if not (sep and text):
+            raise ValueError(f"proxy: {option}={route!r} is not NAME=HOST:PORT")
+        name = normalize(text)
+        if name in routes:
+            raise ValueError(
+                f"proxy: {option}={route!r} could never match: an earlier {option} for "
+                f"{name!r} takes those connections; give each name once"
+            )
+        routes[name] = Upstream.parse(target, f"{option}={text}")
+    return routes
+
+
+def _host_name(text: str) -> str:
+    """The name as the engine reports an SNI: only what ServerName accepts can ever arrive."""
+    writer = Writer()
+    with writer.prefixed(2):
+        writer.u8(0)  # host_name
+        writer.opaque16(text.encode("utf-8", "replace"))
+    try:
+        return ServerName.decode(Reader(writer.getvalue())).host_name
+    except (TLSError, ValueError):
+        raise ValueError(
+            f"proxy: sni-route={text!r} could never match: clients send only DNS host names "
+            "as SNI (letters, digits, hyphens and dots, no trailing dot; RFC 6066 §3)"
+        ) from None
+
+
 class Proxy:
     def __init__(
         self,
         default: Upstream | None,
-        routes: Mapping[str, Upstream],
+        routes: Routes,
         proxy_protocol: Literal[1, 2] | None,
         connect_timeout: float,
     ) -> None:
@@ -136,11 +184,31 @@ class Proxy:
         self.proxy_protocol = proxy_protocol
         self.connect_timeout = connect_timeout
 
+    def check_config(self, config: ServerConfig) -> None:
+        """At start (plugins.check_handler): refuse a route no connection could take."""
+        offered = [protocol.decode("ascii", "replace") for protocol in config.alpn_protocols]
+        for protocol, target in self.routes.alpn.items():
+            if protocol not in offered:
+                raise ValueError(
+                    f"proxy: alpn-route={protocol}={target} could never match: the server "
+                    f"offers {', '.join(offered) or 'no protocols'} in ALPN; add {protocol} "
+                    "to --alpn, or drop the route"
+                )
+        if config.strict_sni:
+            for name, target in self.routes.sni.items():
+                if not config.knows_host(name):
+                    raise ValueError(
+                        f"proxy: sni-route={name}={target} could never match: no certificate "
+                        f"is for {name}, and --strict-sni refuses the name in the handshake; "
+                        "add a certificate for it, or drop the route"
+                    )
+
     def choose(self, info: ConnectionInfo) -> Upstream | None:
         """SNI first (the client named the host it wants), then ALPN, then the default."""
-        for name in (info.sni, info.alpn):
-            if name is not None and name.lower() in self.routes:
-                return self.routes[name.lower()]
+        if info.sni is not None and info.sni in self.routes.sni:
+            return self.routes.sni[info.sni]
+        if info.alpn is not None and info.alpn in self.routes.alpn:
+            return self.routes.alpn[info.alpn]
         return self.default
 
     async def __call__(self, stream: TLSStream) -> None:

@@ -578,6 +578,28 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
         {},
         ["unknown option 'colour'", "body, max-requests, request-timeout"],
     ),
+    "proxy-alpn-route-not-offered": (
+        ["--handler", "proxy", "--handler-opt", "alpn-route=h2=127.0.0.1:9"],
+        {},
+        ["proxy: alpn-route=h2=127.0.0.1:9 could never match", "add h2 to --alpn"],
+    ),
+    "proxy-sni-route-no-certificate-is-for": (
+        ["--handler", "proxy", "--strict-sni", "--handler-opt", "sni-route=b.example=127.0.0.1:9"],
+        {},
+        ["proxy: sni-route=b.example=127.0.0.1:9 could never match", "--strict-sni"],
+    ),
+    "proxy-sni-route-shadowed": (
+        [
+            "--handler",
+            "proxy",
+            "--handler-opt",
+            "sni-route=a.example=127.0.0.1:8",
+            "--handler-opt",
+            "sni-route=A.example=127.0.0.1:9",
+        ],
+        {},
+        ["sni-route='A.example=127.0.0.1:9' could never match: an earlier sni-route"],
+    ),
     "fewer-keyfiles-than-certfiles": (
         ["--certfile", "{rsa_cert}", "--certfile", "{ecdsa_cert}", "--keyfile", "{rsa_key}"],
         {},

@@ -199,6 +199,14 @@ RESUMABLE = SessionState(0xC02F, bytes(48), True, "localhost", time.time())
 KNOWN_SESSION_ID = bytes(range(32))
 TICKET_KEYS = TicketKeys()
 KNOWN_TICKET = TICKET_KEYS.seal(RESUMABLE)
+# One without the extended master secret, as an older server made them: never resumed.
+LEGACY = SessionState(0xC02F, bytes(48), False, "localhost", time.time())
+LEGACY_SESSION_ID = bytes(range(32, 64))
+LEGACY_TICKET = TICKET_KEYS.seal(LEGACY)
+
+
+def without_ems(c: ScriptedClient) -> list[tuple[int, bytes]]:
+    return [e for e in c.default_extensions() if e[0] != ExtensionType.extended_master_secret]
 
 
 @attrs.frozen
@@ -267,6 +275,20 @@ TABLE = [
                 extensions=[*c.default_extensions(),
                             extension(ExtensionType.session_ticket, KNOWN_TICKET)]),
             A.illegal_parameter, config="resume"),
+    # RFC 7627 §5.3: an EMS session offered without EMS MUST be refused; a session without
+    # EMS offered without EMS SHOULD be (offered with EMS, it gets a full handshake).
+    Hostile("ems-session-id-offered-without-ems", lambda c: c.client_hello(
+                session_id=KNOWN_SESSION_ID, extensions=without_ems(c)),
+            A.handshake_failure, config="resume"),
+    Hostile("ems-ticket-offered-without-ems", lambda c: c.client_hello(extensions=[
+                *without_ems(c), extension(ExtensionType.session_ticket, KNOWN_TICKET)]),
+            A.handshake_failure, config="resume"),
+    Hostile("non-ems-session-id-offered-without-ems", lambda c: c.client_hello(
+                session_id=LEGACY_SESSION_ID, extensions=without_ems(c)),
+            A.handshake_failure, config="resume"),
+    Hostile("non-ems-ticket-offered-without-ems", lambda c: c.client_hello(extensions=[
+                *without_ems(c), extension(ExtensionType.session_ticket, LEGACY_TICKET)]),
+            A.handshake_failure, config="resume"),
     Hostile("compression-without-null", lambda c: c.client_hello(compression=b"\x01"),
             A.illegal_parameter),
     Hostile("ec-point-formats-without-uncompressed", hello_replacing_extension(
@@ -603,6 +625,7 @@ TABLE = [
 def configs(rsa_config: ServerConfig) -> dict[ConfigName, ServerConfig]:
     cache = SessionCache()
     cache.store(KNOWN_SESSION_ID, RESUMABLE)
+    cache.store(LEGACY_SESSION_ID, LEGACY)
     return {
         "rsa": rsa_config,
         "alpn": attrs.evolve(rsa_config, alpn_protocols=(b"h2",)),

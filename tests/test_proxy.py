@@ -16,6 +16,7 @@ import trio
 import trustme
 from trio_tls_handlers.proxy import make_handler
 
+from trio_tls import plugins
 from trio_tls.config import ServerConfig
 from trio_tls.plugins import HandlerOptions, PluginError, load_handler
 from trio_tls.proxyproto import (
@@ -245,7 +246,7 @@ async def test_routes_by_sni_then_alpn_then_default(
 
         return answer
 
-    config = attrs.evolve(rsa_config, alpn_protocols=[b"x-b", b"x-other"])
+    config = attrs.evolve(rsa_config, alpn_protocols=[b"x-b", b"x-other", b"localhost"])
     async with (
         upstream(named(b"a")) as a,
         upstream(named(b"b")) as b,
@@ -255,14 +256,16 @@ async def test_routes_by_sni_then_alpn_then_default(
             server_nursery,
             config,
             f"upstream=127.0.0.1:{default}",
-            f"route=A.example=127.0.0.1:{a}",
-            f"route=x-b=127.0.0.1:{b}",
+            f"sni-route=A.example=127.0.0.1:{a}",
+            f"alpn-route=x-b=127.0.0.1:{b}",
+            f"alpn-route=localhost=127.0.0.1:{a}",  # a protocol, not a host name
         )
         for sni, alpn, expected in [
             ("a.example", None, b"a"),
             ("a.example", ["x-b"], b"a"),  # SNI first
             ("localhost", ["x-b"], b"b"),
             ("localhost", ["x-other"], b"default"),
+            ("localhost", ["localhost"], b"a"),
             ("localhost", None, b"default"),
         ]:
             client = await connect(ca, port, sni, alpn)
@@ -279,7 +282,7 @@ async def test_a_name_with_no_route_and_no_default_is_refused_and_logged(
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_tls")
     async with upstream(echo_upstream) as a:
-        port = await proxy_to(server_nursery, rsa_config, f"route=a.example=127.0.0.1:{a}")
+        port = await proxy_to(server_nursery, rsa_config, f"sni-route=a.example=127.0.0.1:{a}")
         client = await connect(ca, port, "b.example")
         with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as raised:
             await client.receive_some(10)
@@ -374,13 +377,61 @@ async def test_proxy_protocol_to_the_upstream(
         ({"upstream": "h:1", "proxy-protocol": "v3"}, "choose v1 or v2"),
         ({"upstream": "h:1", "connect-timeout": "0"}, "not a positive number"),
         ({"upstream": "h:1", "connect-timeout": "soon"}, "'soon' is not a positive number"),
-        ({"upstream": "h:1", "route": "h:2"}, "is not NAME=HOST:PORT"),
+        ({"upstream": "h:1", "sni-route": "h:2"}, "is not NAME=HOST:PORT"),
+        ({"upstream": "h:1", "route": "a=h:2"}, "route= is now sni-route=HOST_NAME=HOST:PORT or"),
+        ({"sni-route": "a_b.example=h:2"}, "could never match: clients send only DNS host names"),
+        ({"sni-route": "a.example.=h:2"}, "no trailing dot"),
+        ({"sni-route": "=h:2"}, "is not NAME=HOST:PORT"),
         ({"upstream": "h:1", "upstreams": "h:2"}, "unknown option 'upstreams'"),
     ],
 )
 def test_bad_options_are_one_line(options: dict[str, str], message: str) -> None:
     with pytest.raises(PluginError, match=message):
         load_handler("proxy", options)
+
+
+@pytest.mark.parametrize(
+    ("option", "first", "second"),
+    [("sni-route", "a.example", "A.Example"), ("alpn-route", "h2", "h2")],
+)
+def test_a_route_shadowed_by_an_earlier_one_is_refused(
+    option: str, first: str, second: str
+) -> None:
+    options = HandlerOptions([(option, f"{first}=h:1"), (option, f"{second}=h:2")])
+    with pytest.raises(PluginError, match=f"{option}='{second}=h:2' could never match: an earlier"):
+        load_handler("proxy", options)
+
+
+def test_alpn_routes_are_case_sensitive_as_protocol_names_are() -> None:
+    # RFC 7301 §3.1: protocol names are opaque bytes, so h2 and H2 are two protocols.
+    proxy = load_handler(
+        "proxy", HandlerOptions([("alpn-route", "h2=h:1"), ("alpn-route", "H2=h:2")])
+    )
+    assert sorted(proxy.routes.alpn) == ["H2", "h2"]  # type: ignore[attr-defined]
+
+
+def check(config: ServerConfig, *routes: tuple[str, str]) -> None:
+    plugins.check_handler(load_handler("proxy", HandlerOptions(routes)), config)
+
+
+def test_an_alpn_route_for_a_protocol_not_offered_is_refused(rsa_config: ServerConfig) -> None:
+    with pytest.raises(PluginError, match="offers no protocols in ALPN; add h2 to --alpn"):
+        check(rsa_config, ("alpn-route", "h2=127.0.0.1:1"))
+    offered = attrs.evolve(rsa_config, alpn_protocols=[b"http/1.1"])
+    with pytest.raises(PluginError, match=r"^proxy: alpn-route=h2=127.0.0.1:1 could never match"):
+        check(offered, ("alpn-route", "http/1.1=127.0.0.1:2"), ("alpn-route", "h2=127.0.0.1:1"))
+    check(attrs.evolve(rsa_config, alpn_protocols=[b"http/1.1", b"h2"]), ("alpn-route", "h2=h:1"))
+
+
+def test_an_sni_route_no_certificate_covers_is_refused_under_strict_sni(
+    rsa_config: ServerConfig,
+) -> None:
+    route = ("sni-route", "other.example=127.0.0.1:1")
+    check(rsa_config, route)  # without --strict-sni, any name reaches the handler
+    strict = attrs.evolve(rsa_config, strict_sni=True)
+    with pytest.raises(PluginError, match=r"is for other\.example, and --strict-sni"):
+        check(strict, route)
+    check(strict, ("sni-route", "LocalHost=127.0.0.1:1"))  # the certificate's name
 
 
 def test_an_ipv6_upstream() -> None:

@@ -11,13 +11,15 @@ from pathlib import Path
 import attrs
 import pytest
 
+from trio_tls.codec import Reader
 from trio_tls.config import CertifiedKey, ServerConfig
 from trio_tls.connection import ServerConnection
 from trio_tls.enums import ExtensionType
 from trio_tls.events import KeyDerived, Observation, SecretsEstablished
+from trio_tls.messages import ClientHello, UnknownExtension, encode_handshake
 from trio_tls.observe import HandshakeRecorder, combine
 from trio_tls.sessions import SessionCache
-from trio_tls.trace import HandshakeTrace
+from trio_tls.trace import HandshakeTrace, describe_message
 
 from .client_certs import T61_V3
 from .scripted_client import ScriptedClient, extension
@@ -165,3 +167,20 @@ def test_a_certificate_named_only_by_an_undecodable_subject_is_traced() -> None:
     config = ServerConfig([CertifiedKey((T61_V3.certificate,), T61_V3.key)])
     ladder = traced_handshake(config, ScriptedClient(suites=(0xC02B,)))
     assert "why    certificate: ECDSA, for der:300f310d300b06035504031404636166e9" in ladder
+
+
+def test_a_hostile_hello_is_traced_in_a_line_of_bounded_length() -> None:
+    # 32,000 suites and 16,000 extensions: the trace names the first 64 of each list.
+    hello = ClientHello(
+        0x0303,
+        bytes(32),
+        b"",
+        tuple(range(0x1000, 0x1000 + 32000)),
+        b"\x00",
+        tuple(UnknownExtension(0x4000 + i, b"") for i in range(16000)),
+    )
+    decoded = ClientHello.decode(Reader(encode_handshake(hello)[4:]))
+    line = describe_message(decoded)
+    assert "... and 31936 more; extensions: " in line
+    assert line.endswith("... and 15936 more")
+    assert len(line) < 2000

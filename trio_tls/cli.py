@@ -48,6 +48,7 @@ from .peerlimit import MIN_DEFAULT, default_limit, risk_warning
 from .plugins import (
     Handler,
     PluginError,
+    check_handler,
     handler_alpn,
     installed_handlers,
     load_handler,
@@ -598,6 +599,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             os.chown(private_dir, target.uid, target.gid)
             _make_key_file_for(settings, target)
         config = build_config(settings, handler_alpn(handler))
+        check_handler(handler, config)
         # Opened here in the supervisor too: a bad path is one error, and the warning shows.
         keylog = _open_keylog(args)
         if keylog is not None:

@@ -46,7 +46,7 @@ from .events import Observer
 from .observe import HandshakeRecorder, combine
 from .peerlimit import PerAddressLimit, TooManyConnections, default_limit
 from .plugins import AbortConnection, Handler
-from .proxyproto import ProxyHeader, ProxyProtocolError, Version, parse_header
+from .proxyproto import ProxyHeader, ProxyProtocolError, Version, header_size, parse_header
 from .stream import TLSStream
 
 log = logging.getLogger("trio_tls")
@@ -241,11 +241,20 @@ async def _read_first(
     first = bytes(await guarded.receive_some(FIRST_READ))
     if not proxy_protocol or not first:
         return first, None
-    while (parsed := parse_header(first, proxy_protocol)) is None:
+    # Linear however the header comes: its size is known from its first bytes, then it is
+    # read whole into a bytearray and parsed once (bounded: a header is at most 64 KiB).
+    buffer = bytearray(first)
+    size = header_size(buffer, proxy_protocol)
+    while size is None or len(buffer) < size:
         more = await guarded.receive_some(FIRST_READ)
         if not more:
             raise ProxyProtocolError("the connection closed inside the PROXY header")
-        first += more  # bounded: parse_header refuses anything longer than a header can be
+        buffer += more
+        if size is None:
+            size = header_size(buffer, proxy_protocol)
+    first = bytes(buffer)
+    parsed = parse_header(first, proxy_protocol)
+    assert parsed is not None  # header_size said it is all there
     header, size = parsed
     rest = first[size:]
     if not rest:

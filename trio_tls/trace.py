@@ -77,17 +77,24 @@ def message_section(message: object) -> str:
 _COLOURS = {"C -> S": "36", "C <- S": "32", "why": "33", "key": "35", "record": "34", "alert": "31"}
 
 
+# A hostile hello lists 32,767 suites or 16,383 extensions: the trace names the first ones.
+MAX_NAMES = 64
+
+
 def _names(values: tuple[int, ...], name: Callable[[int], iana.Code]) -> str:
-    return ", ".join(
-        f"GREASE {code.value:#06x}" if code.grease else code.name for code in map(name, values)
+    named = ", ".join(
+        f"GREASE {code.value:#06x}" if code.grease else code.name
+        for code in map(name, values[:MAX_NAMES])
     )
+    more = len(values) - MAX_NAMES
+    return f"{named}, ... and {more} more" if more > 0 else named
 
 
 def describe_message(message: object) -> str:
     """The fields of a handshake message that a student would look for, in one line."""
     if isinstance(message, ClientHello):
         suites = _names(message.cipher_suites, iana.cipher_suite)
-        types = tuple(e.extension_type for e in message.extensions)
+        types = message.extensions.types()
         parts = [
             f"client_version {message.client_version:#06x}",
             f"{len(message.cipher_suites)} suites: {suites}",

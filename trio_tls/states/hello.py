@@ -181,10 +181,15 @@ def _find_session(
     """A session the client may resume: from its ticket, else from its session ID.
 
     Anything doubtful — unknown, expired or tampered, another SNI, a suite we no longer
-    offer — means a full handshake. Two cases abort instead: a client that offers a session
-    but not its cipher suite breaks RFC 5246 §7.4.1.2's MUST (illegal_parameter, as OpenSSL
-    and NSS answer), and RFC 7627 §5.3: a session made with the extended master secret
-    offered without it is a downgrade.
+    offer — means a full handshake. A client that offers a session but not its cipher suite
+    breaks RFC 5246 §7.4.1.2's MUST (illegal_parameter, as OpenSSL and NSS answer). And a
+    session resumes only if it was made with the extended master secret and the client
+    offers it again (RFC 7627 §5.3, handshake_failure where it says to abort): an EMS session
+    offered without EMS is a downgrade (MUST abort); a session without EMS is never resumed,
+    with a full handshake for a client that now offers EMS (MUST NOT resume, SHOULD do a full
+    handshake) and an abort for one that does not (SHOULD abort; OpenSSL resumes it, as
+    "legacy insecure resumption"). This server makes no such session (see _full_handshake),
+    so one only comes from an older server sharing the ticket keys.
     """
     now = config.clock()
     state = None
@@ -201,7 +206,9 @@ def _find_session(
         raise IllegalParameter("the client offers a session without its cipher suite")
     if state.extended_master_secret and not ems:
         raise HandshakeFailure("resuming an extended-master-secret session without it")
-    if ems and not state.extended_master_secret:
+    if not state.extended_master_secret:
+        if not ems:
+            raise HandshakeFailure("resuming a session without the extended master secret")
         return None
     return _with_identity(config, state, now)
 
@@ -416,8 +423,12 @@ class ExpectClientHello(State):
         config = ctx.config
         suite, certified, scheme = _choose_suite(config, hello, sni)
         group = _choose_group(config, hello.extension(SupportedGroups))
-        issue_ticket = config.ticket_keys is not None and hello.extension(SessionTicket) is not None
-        cache_session = config.session_cache is not None and not issue_ticket
+        # RFC 7627 §5.3: a session without the extended master secret can never be resumed,
+        # so none is made (no ticket, no session ID), and the client does not offer it back.
+        issue_ticket = (
+            ems and config.ticket_keys is not None and hello.extension(SessionTicket) is not None
+        )
+        cache_session = ems and config.session_cache is not None and not issue_ticket
         negotiated = Negotiated(
             suite=suite,
             client_random=hello.random,
