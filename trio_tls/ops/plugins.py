@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import attrs
 
 if TYPE_CHECKING:
+    from ..engine.config import ServerConfig
     from ..server.stream import TLSStream
 
 ENTRY_POINT_GROUP = "trio_tls.handlers"
@@ -26,7 +27,9 @@ class Handler(Protocol):
     """Serve one connection; the server closes the stream afterwards, whatever happens.
 
     A handler may also have an `alpn_protocols` attribute (a tuple of protocol names, most
-    preferred first): the server then offers those in ALPN unless `--alpn` says otherwise.
+    preferred first): the server then offers those in ALPN unless `--alpn` says otherwise. And
+    a `check_config(config)` method, which `trio-tls serve` calls at start with the server's
+    ServerConfig, raising ValueError for options that could never work under it.
     When the server shuts down it waits `shutdown_grace` seconds for handlers to return, then
     cancels them: clean up in `finally`, and let `trio.Cancelled` through (README, "Writing a
     handler plugin").
@@ -132,6 +135,18 @@ def load_handler(name: str, options: Mapping[str, str] | None = None) -> Handler
             f"handler {name!r} factory returned {type(handler).__name__}, not a callable"
         )
     return cast(Handler, handler)
+
+
+def check_handler(handler: Handler, config: ServerConfig) -> None:
+    """The handler's own start-up check against the server's settings, if it has one (the
+    proxy refuses a route that could never match): PluginError, one line, before listening."""
+    check = getattr(handler, "check_config", None)
+    if check is None:
+        return
+    try:
+        check(config)
+    except ValueError as exc:
+        raise PluginError(str(exc)) from exc
 
 
 def handler_alpn(handler: Handler) -> tuple[bytes, ...]:
