@@ -32,8 +32,16 @@ client from the tests) up to a stage picked by the input, and lets the input tak
                 the session cache or sealed into a ticket with the config's key; then sealed
                 records as in mode 2. Session IDs and tickets are unguessable, so without this the
                 resumption code would be unreachable.
+  6 client-auth a server that asks for a client certificate (RFC 5246 §7.4.4-§7.4.8), and a
+                client that answers with a genuine chain from the trusted CA (P-256, P-384, or a
+                T61String subject cryptography cannot decode; the CA appended or not; or none),
+                whose Certificate message the input flips bytes in, then ClientKeyExchange and a
+                CertificateVerify that is genuine, tampered, names another scheme, is the input's
+                own bytes, or is left out; then ChangeCipherSpec, Finished and sealed records as
+                in mode 3. Certificates are hostile until verified: cryptography parses them
+                lazily, so a flipped byte can surface anywhere in the verifier.
 
-Input layout (all modes): byte 0 = mode (mod 6); byte 1 = how to feed the fuzz-controlled part
+Input layout (all modes): byte 0 = mode (mod 7); byte 1 = how to feed the fuzz-controlled part
 (bits 0-1: 0 whole, 1 byte by byte, 2-3 cut at positions read from the input; bit 5: compare
 with whole; bit 6: attach an observer; bit 7: EOF at the end); bytes 2-3 = client options
 (suites, groups, EMS, SNI, ALPN, ticket, strict-SNI config, mode specifics; see `ClientOptions`);
@@ -67,6 +75,7 @@ from __future__ import annotations
 import collections
 import copy
 import ctypes
+import datetime
 import hashlib
 import itertools
 import pathlib
@@ -85,12 +94,20 @@ if str(REPO) not in sys.path:
 import attrs  # noqa: E402
 import trustme  # noqa: E402
 from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.hazmat.primitives.serialization import (  # noqa: E402
+    Encoding,
+    load_pem_private_key,
+)
+from cryptography.x509.name import _ASN1Type  # noqa: E402
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
 # Only trio_tls's bytecode gets coverage and comparison hooks: cryptography, trio and attrs
 # (imported from inside trio_tls, within the block) are left alone, and so is the harness.
 with atheris.instrument_imports(include=["trio_tls"]):
     import trio_tls  # noqa: F401  (the whole package, so every module is instrumented)
+    from trio_tls.engine.clientauth import ClientAuth
     from trio_tls.engine.config import CertifiedKey, ServerConfig
     from trio_tls.engine.connection import ServerConnection
     from trio_tls.engine.crypto.asymmetric import PrivateKey
@@ -106,7 +123,7 @@ with atheris.instrument_imports(include=["trio_tls"]):
         Observation,
     )
     from trio_tls.engine.sessions import SessionCache, SessionState, TicketKey, TicketKeys
-    from trio_tls.engine.wire.codec import Reader
+    from trio_tls.engine.wire.codec import Reader, Writer
     from trio_tls.engine.wire.enums import (
         TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
         AlertDescription,
@@ -117,6 +134,7 @@ with atheris.instrument_imports(include=["trio_tls"]):
         NamedGroup,
     )
     from trio_tls.engine.wire.errors import RemoteProtocolError
+    from trio_tls.engine.wire.messages import Certificate
 
 OBSERVATION_TYPES = typing.get_args(Observation)
 
@@ -182,13 +200,106 @@ def _sessions() -> tuple[tuple[bytes, SessionState, bytes], ...]:
 
 SESSIONS = _sessions()
 
+
+# -- client certificates for the client-auth mode, made once ----------------------------------
+# Deterministic (fixed keys, RFC 6979 signatures), so a saved input replays in another process.
+
+
+def _client_certificate(
+    name: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(int.from_bytes(hashlib.sha256(name.public_bytes()).digest()[:8]))
+        .not_valid_before(datetime.datetime.fromtimestamp(CLOCK - 86400, datetime.UTC))
+        .not_valid_after(datetime.datetime.fromtimestamp(CLOCK + 86400 * 365, datetime.UTC))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    else:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        ).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
+        )
+    return builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
+
+
+def _cn(text: str, kind: _ASN1Type = _ASN1Type.UTF8String) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text, _type=kind)])
+
+
+def _client_identities() -> tuple[x509.Certificate, tuple[tuple[bytes, PrivateKey, int], ...]]:
+    """The client CA, and (leaf DER, key, signature scheme) for P-256, P-384 and a T61String
+    subject (CN=café in Latin-1, as `openssl req` writes it: the TBSCertificate is edited after
+    the builder and signed again)."""
+    ca_key = ec.derive_private_key(0xCA, ec.SECP256R1())
+    ca = _client_certificate(_cn("fuzz client CA"), ca_key, _cn("fuzz client CA"), ca_key, ca=True)
+    p256, p384 = (
+        ec.derive_private_key(0xA11CE, ec.SECP256R1()),
+        ec.derive_private_key(0xB0B, ec.SECP384R1()),
+    )
+    t61 = _client_certificate(_cn("cafX", _ASN1Type.T61String), p256, ca.subject, ca_key, ca=False)
+    tbs = t61.tbs_certificate_bytes.replace(b"\x14\x04cafX", b"\x14\x04caf\xe9")
+    signature = ca_key.sign(tbs, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    sig_alg = bytes.fromhex("300a06082a8648ce3d040302")
+    t61_der = _der_sequence(tbs + sig_alg + _der(0x03, b"\x00" + signature))
+    leaves = (
+        (
+            _client_certificate(_cn("alice"), p256, ca.subject, ca_key, ca=False).public_bytes(
+                Encoding.DER
+            ),
+            p256,
+            0x0403,
+        ),
+        (
+            _client_certificate(_cn("bob"), p384, ca.subject, ca_key, ca=False).public_bytes(
+                Encoding.DER
+            ),
+            p384,
+            0x0503,
+        ),
+        (t61_der, p256, 0x0403),
+    )
+    return ca, leaves
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 0x80:
+        return bytes((tag, size)) + body
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(octets))) + octets + body
+
+
+def _der_sequence(body: bytes) -> bytes:
+    return _der(0x30, body)
+
+
+CLIENT_CA_CERT, CLIENT_LEAVES = _client_identities()
+CLIENT_AUTH_CONFIGS = {
+    mode: attrs.evolve(CONFIG, client_auth=ClientAuth((CLIENT_CA_CERT,), mode))
+    for mode in ("required", "optional")
+}
+
 # A renegotiation ClientHello (a whole handshake message), sealed as-is in the later stages.
 RENEGOTIATION_HELLO = handshake(HandshakeType.client_hello, ScriptedClient().client_hello_body())
 
 # -- reading the input ----------------------------------------------------------------------------
 
-MODES = ("raw", "after-hello", "after-ccs", "traffic", "mutate", "resume")
-RAW, AFTER_HELLO, AFTER_CCS, TRAFFIC, MUTATE, RESUME = range(len(MODES))
+MODES = ("raw", "after-hello", "after-ccs", "traffic", "mutate", "resume", "client-auth")
+RAW, AFTER_HELLO, AFTER_CCS, TRAFFIC, MUTATE, RESUME, CLIENT_AUTH = range(len(MODES))
 FEED_NAMES = ("whole", "byte by byte", "cut", "cut")
 FEED_COMPARE = 0x20
 FEED_OBSERVER = 0x40
@@ -800,7 +911,10 @@ def run_once(data: bytes, *, whole: bool = False) -> Driver:
     header = Header.read(inp)
     header.whole = whole
     options = header.options
-    driver = Driver(options.config, observe=bool(header.feed & FEED_OBSERVER))
+    config = options.config
+    if header.mode == CLIENT_AUTH:
+        config = CLIENT_AUTH_CONFIGS["optional" if options.specific & 0b100 else "required"]
+    driver = Driver(config, observe=bool(header.feed & FEED_OBSERVER))
     eof = bool(header.feed & FEED_EOF)
 
     if header.mode == RAW:
@@ -819,6 +933,8 @@ def run_once(data: bytes, *, whole: bool = False) -> Driver:
         driver.feed(header.chunks(stream + inp.rest()), eof=eof)
     elif header.mode == RESUME:
         run_resume(driver, header, inp, eof)
+    elif header.mode == CLIENT_AUTH:
+        run_client_auth(driver, header, inp, eof)
     else:
         run_full(driver, header, inp, eof)
     driver.check_observations()
@@ -840,6 +956,54 @@ def run_full(driver: Driver, header: Header, inp: Input, eof: bool) -> None:
         if not driver.feed([client.finished(change_cipher_spec=False)]):
             return
         require(driver.handshake_done, "a genuine Finished did not complete the handshake")
+    driver.feed(header.chunks(sealed_stream(client, inp)), eof=eof)
+
+
+# CertificateVerify kinds in the client-auth mode.
+CV_GENUINE, CV_TAMPERED, CV_OTHER_SCHEME, CV_RAW, CV_NONE = range(5)
+MAX_FLIPS = 8
+
+
+def run_client_auth(driver: Driver, header: Header, inp: Input, eof: bool) -> None:
+    """Specific bits 0-1: the leaf (P-256, P-384, T61String subject, none); bit 2: optional
+    rather than required; bit 3: the CA certificate after the leaf. Payload: a flip count
+    (mod 8), that many (u16 position, u8 mask) flips in the Certificate message, a
+    CertificateVerify kind (mod 5; CV_OTHER_SCHEME reads a u16 scheme, CV_RAW a u16 length and
+    the body), then sealed records after ChangeCipherSpec and Finished."""
+    specific = header.options.specific
+    client = make_client(header.options)
+    if not driver.feed([client_hello(client, header.options)]):
+        return
+    client.read_server_flight(driver.take_output())
+    leaf = CLIENT_LEAVES[specific & 0b11] if specific & 0b11 < len(CLIENT_LEAVES) else None
+    chain: list[bytes] = []
+    if leaf is not None:
+        chain = [leaf[0], CLIENT_CA_CERT.public_bytes(Encoding.DER)][
+            : 2 if specific & 0b1000 else 1
+        ]
+    writer = Writer()
+    Certificate(tuple(chain)).encode(writer)
+    message = bytearray(handshake(HandshakeType.certificate, writer.getvalue()))
+    for _ in range(inp.u8() % (MAX_FLIPS + 1)):
+        position, mask = inp.u16() % len(message), inp.u8()
+        message[position] ^= mask
+    client._handshake_messages.append(bytes(message))
+    flight = record(ContentType.handshake, bytes(message)) + client.client_key_exchange()
+    kind = inp.u8() % 5
+    if leaf is not None and kind in (CV_GENUINE, CV_TAMPERED):
+        flight += client.certificate_verify(leaf[1], leaf[2], tamper=kind == CV_TAMPERED)
+    elif leaf is not None and kind == CV_OTHER_SCHEME:
+        flight += client.certificate_verify(leaf[1], leaf[2], claim=inp.u16())
+    elif kind == CV_RAW:
+        body = inp.take(inp.u16() % 1024)
+        cv = handshake(HandshakeType.certificate_verify, body)
+        client._handshake_messages.append(cv)
+        flight += record(ContentType.handshake, cv)
+    if not driver.feed(header.chunks(flight)):
+        return
+    driver.reader = ClientReader(client)
+    if not driver.feed([client.change_cipher_spec() + client.finished(change_cipher_spec=False)]):
+        return
     driver.feed(header.chunks(sealed_stream(client, inp)), eof=eof)
 
 
@@ -1111,6 +1275,32 @@ def seeds() -> dict[str, bytes]:
         + item(K_APPDATA, b"x")
         + item(K_ALERT, bytes((AlertLevel.warning, AlertDescription.close_notify)))
     )
+    # Client certificates: (name, specific bits, flips, CertificateVerify kind and its bytes).
+    no_flips = b"\x00"
+    for name, specific, flips, verify in (
+        ("p256", 0b0000, no_flips, bytes((CV_GENUINE,))),
+        ("p384-with-ca", 0b1000, no_flips, bytes((CV_GENUINE,))),
+        ("t61-subject", 0b0000 | 2, no_flips, bytes((CV_GENUINE,))),
+        ("none-optional", 0b0100 | 3, no_flips, bytes((CV_NONE,))),
+        ("p256-tampered-verify", 0b0000, no_flips, bytes((CV_TAMPERED,))),
+        ("p256-sha1-verify", 0b0000, no_flips, bytes((CV_OTHER_SCHEME,)) + b"\x02\x03"),
+        (
+            "p256-raw-verify",
+            0b0000,
+            no_flips,
+            bytes((CV_RAW, 0, 8)) + b"\x04\x03\x00\x04" + bytes(4),
+        ),
+        # A flipped byte in the leaf's version and one in its key's curve OID.
+        ("p256-flipped", 0b0000, b"\x02\x00\x14\x55\x00\xf0\x01", bytes((CV_GENUINE,))),
+    ):
+        out[f"client-auth-{name}"] = (
+            bytes((CLIENT_AUTH,))
+            + whole
+            + _options(specific=specific)
+            + flips
+            + verify
+            + item(K_APPDATA, b"GET / HTTP/1.1\r\n\r\n")
+        )
     out["resume-id"] = bytes((RESUME,)) + whole + _options(specific=0) + finished_then_data
     out["resume-ticket-chacha"] = (
         bytes((RESUME,)) + whole + _options(ems=False, specific=0b111) + finished_then_data

@@ -6,9 +6,10 @@ This is what stunnel, hitch and ghostunnel do in front of a service that speaks 
 
 Options (`--handler-opt KEY=VALUE`):
 - `upstream=HOST:PORT`: where connections go unless a route says otherwise.
-- `route=NAME=HOST:PORT` (repeatable): connections whose SNI host name is NAME go to HOST:PORT;
-  failing that, those whose ALPN protocol is NAME. With no match and no `upstream`, the
-  connection is refused.
+- `sni-route=HOST_NAME=HOST:PORT` (repeatable): connections whose SNI is HOST_NAME go there.
+- `alpn-route=PROTOCOL=HOST:PORT` (repeatable): connections that negotiated PROTOCOL in ALPN
+  go there, unless an SNI route took them. With no match and no `upstream`, the connection is
+  refused. A route that could never match is refused at start (Proxy.check_config).
 - `proxy-protocol=v1|v2`: first send the upstream a PROXY header (proxy_protocol.py) naming the
   client's real address, and the address it connected to. v2 adds TLVs: PP2_TYPE_ALPN,
   PP2_TYPE_AUTHORITY (the SNI host name) and PP2_TYPE_SSL (TLS version, cipher and, when the
@@ -23,6 +24,12 @@ Closing, as far as TLS 1.2 allows (RFC 5246 §7.2.1 has no half-close):
   client: what the upstream still says is read and dropped, for at most LINGER seconds, so that
   it sees an orderly close rather than a reset. A protocol where the client half-closes and
   then waits for the answer (`nc -N`-style) cannot work over TLS 1.2, with any proxy.
+- Traffic either way keeps the connection alive, as HAProxy's `timeout tunnel`: serve()'s idle
+  timeout on the client's receives is lifted, and the relay ends once nothing has moved in
+  either direction for that long. A download still flowing is never cut because the client has
+  nothing to say. The end is abortive (a fatal alert, as below), since the upstream has not
+  ended its stream and whatever the client got may be incomplete; a close_notify would pass a
+  cut-short answer for a whole one.
 - An upstream that refuses, times out, resets or stops reading for UPSTREAM_WRITE_TIMEOUT
   seconds ends the connection abortively (handler.AbortConnection: a fatal alert, so the client
   never takes a cut-short response for a whole one), logged with the upstream's address. A
@@ -38,7 +45,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal, NoReturn
 
 import attrs
@@ -46,8 +53,12 @@ import trio
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from trio_tls.engine.config import ServerConfig
 from trio_tls.engine.crypto.suites import suite_by_name
 from trio_tls.engine.events import ConnectionInfo
+from trio_tls.engine.wire.codec import Reader, Writer
+from trio_tls.engine.wire.errors import TLSError
+from trio_tls.engine.wire.messages import ServerName
 from trio_tls.server.addresses import connection_addresses, format_address
 from trio_tls.server.deadlines import DeadlineStream
 from trio_tls.server.handler import AbortConnection, Handler, option_values
@@ -66,7 +77,7 @@ CHUNK = 256 * 1024
 LINGER = 2.0
 UPSTREAM_WRITE_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
-OPTIONS = ("upstream", "route", "proxy-protocol", "connect-timeout")
+OPTIONS = ("upstream", "sni-route", "alpn-route", "proxy-protocol", "connect-timeout")
 
 
 @attrs.frozen
@@ -88,17 +99,16 @@ class Upstream:
 
 def make_handler(options: Mapping[str, str]) -> Handler:
     unknown = sorted(set(options) - set(OPTIONS))
+    if "route" in unknown:
+        raise ValueError(
+            "proxy: route= is now sni-route=HOST_NAME=HOST:PORT or alpn-route=PROTOCOL=HOST:PORT"
+        )
     if unknown:
         raise ValueError(f"proxy: unknown option {unknown[0]!r}; proxy takes {', '.join(OPTIONS)}")
     default = Upstream.parse(options["upstream"], "upstream") if "upstream" in options else None
-    routes: dict[str, Upstream] = {}
-    for route in option_values(options, "route"):
-        name, sep, target = route.partition("=")
-        if not (sep and name):
-            raise ValueError(f"proxy: route={route!r} is not NAME=HOST:PORT")
-        routes[name.lower()] = Upstream.parse(target, f"route={name}")
-    if default is None and not routes:
-        raise ValueError("proxy: give upstream=HOST:PORT (or route=NAME=HOST:PORT)")
+    routes = Routes(_routes(options, "sni-route", _host_name), _routes(options, "alpn-route", str))
+    if default is None and not (routes.sni or routes.alpn):
+        raise ValueError("proxy: give upstream=HOST:PORT (or sni-route= or alpn-route=)")
     version = options.get("proxy-protocol")
     if version not in (None, "v1", "v2"):
         raise ValueError(f"proxy: proxy-protocol={version!r}; choose v1 or v2")
@@ -117,11 +127,55 @@ def make_handler(options: Mapping[str, str]) -> Handler:
     )
 
 
+@attrs.frozen
+class Routes:
+    """Upstreams by SNI host name (lower case, as the engine reports it) and by ALPN protocol
+    (exact: RFC 7301 protocol names are byte strings, case and all)."""
+
+    sni: Mapping[str, Upstream]
+    alpn: Mapping[str, Upstream]
+
+
+def _routes(
+    options: Mapping[str, str], option: str, normalize: Callable[[str], str]
+) -> dict[str, Upstream]:
+    """`option=NAME=HOST:PORT` values by NAME; a NAME given twice is refused, since the second
+    route could never match (the first takes every connection it would)."""
+    routes: dict[str, Upstream] = {}
+    for route in option_values(options, option):
+        text, sep, target = route.partition("=")
+        if not (sep and text):
+            raise ValueError(f"proxy: {option}={route!r} is not NAME=HOST:PORT")
+        name = normalize(text)
+        if name in routes:
+            raise ValueError(
+                f"proxy: {option}={route!r} could never match: an earlier {option} for "
+                f"{name!r} takes those connections; give each name once"
+            )
+        routes[name] = Upstream.parse(target, f"{option}={text}")
+    return routes
+
+
+def _host_name(text: str) -> str:
+    """The name as the engine reports an SNI: only what ServerName accepts can ever arrive."""
+    writer = Writer()
+    with writer.prefixed(2):
+        writer.u8(0)  # host_name
+        writer.opaque16(text.encode("utf-8", "replace"))
+    try:
+        return ServerName.decode(Reader(writer.getvalue())).host_name
+    except (TLSError, ValueError):
+        raise ValueError(
+            f"proxy: sni-route={text!r} could never match: clients send only DNS host names "
+            "as SNI (letters, digits, hyphens and dots, no trailing dot; RFC 6066 §3)"
+        ) from None
+
+
 class Proxy:
     def __init__(
         self,
         default: Upstream | None,
-        routes: Mapping[str, Upstream],
+        routes: Routes,
         proxy_protocol: Literal[1, 2] | None,
         connect_timeout: float,
     ) -> None:
@@ -130,11 +184,31 @@ class Proxy:
         self.proxy_protocol = proxy_protocol
         self.connect_timeout = connect_timeout
 
+    def check_config(self, config: ServerConfig) -> None:
+        """At start (plugins.check_handler): refuse a route no connection could take."""
+        offered = [protocol.decode("ascii", "replace") for protocol in config.alpn_protocols]
+        for protocol, target in self.routes.alpn.items():
+            if protocol not in offered:
+                raise ValueError(
+                    f"proxy: alpn-route={protocol}={target} could never match: the server "
+                    f"offers {', '.join(offered) or 'no protocols'} in ALPN; add {protocol} "
+                    "to --alpn, or drop the route"
+                )
+        if config.strict_sni:
+            for name, target in self.routes.sni.items():
+                if not config.knows_host(name):
+                    raise ValueError(
+                        f"proxy: sni-route={name}={target} could never match: no certificate "
+                        f"is for {name}, and --strict-sni refuses the name in the handshake; "
+                        "add a certificate for it, or drop the route"
+                    )
+
     def choose(self, info: ConnectionInfo) -> Upstream | None:
         """SNI first (the client named the host it wants), then ALPN, then the default."""
-        for name in (info.sni, info.alpn):
-            if name is not None and name.lower() in self.routes:
-                return self.routes[name.lower()]
+        if info.sni is not None and info.sni in self.routes.sni:
+            return self.routes.sni[info.sni]
+        if info.alpn is not None and info.alpn in self.routes.alpn:
+            return self.routes.alpn[info.alpn]
         return self.default
 
     async def __call__(self, stream: TLSStream) -> None:
@@ -145,8 +219,10 @@ class Proxy:
             )
         transport = await self._connect(upstream)
         async with transport:
-            relay = _Relay(stream, transport, upstream)
+            relay = _Relay(stream, transport, upstream, _take_idle_timeout(stream))
             await relay.run(self._header(stream.info))
+        if relay.idle is not None:
+            raise AbortConnection(relay.idle)
         if relay.failure is not None:
             raise _failed(upstream, relay.failure)
 
@@ -191,11 +267,25 @@ def _reason(exc: OSError) -> str:
 
 
 def _common_name(chain: tuple[x509.Certificate, ...] | None) -> str | None:
-    """The subject CN of a verified client certificate ("" when it has none)."""
+    """The subject CN of a verified client certificate ("" when it has none, or has one that
+    cryptography cannot decode: the certificate was verified all the same)."""
     if chain is None:
         return None
-    names = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:
+        names = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:  # a T61String of Latin-1 bytes, say (clientauth.subject_text)
+        return ""
     return str(names[0].value) if names else ""
+
+
+def _take_idle_timeout(stream: TLSStream) -> float:
+    """serve()'s idle timeout on the client's receives, lifted: the relay keeps its own, over
+    both directions."""
+    transport = stream.transport_stream
+    if not isinstance(transport, DeadlineStream):
+        return math.inf
+    timeout, transport.idle_timeout = transport.idle_timeout, math.inf
+    return timeout
 
 
 def _failed(upstream: Upstream, reason: str) -> AbortConnection:
@@ -211,12 +301,18 @@ class _Relay:
     client's own stream errors propagate to serve(), which logs them as how the connection
     ended."""
 
-    def __init__(self, client: TLSStream, upstream: DeadlineStream, where: Upstream) -> None:
+    def __init__(
+        self, client: TLSStream, upstream: DeadlineStream, where: Upstream, idle_timeout: float
+    ) -> None:
         self.client = client
         self.upstream = upstream
         self.where = where
+        self.idle_timeout = idle_timeout
+        # Its deadline moves on with each chunk relayed either way; when it passes, the relay ends.
+        self._quiet = trio.CancelScope(deadline=trio.current_time() + idle_timeout)
         self.client_closed = trio.Event()
         self.failure: str | None = None
+        self.idle: str | None = None  # why the relay ended for want of traffic either way
         self.dropped = 0  # upstream bytes that arrived after the client's close_notify
         self._relay_scope = trio.CancelScope()
 
@@ -226,7 +322,9 @@ class _Relay:
             if header:
                 await self._send_upstream(header)
             nursery.start_soon(self._to_client)
+            nursery.start_soon(self._watch_traffic)
             while data := await self.client.receive_some(CHUNK):
+                self._traffic()
                 await self._send_upstream(data)
             self.client_closed.set()
             try:
@@ -252,6 +350,7 @@ class _Relay:
             if not data:  # the upstream's EOF: all relayed; serve() then sends close_notify
                 self._relay_scope.cancel()
                 return
+            self._traffic()
             if self.client_closed.is_set():
                 self.dropped += len(data)
                 continue
@@ -265,6 +364,16 @@ class _Relay:
                 if not self.client_closed.is_set():
                     raise
                 self.dropped += len(data)
+
+    def _traffic(self) -> None:
+        self._quiet.deadline = trio.current_time() + self.idle_timeout
+
+    async def _watch_traffic(self) -> None:
+        """End the relay once nothing has moved either way for the idle timeout."""
+        with self._quiet:
+            await trio.sleep_forever()
+        self.idle = f"idle timeout (no data either way for {self.idle_timeout:g} s)"
+        self._relay_scope.cancel()
 
     async def _broke(self, exc: BaseException) -> NoReturn:
         """Record why the upstream failed and end the relay (this task's sleep is cancelled)."""

@@ -16,18 +16,32 @@ import attrs
 import pytest
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from trio_tls.engine.clientauth import subject_text
 from trio_tls.engine.config import ServerConfig
 from trio_tls.engine.connection import ServerConnection
 from trio_tls.engine.crypto.asymmetric import CLIENT_SCHEMES
-from trio_tls.engine.events import NEED_DATA, MessageObserved, Observation
+from trio_tls.engine.events import NEED_DATA, Decision, MessageObserved, Observation
 from trio_tls.engine.sessions import SessionCache, SessionState, TicketKey, TicketKeys
 from trio_tls.engine.wire.enums import AlertDescription, ExtensionType, HandshakeType
-from trio_tls.engine.wire.errors import RemoteProtocolError, UnsupportedCertificate
+from trio_tls.engine.wire.errors import RemoteProtocolError, TLSError, UnsupportedCertificate
 from trio_tls.engine.wire.messages import CertificateRequest
 
-from .client_certs import ALICE, BOB_RSA, CLIENT_CA, STRANGER, ClientCert, client_auth
+from .client_certs import (
+    ALICE,
+    BOB_RSA,
+    CLIENT_CA,
+    EXPIRED,
+    STRANGER,
+    T61_V3,
+    ClientCert,
+    client_auth,
+    issue,
+)
 from .openssl_peer import OpenSSLClient, client_context
 from .scripted_client import ScriptedClient
 
@@ -237,3 +251,62 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_an_expired_certificate_off_the_path_is_no_reason_to_refuse() -> None:
+    """Validity is checked on the verified path only: a stray expired certificate after a
+    good chain (a client's bundle with an old intermediate, say) changes nothing."""
+    chain = client_auth().verify(ALICE.chain + EXPIRED.chain, time.time())
+    assert chain[0] == ALICE.certificate
+
+
+def test_a_t61string_subject_is_shown_as_hex(
+    ca: trustme.CA, rsa_config: ServerConfig, tmp_path: Path
+) -> None:
+    """The certificate `openssl req` + `openssl x509 -req` make for CN=café by default verifies,
+    but cryptography cannot decode its subject: everything shows its DER instead."""
+    config = attrs.evolve(rsa_config, client_auth=client_auth("required"))
+    seen: list[Observation] = []
+    info = connect(config, context(ca, tmp_path, T61_V3), seen).server.info
+    assert info is not None
+    assert info.client_subject == "der:300f310d300b06035504031404636166e9"
+    repr(info)  # does not raise, as the certificate's own repr does
+    assert any(
+        isinstance(o, Decision) and o.reason.startswith("der:300f") and "trusted CA" in o.reason
+        for o in seen
+    )
+
+
+def test_a_subject_is_escaped_for_display() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = "x\n2026-12-07 10:00:00,000 INFO forged\x1b[2J\x9b\u202e"
+    leaf = issue(CLIENT_CA, name, key).certificate
+    shown = subject_text(leaf)
+    assert shown.isprintable()
+    assert shown == "CN=x\\x0a2026-12-07 10:00:00\\,000 INFO forged\\x1b[2J\\x9b\\u202e"
+
+
+# The byte positions of a certificate worth flipping: all of them.
+FLIPS = st.tuples(st.integers(0, len(ALICE.chain[0]) - 1), st.integers(1, 255))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(FLIPS, min_size=1, max_size=3, unique_by=lambda flip: flip[0]))
+def test_a_byte_flipped_certificate_is_refused_with_an_alert(
+    flips: list[tuple[int, int]],
+) -> None:
+    """Whatever cryptography makes of a damaged certificate, the verifier's answer is a
+    protocol error with an alert (about 8% once escaped as ValueError and the like). A flip
+    may be accepted only where it leaves what the CA signed untouched (the encoding around the
+    signature, read leniently to the same value): then it is the same certificate."""
+    der = bytearray(ALICE.chain[0])
+    for position, mask in flips:
+        der[position] ^= mask
+    try:
+        client_auth().verify([bytes(der)], time.time())
+    except TLSError as refused:
+        assert refused.alert is not None
+    else:
+        accepted = x509.load_der_x509_certificate(bytes(der))
+        original = x509.load_der_x509_certificate(ALICE.chain[0])
+        assert accepted.tbs_certificate_bytes == original.tbs_certificate_bytes

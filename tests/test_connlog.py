@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import trio
 
-from trio_tls.engine.events import AlertReceived
+from trio_tls.engine.events import AlertReceived, ConnectionInfo
 from trio_tls.engine.wire.enums import AlertDescription, AlertLevel
 from trio_tls.engine.wire.errors import RemoteProtocolError, UnexpectedMessage
-from trio_tls.server.connection_log import describe_failure
+from trio_tls.server.connection_log import connection_line, describe_failure, handshake_line
 from trio_tls.server.deadlines import IdleTimeout, WriteTimeout
 from trio_tls.server.stream import PeerAlert, PeerClosed
 
@@ -94,3 +94,28 @@ def test_the_outermost_known_cause_wins() -> None:
     assert describe_failure(broken_by(outer), handshake_done=True) == (
         "failed: unexpected_message (the transport closed in the middle of a record)"
     )
+
+
+def test_the_line_shows_what_the_peer_chose_escaped() -> None:
+    """SNI, ALPN, the client's subject and an outcome quoting the peer cannot break the line
+    or reach the terminal raw (engine/wire/printable.py)."""
+    hostile = "x\n2026-12-07 10:00:00 INFO forged\x1b[2J"
+    info = ConnectionInfo(
+        version="TLSv1.2",
+        cipher_suite="TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        sni=hostile,
+        alpn=hostile,
+        resumed=False,
+        extended_master_secret=True,
+        group="x25519",
+        signature_scheme="rsa_pss_rsae_sha256",
+        client_subject="CN=x\\x0a",
+    )
+    outcome = describe_failure(broken_by(UnexpectedMessage(hostile)), handshake_done=True)
+    for line in (
+        connection_line("127.0.0.1:1", info, 1, 2, 0.5, outcome),
+        handshake_line("127.0.0.1:1", info, 0.5),
+    ):
+        assert line.isprintable(), line
+        assert "x\\x0a2026-12-07 10:00:00 INFO forged\\x1b[2J" in line
+    assert "client='CN=x\\x0a'" in connection_line("p", info, 1, 2, 0.5, "closed")

@@ -7,6 +7,7 @@
 (c) A whole client flight fed at once, byte by byte, or in random pieces gives the same events
     and the same kinds of output records.
 (d) Every captured ClientHello gets a TLS 1.2 ServerHello for one of our ECDHE suites.
+(e) A client Certificate with flipped bytes, in any chunking, is verified or refused with an alert.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import itertools
 import pathlib
 from collections.abc import Callable, Sequence
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -48,6 +50,7 @@ from trio_tls.engine.wire.messages import (
     SupportedGroups,
 )
 
+from .client_certs import ALICE, BOB_RSA, T61_V3, client_auth
 from .scripted_client import ScriptedClient, split_handshake, split_records
 
 FIXTURES_DIR = pathlib.Path(__file__).parent / "fixtures" / "clienthellos"
@@ -436,3 +439,47 @@ def test_captured_client_hellos_get_tls12(
 
     # And the connection carries on: ClientKeyExchange is what it waits for.
     assert server.next_event() is NEED_DATA
+
+
+# -- (e) client certificates -------------------------------------------------------------------
+
+
+@FUZZ
+@given(
+    who=st.sampled_from(["alice", "bob", "t61"]),
+    flips=st.lists(st.tuples(st.integers(0, 2**16), st.integers(1, 255)), max_size=4),
+    tamper=st.booleans(),
+    pieces=st.lists(st.integers(0, 4096), max_size=8),
+)
+def test_flipped_client_certificates_only_raise_the_protocol_error(
+    rsa_config: ServerConfig,
+    who: str,
+    flips: list[tuple[int, int]],
+    tamper: bool,
+    pieces: list[int],
+) -> None:
+    """The client's Certificate with bytes flipped, then ClientKeyExchange and CertificateVerify,
+    in random pieces: the handshake goes on, or fails with a RemoteProtocolError whose alert is
+    the last record sent. Certificates are parsed lazily, so a flip can surface anywhere in
+    verification (fuzz/fuzz_connection.py's client-auth mode does this at length)."""
+    leaf = {"alice": ALICE, "bob": BOB_RSA, "t61": T61_V3}[who]
+    scheme = 0x0403 if who != "bob" else 0x0804
+    config = attrs.evolve(rsa_config, client_auth=client_auth("required"))
+    server = ServerConnection(config)
+    client = ScriptedClient()
+    hello = feed(server, [client.client_hello()])
+    assert hello.error is None
+    client.read_server_flight(bytes(hello.output))
+    message = bytearray(client.client_certificate(leaf.chain))
+    for position, mask in flips:
+        message[5 + position % (len(message) - 5)] ^= mask  # past the record header
+    flight = bytes(message) + client.client_key_exchange()
+    flight += client.certificate_verify(leaf.key, scheme, tamper=tamper)
+    outcome = feed(server, chunked(flight, pieces))
+    if outcome.error is None:
+        assert not outcome.output  # nothing to say until the client's Finished
+        return
+    assert type(outcome.error) is RemoteProtocolError
+    assert outcome.error.alert is not None
+    records = [(r.content_type, r.fragment) for r in split_records(bytes(outcome.output))]
+    assert records == [alert_record(outcome.error.alert)]

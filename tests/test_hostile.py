@@ -46,8 +46,15 @@ from .client_certs import (
     BOB_RSA,
     ED25519,
     EXPIRED,
+    NEGATIVE_SERIAL,
+    NO_DIGITAL_SIGNATURE,
+    OFF_CURVE,
     SERVER_ONLY,
     STRANGER,
+    T61_EXPIRED,
+    T61_V1,
+    UNKNOWN_KEY_OID,
+    VERSION_87,
     client_auth,
 )
 from .scripted_client import (
@@ -192,6 +199,14 @@ RESUMABLE = SessionState(0xC02F, bytes(48), True, "localhost", time.time())
 KNOWN_SESSION_ID = bytes(range(32))
 TICKET_KEYS = TicketKeys()
 KNOWN_TICKET = TICKET_KEYS.seal(RESUMABLE)
+# One without the extended master secret, as an older server made them: never resumed.
+LEGACY = SessionState(0xC02F, bytes(48), False, "localhost", time.time())
+LEGACY_SESSION_ID = bytes(range(32, 64))
+LEGACY_TICKET = TICKET_KEYS.seal(LEGACY)
+
+
+def without_ems(c: ScriptedClient) -> list[tuple[int, bytes]]:
+    return [e for e in c.default_extensions() if e[0] != ExtensionType.extended_master_secret]
 
 
 @attrs.frozen
@@ -260,6 +275,20 @@ TABLE = [
                 extensions=[*c.default_extensions(),
                             extension(ExtensionType.session_ticket, KNOWN_TICKET)]),
             A.illegal_parameter, config="resume"),
+    # RFC 7627 §5.3: an EMS session offered without EMS MUST be refused; a session without
+    # EMS offered without EMS SHOULD be (offered with EMS, it gets a full handshake).
+    Hostile("ems-session-id-offered-without-ems", lambda c: c.client_hello(
+                session_id=KNOWN_SESSION_ID, extensions=without_ems(c)),
+            A.handshake_failure, config="resume"),
+    Hostile("ems-ticket-offered-without-ems", lambda c: c.client_hello(extensions=[
+                *without_ems(c), extension(ExtensionType.session_ticket, KNOWN_TICKET)]),
+            A.handshake_failure, config="resume"),
+    Hostile("non-ems-session-id-offered-without-ems", lambda c: c.client_hello(
+                session_id=LEGACY_SESSION_ID, extensions=without_ems(c)),
+            A.handshake_failure, config="resume"),
+    Hostile("non-ems-ticket-offered-without-ems", lambda c: c.client_hello(extensions=[
+                *without_ems(c), extension(ExtensionType.session_ticket, LEGACY_TICKET)]),
+            A.handshake_failure, config="resume"),
     Hostile("compression-without-null", lambda c: c.client_hello(compression=b"\x01"),
             A.illegal_parameter),
     Hostile("ec-point-formats-without-uncompressed", hello_replacing_extension(
@@ -314,7 +343,9 @@ TABLE = [
                          ("esc", b"\x1blocalhost"), ("space", b"local host"),
                          ("non-ascii", "bücher.example".encode()), ("trailing-dot", b"a.example."),
                          ("underscore", b"a_b.example"), ("empty-label", b"a..example"),
-                         ("256-bytes", b".".join([b"a" * 63] * 3 + [b"a" * 62, b"a"]))]],
+                         ("256-bytes", b".".join([b"a" * 63] * 3 + [b"a" * 62, b"a"])),
+                         ("ipv4-literal", b"127.0.0.1"), ("ipv6-literal", b"::1"),
+                         ("ipv4-short-literal", b"127.1")]],
     Hostile("sni-two-host-names", hello_replacing_extension(
                 ExtensionType.server_name, b"\x00\x0e" + b"\x00\x00\x04a.bc" + b"\x00\x00\x04d.ef"),
             A.illegal_parameter),
@@ -497,6 +528,28 @@ TABLE = [
             A.bad_certificate, phase="hello", config="client-auth"),
     Hostile("client-certificate-ed25519-key", lambda c: c.client_certificate(ED25519.chain),
             A.unsupported_certificate, phase="hello", config="client-auth"),
+    # Certificates cryptography parses lazily: each failure must be an alert, not a traceback.
+    Hostile("client-certificate-unknown-key-oid", lambda c: c.client_certificate(UNKNOWN_KEY_OID),
+            A.unsupported_certificate, phase="hello", config="client-auth"),
+    Hostile("client-certificate-ec-point-off-the-curve",
+            lambda c: c.client_certificate(OFF_CURVE),
+            A.bad_certificate, phase="hello", config="client-auth"),
+    Hostile("client-certificate-negative-serial",
+            lambda c: c.client_certificate(NEGATIVE_SERIAL),
+            A.bad_certificate, phase="hello", config="client-auth"),
+    Hostile("client-certificate-version-87", lambda c: c.client_certificate(VERSION_87),
+            A.bad_certificate, phase="hello", config="client-auth"),
+    Hostile("client-certificate-expired-with-an-undecodable-subject",
+            lambda c: c.client_certificate(T61_EXPIRED.chain),
+            A.bad_certificate, phase="hello", config="client-auth"),
+    Hostile("client-certificate-v1-with-a-t61string-subject",
+            lambda c: c.client_certificate(T61_V1.chain),
+            A.bad_certificate, phase="hello", config="client-auth"),
+    # RFC 5280 §4.2.1.3: a key limited to other uses cannot sign CertificateVerify; OpenSSL's
+    # X509_V_ERR_INVALID_PURPOSE is unsupported_certificate.
+    Hostile("client-certificate-without-digital-signature",
+            lambda c: c.client_certificate(NO_DIGITAL_SIGNATURE.chain),
+            A.unsupported_certificate, phase="hello", config="client-auth"),
     Hostile("client-certificate-list-overruns", lambda c: record(HS, handshake(
                 HandshakeType.certificate, b"\x00\x00\x09\x00\x00\x10" + bytes(6))),
             A.decode_error, phase="hello", config="client-auth"),
@@ -572,6 +625,7 @@ TABLE = [
 def configs(rsa_config: ServerConfig) -> dict[ConfigName, ServerConfig]:
     cache = SessionCache()
     cache.store(KNOWN_SESSION_ID, RESUMABLE)
+    cache.store(LEGACY_SESSION_ID, LEGACY)
     return {
         "rsa": rsa_config,
         "alpn": attrs.evolve(rsa_config, alpn_protocols=(b"h2",)),

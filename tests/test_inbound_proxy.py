@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trio
 import trustme
 
 from trio_tls.engine.config import ServerConfig
+from trio_tls.server import lifecycle
 from trio_tls.server.addresses import connection_addresses
 from trio_tls.server.proxy_protocol import V2_SIGNATURE, encode_v1, encode_v2
 from trio_tls.server.stream import TLSStream
@@ -122,3 +126,48 @@ async def test_the_handshake_timeout_covers_the_header(
         assert await read_to_eof(tcp) == b""
     await tcp.aclose()
     await logged(caplog, "handshake timeout")
+
+
+class Dribble:
+    """The bytes given, one per receive_some, then EOF: a header sent byte by byte."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.at = 0
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        self.at += 1
+        return self.data[self.at - 1 : self.at]
+
+
+# The largest v2 header: a 16-byte fixed part and 65,535 bytes of addresses and TLVs.
+LARGEST_V2 = encode_v2(CLIENT, ADDRESSED, [(0xE0, bytes(0xFFFF - 12 - 3))])
+
+
+@pytest.mark.parametrize("header", [LARGEST_V2, encode_v1(CLIENT, ADDRESSED)], ids=["v2", "v1"])
+async def test_a_header_sent_byte_by_byte_is_parsed_once(
+    monkeypatch: pytest.MonkeyPatch, header: bytes
+) -> None:
+    # Linear: the header's first bytes give its size, then it is parsed once when whole,
+    # not again on each of its 65,551 reads.
+    calls: Counter[str] = Counter()
+
+    def counted(name: str) -> Callable[..., object]:
+        original = getattr(lifecycle, name)
+
+        def call(*args: object) -> object:
+            calls[name] += 1
+            return original(*args)
+
+        return call
+
+    for name in ("parse_header", "header_size"):
+        monkeypatch.setattr(lifecycle, name, counted(name), raising=False)
+    stream: Any = Dribble(header + b"\x16\x03\x01")
+    with trio.fail_after(20):
+        first, parsed = await lifecycle._read_first(stream, (1, 2))
+    assert parsed is not None and parsed.source == CLIENT
+    assert first == b"\x16"
+    assert calls["parse_header"] == 1
+    assert calls["header_size"] <= 107  # each looks at most at a v1 line's 107 bytes

@@ -29,7 +29,16 @@ from trio_tls.engine.events import (
     RecordObserved,
 )
 from trio_tls.engine.wire.codec import Reader
-from trio_tls.engine.wire.messages import ClientHello, ClientKeyExchange, Finished, ServerHello
+from trio_tls.engine.wire.messages import (
+    ChangeCipherSpec,
+    ClientHello,
+    ClientKeyExchange,
+    ExtendedMasterSecret,
+    Finished,
+    ServerHello,
+    UnknownExtension,
+    encode_handshake,
+)
 from trio_tls.ops import plugins
 from trio_tls.ops.plugins import PluginError
 from trio_tls.server.handler import HandlerTraits
@@ -233,6 +242,61 @@ async def test_head_other_paths_and_methods() -> None:
         assert response.status_code == 405
 
 
+def crowded_record() -> list[tuple[float, Observation]]:
+    """A hostile hello's record: 30,000 suites and 16,001 extensions, far past the page's cap."""
+    hello = ClientHello(
+        0x0303,
+        bytes(32),
+        b"",
+        tuple(range(0x1000, 0x1000 + 30000)),
+        b"\x00",
+        (ExtendedMasterSecret(), *(UnknownExtension(0x4000 + i, b"") for i in range(16000))),
+    )
+    message = encode_handshake(hello)
+    return [(0.0001, MessageObserved("received", ClientHello.decode(Reader(message[4:])), message))]
+
+
+async def test_the_page_caps_the_rows_it_shows_and_says_so() -> None:
+    async with running(crowded_record()) as stream:
+        _, body = await fetch(stream, "/")
+        _, json_body = await fetch(stream, "/json")
+    page = body.decode()
+    assert page.count("<tr>") == 2 * (inspect.MAX_ENTRIES + 1)  # two tables, with headings
+    assert "<h3>Cipher suites: 30,000, in your order</h3>" in page
+    assert "<h3>Extensions: 16,001, in your order</h3>" in page
+    assert page.count(f"Only the first {inspect.MAX_ENTRIES} are shown here.") == 2
+    assert "The first 4,096 of the 124,049 bytes, in hex" in page
+    assert len(body) < 100_000
+    hello = json.loads(json_body)["client_hello"]
+    omitted = hello["omitted"]
+    assert (omitted["cipher_suites"], omitted["extensions"]) == (30000 - 128, 16001 - 128)
+    assert len(hello["fingerprints"]["ja3"]) == 16 * 128  # its numbers cut, counted in omitted
+    assert sorted(omitted) == ["cipher_suites", "extensions", "ja3", "ja4_r"]
+    assert len(hello["cipher_suites"]) == len(hello["extensions"]) == inspect.MAX_ENTRIES
+
+
+async def test_the_report_is_built_and_rendered_once_per_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+
+    def counted(name: str) -> Any:
+        original = getattr(inspect, name)
+
+        def call(*args: Any) -> Any:
+            calls.append(name)
+            return original(*args)
+
+        return call
+
+    monkeypatch.setattr(inspect, "build_report", counted("build_report"))
+    monkeypatch.setattr(inspect, "render", counted("render"))
+    async with running(handshake_record()) as stream:
+        pages = [(await fetch(stream, target))[1] for target in ("/", "/json", "/", "/json")]
+    assert pages[0] == pages[2] and pages[1] == pages[3]
+    assert calls == ["build_report", "render"]
+
+
 def test_handler_declares_what_it_needs() -> None:
     handler = plugins.load_handler("inspect")
     assert HandlerTraits.of(handler) == HandlerTraits((b"http/1.1",), records_handshake=True)
@@ -294,3 +358,13 @@ def test_python_ssl_full_then_resumed(tmp_path: pathlib.Path) -> None:
     assert "Certificate" not in resumed and "ClientKeyExchange" not in resumed
     topics = {decision["topic"] for decision in second["decisions"]}
     assert "resumption" in topics
+
+
+async def test_a_one_byte_message_is_one_byte() -> None:
+    """ChangeCipherSpec is a single byte: the ladder says "1 byte", not "1 bytes"."""
+    change = (0.0055, MessageObserved("received", ChangeCipherSpec(), b"\x01"))
+    async with running([*handshake_record(), change]) as stream:
+        _, body = await fetch(stream, "/")
+    page = body.decode()
+    assert "<b>ChangeCipherSpec</b> <small>1 byte</small>" in page
+    assert "1 bytes" not in page

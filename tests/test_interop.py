@@ -174,7 +174,7 @@ def test_curl_reports_alpn_accepted(server: Server) -> None:
         timeout=30,
         check=False,
     )
-    assert result.stdout == b"Hello from Python TLS!"
+    assert result.stdout == b"Hello from Python TLS!\n"
     assert b"ALPN: server accepted http/1.1" in result.stderr, result.stderr
 
 
@@ -202,6 +202,15 @@ def test_sni_is_acknowledged_only_for_a_name_we_have(
     output = s_client(server.port, "-servername", name, "-tlsextdebug")
     assert "New, TLSv1.2" in output, output
     assert ('TLS server extension "server name"' in output) is acknowledged, output
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3"])
+def test_an_ip_address_as_sni_is_refused(server: Server, address: str) -> None:
+    # RFC 6066 §3: "Literal IPv4 and IPv6 addresses are not permitted in HostName". Browsers
+    # and Python's ssl send no SNI for an address; s_client sends whatever it is told.
+    output = s_client(server.port, "-servername", address)
+    assert "alert illegal parameter" in output, output
+    server.wait_for_stderr(f"{address!r} is an IP address", 5)
 
 
 @pytest.mark.skipif(CURL is None, reason="curl is not installed")

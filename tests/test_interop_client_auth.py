@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from .cli_server import Server, running_server
-from .client_certs import ALICE, BOB_RSA, CLIENT_CA, EXPIRED, STRANGER
+from .client_certs import ALICE, BOB_RSA, CLIENT_CA, EXPIRED, NOW, STRANGER, ClientCert
 from .test_interop import CURL, OPENSSL, leaf_args
 
 pytestmark = pytest.mark.interop
@@ -130,3 +135,88 @@ def test_curl_with_a_client_certificate(required: Server, files: Path) -> None:
     )
     assert refused.returncode != 0
     assert "alert handshake failure" in refused.stderr, refused.stderr
+
+
+def openssl_t61_client(files: Path, name: str, *, version3: bool) -> list[str]:
+    """A client certificate for CN=café made as stock OpenSSL makes it: `openssl req` with its
+    default string mask writes the name as a T61String of Latin-1 bytes (cryptography cannot
+    decode it), and `openssl x509 -req` signs it with the client CA, as version 3 with -extfile
+    or as version 1 without."""
+    assert OPENSSL is not None
+    CLIENT_CA.private_key_pem.write_to_path(files / "client-ca.key")
+    config = files / f"{name}.cnf"
+    config.write_bytes(
+        b"[req]\ndistinguished_name=dn\nprompt=no\nstring_mask=default\nutf8=no\n[dn]\nCN=caf\xe9\n"
+    )
+    extensions = files / f"{name}.ext"
+    extensions.write_text("keyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n")
+    csr, key, crt = (str(files / f"{name}.{kind}") for kind in ("csr", "key", "crt"))
+    ca = ["-CA", str(files / "client-ca.pem"), "-CAkey", str(files / "client-ca.key")]
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    extfile = ["-extfile", str(extensions)] if version3 else []
+    for argv in (
+        ["req", "-new", *new_key, "-keyout", key, "-out", csr, "-config", str(config)],
+        ["x509", "-req", "-in", csr, *ca, "-days", "2", "-out", crt, *extfile],
+    ):
+        subprocess.run([OPENSSL, *argv], capture_output=True, timeout=30, check=True)
+    return ["-cert", crt, "-key", key]
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+@pytest.mark.parametrize("handler", ["hello", "echo"])
+def test_a_subject_cryptography_cannot_decode_stops_nothing(
+    files: Path, rsa_leaf: trustme.LeafCert, handler: str
+) -> None:
+    """The version 3 certificate verifies and is served, its subject shown as hex DER; the
+    version 1 one is refused with bad_certificate. The server serves on either way."""
+    accepted = openssl_t61_client(files, "cafe3", version3=True)
+    refused = openssl_t61_client(files, "cafe1", version3=False)
+    args = [*leaf_args(rsa_leaf, files, "server"), "--client-ca", str(files / "client-ca.pem")]
+    # A short idle timeout ends s_client's echo connection, which waits for the server.
+    with running_server(files, *args, "--handler", handler, "--idle-timeout", "1") as server:
+        output = s_client(server.port, *accepted, request=b"GET / HTTP/1.0\r\n\r\n")
+        if handler == "hello":
+            assert "Client certificate: der:300f310d300b06035504031404636166e9" in output, output
+        else:
+            assert "GET / HTTP/1.0" in output.split("---")[-1], output
+        server.wait_for_stderr("client='der:300f310d300b06035504031404636166e9'", 5)
+        assert "alert bad certificate" in s_client(server.port, *refused)
+        server.wait_for_stderr("failed: bad_certificate", 5)
+        again = s_client(server.port, *identity(files, "alice"))
+        assert ("Client certificate: CN=alice" if handler == "hello" else "GET /") in again
+        assert server.proc.poll() is None
+        assert "Traceback" not in server.stderr, server.stderr
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+def test_a_forged_subject_forges_no_log_line_and_drives_no_terminal(
+    files: Path, rsa_leaf: trustme.LeafCert
+) -> None:
+    """An expired self-signed certificate, which anyone can make, with a subject that holds a
+    log line of its own and terminal escapes: stderr (log, debug lines, trace) shows it
+    escaped, on the connection's own lines."""
+    forged = "x\n2026-12-07 10:00:00 INFO 1.2.3.4:5 forged\x1b]0;pwn\x07\x1b[2J\x9b1m"
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, forged)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=30))
+        .not_valid_after(NOW - datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    ClientCert(certificate, key).write(files, "forger")
+    args = [*leaf_args(rsa_leaf, files, "server"), "--client-ca", str(files / "client-ca.pem")]
+    with running_server(files, *args, "--log-level", "debug", "--trace") as server:
+        assert "alert" in s_client(server.port, *identity(files, "forger"))
+        server.wait_for_stderr(": failed: ", 5)
+        assert "Client certificate: CN=alice" in s_client(server.port, *identity(files, "alice"))
+        server.wait_for_stderr("client='CN=alice'", 5)
+    raw = server.stderr_path.read_bytes()
+    assert b"\x1b" not in raw and b"\x07" not in raw and "\x9b".encode() not in raw
+    for line in raw.decode().splitlines():
+        assert "forged" not in line or not line.startswith("2026-12-07 10:00:00"), line
+    assert "\\x0a2026-12-07 10:00:00 INFO" in raw.decode()  # there, escaped

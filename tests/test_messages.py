@@ -8,6 +8,8 @@ that is symmetric in encode and decode (two fields swapped in both) still fails.
 from __future__ import annotations
 
 import pathlib
+import sys
+import tracemalloc
 from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
@@ -34,6 +36,7 @@ from trio_tls.engine.wire.messages import (
     ECPointFormats,
     ExtendedMasterSecret,
     Extension,
+    Extensions,
     Finished,
     HandshakeMessage,
     NewSessionTicket,
@@ -47,9 +50,7 @@ from trio_tls.engine.wire.messages import (
     SupportedGroups,
     SupportedVersions,
     UnknownExtension,
-    decode_extensions,
     encode_body,
-    encode_extensions,
     encode_handshake,
 )
 
@@ -157,11 +158,11 @@ def test_extension_encodes_to_its_rfc_bytes(extension: AnyExtension, data: bytes
 @pytest.mark.parametrize(("extension", "data"), EXTENSION_CASES, ids=EXTENSION_IDS)
 def test_extension_round_trips_in_an_extensions_block(extension: AnyExtension, data: bytes) -> None:
     block = vec16(ext(extension.extension_type, data))
-    decoded = decode_whole(decode_extensions, block)
+    decoded = decode_whole(Extensions.decode, block)
     assert decoded == (extension,)
-    assert type(decoded[0]) is type(extension)
+    assert type(next(iter(decoded))) is type(extension)
     writer = Writer()
-    encode_extensions(writer, decoded)
+    decoded.encode(writer)
     assert writer.getvalue() == block
 
 
@@ -186,9 +187,9 @@ def test_server_name_is_lowercased_and_other_name_types_are_skipped() -> None:
 
 
 def test_no_extensions_block_means_no_extensions() -> None:
-    assert decode_whole(decode_extensions, b"") == ()
+    assert decode_whole(Extensions.decode, b"") == ()
     writer = Writer()
-    encode_extensions(writer, ())
+    Extensions.of(()).encode(writer)
     assert writer.getvalue() == b""
 
 
@@ -489,6 +490,62 @@ def test_empty_compression_methods_is_a_decode_error() -> None:
         DecodeError,
         AlertDescription.decode_error,
         lambda: decode_hello(hello_body(compression=b"\x00")),
+    )
+
+
+# The most extensions a block holds: 16,383 entries of 4 bytes, one of them ours.
+CROWDED = ext(23, b"") + b"".join(ext(0x4000 + i, b"") for i in range(0xFFFF // 4 - 1))
+
+
+def python_calls_while(action: Callable[[], object]) -> int:
+    """How many Python functions run during `action` (C calls are not counted)."""
+    calls = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        calls += event == "call"
+
+    sys.setprofile(count)
+    try:
+        action()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_unknown_extensions_cost_no_python_call_each() -> None:
+    # A hostile hello carries 16,382 unknown extensions: the decoder only delimits them,
+    # without a Python call (an object, a sub-reader) per entry.
+    body = hello_body(extensions=vec16(CROWDED))
+    calls = python_calls_while(partial(decode_hello, body))
+    assert calls < 100
+    hello = decode_hello(body)
+    assert hello.extension(ExtendedMasterSecret) == ExtendedMasterSecret()
+    assert len(hello.extensions) == 16383
+    assert encode_handshake(hello)[4:] == body  # the block kept byte for byte
+    unknown = list(hello.extensions)[1:]  # made on demand, in the client's order
+    assert unknown[0] == UnknownExtension(0x4000, b"")
+    assert [e.extension_type for e in unknown] == list(range(0x4000, 0x4000 + 16382))
+
+
+def test_a_decoded_hello_keeps_its_bytes_not_an_object_per_extension() -> None:
+    body = hello_body(extensions=vec16(CROWDED))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        hello = decode_hello(body)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert hello.extensions
+    assert kept < 2 * len(body)
+
+
+def test_a_duplicate_among_many_unknown_extensions_is_a_decode_error() -> None:
+    raises_exactly(
+        DecodeError,
+        AlertDescription.decode_error,
+        lambda: decode_hello(hello_body(extensions=vec16(CROWDED[:-8] + ext(0x4000, b"")))),
     )
 
 

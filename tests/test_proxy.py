@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import pathlib
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,17 +17,23 @@ import trustme
 from trio_tls_handlers.proxy import make_handler
 
 from trio_tls.engine.config import ServerConfig
+from trio_tls.ops import plugins
 from trio_tls.ops.plugins import PluginError, load_handler
 from trio_tls.server.handler import HandlerOptions
 from trio_tls.server.proxy_protocol import (
+    PP2_CLIENT_CERT_CONN,
+    PP2_CLIENT_SSL,
     PP2_SUBTYPE_SSL_CIPHER,
+    PP2_SUBTYPE_SSL_CN,
     PP2_SUBTYPE_SSL_VERSION,
     PP2_TYPE_ALPN,
     PP2_TYPE_AUTHORITY,
     PP2_TYPE_SSL,
+    VERIFIED,
     parse_header,
 )
 
+from .client_certs import T61_V3, client_auth
 from .openssl_peer import client_context
 from .test_server import start
 
@@ -240,7 +247,7 @@ async def test_routes_by_sni_then_alpn_then_default(
 
         return answer
 
-    config = attrs.evolve(rsa_config, alpn_protocols=[b"x-b", b"x-other"])
+    config = attrs.evolve(rsa_config, alpn_protocols=[b"x-b", b"x-other", b"localhost"])
     async with (
         upstream(named(b"a")) as a,
         upstream(named(b"b")) as b,
@@ -250,14 +257,16 @@ async def test_routes_by_sni_then_alpn_then_default(
             server_nursery,
             config,
             f"upstream=127.0.0.1:{default}",
-            f"route=A.example=127.0.0.1:{a}",
-            f"route=x-b=127.0.0.1:{b}",
+            f"sni-route=A.example=127.0.0.1:{a}",
+            f"alpn-route=x-b=127.0.0.1:{b}",
+            f"alpn-route=localhost=127.0.0.1:{a}",  # a protocol, not a host name
         )
         for sni, alpn, expected in [
             ("a.example", None, b"a"),
             ("a.example", ["x-b"], b"a"),  # SNI first
             ("localhost", ["x-b"], b"b"),
             ("localhost", ["x-other"], b"default"),
+            ("localhost", ["localhost"], b"a"),
             ("localhost", None, b"default"),
         ]:
             client = await connect(ca, port, sni, alpn)
@@ -274,7 +283,7 @@ async def test_a_name_with_no_route_and_no_default_is_refused_and_logged(
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_tls")
     async with upstream(echo_upstream) as a:
-        port = await proxy_to(server_nursery, rsa_config, f"route=a.example=127.0.0.1:{a}")
+        port = await proxy_to(server_nursery, rsa_config, f"sni-route=a.example=127.0.0.1:{a}")
         client = await connect(ca, port, "b.example")
         with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as raised:
             await client.receive_some(10)
@@ -369,7 +378,11 @@ async def test_proxy_protocol_to_the_upstream(
         ({"upstream": "h:1", "proxy-protocol": "v3"}, "choose v1 or v2"),
         ({"upstream": "h:1", "connect-timeout": "0"}, "not a positive number"),
         ({"upstream": "h:1", "connect-timeout": "soon"}, "'soon' is not a positive number"),
-        ({"upstream": "h:1", "route": "h:2"}, "is not NAME=HOST:PORT"),
+        ({"upstream": "h:1", "sni-route": "h:2"}, "is not NAME=HOST:PORT"),
+        ({"upstream": "h:1", "route": "a=h:2"}, "route= is now sni-route=HOST_NAME=HOST:PORT or"),
+        ({"sni-route": "a_b.example=h:2"}, "could never match: clients send only DNS host names"),
+        ({"sni-route": "a.example.=h:2"}, "no trailing dot"),
+        ({"sni-route": "=h:2"}, "is not NAME=HOST:PORT"),
         ({"upstream": "h:1", "upstreams": "h:2"}, "unknown option 'upstreams'"),
     ],
 )
@@ -378,6 +391,123 @@ def test_bad_options_are_one_line(options: dict[str, str], message: str) -> None
         load_handler("proxy", options)
 
 
+@pytest.mark.parametrize(
+    ("option", "first", "second"),
+    [("sni-route", "a.example", "A.Example"), ("alpn-route", "h2", "h2")],
+)
+def test_a_route_shadowed_by_an_earlier_one_is_refused(
+    option: str, first: str, second: str
+) -> None:
+    options = HandlerOptions([(option, f"{first}=h:1"), (option, f"{second}=h:2")])
+    with pytest.raises(PluginError, match=f"{option}='{second}=h:2' could never match: an earlier"):
+        load_handler("proxy", options)
+
+
+def test_alpn_routes_are_case_sensitive_as_protocol_names_are() -> None:
+    # RFC 7301 §3.1: protocol names are opaque bytes, so h2 and H2 are two protocols.
+    proxy = load_handler(
+        "proxy", HandlerOptions([("alpn-route", "h2=h:1"), ("alpn-route", "H2=h:2")])
+    )
+    assert sorted(proxy.routes.alpn) == ["H2", "h2"]  # type: ignore[attr-defined]
+
+
+def check(config: ServerConfig, *routes: tuple[str, str]) -> None:
+    plugins.check_handler(load_handler("proxy", HandlerOptions(routes)), config)
+
+
+def test_an_alpn_route_for_a_protocol_not_offered_is_refused(rsa_config: ServerConfig) -> None:
+    with pytest.raises(PluginError, match="offers no protocols in ALPN; add h2 to --alpn"):
+        check(rsa_config, ("alpn-route", "h2=127.0.0.1:1"))
+    offered = attrs.evolve(rsa_config, alpn_protocols=[b"http/1.1"])
+    with pytest.raises(PluginError, match=r"^proxy: alpn-route=h2=127.0.0.1:1 could never match"):
+        check(offered, ("alpn-route", "http/1.1=127.0.0.1:2"), ("alpn-route", "h2=127.0.0.1:1"))
+    check(attrs.evolve(rsa_config, alpn_protocols=[b"http/1.1", b"h2"]), ("alpn-route", "h2=h:1"))
+
+
+def test_an_sni_route_no_certificate_covers_is_refused_under_strict_sni(
+    rsa_config: ServerConfig,
+) -> None:
+    route = ("sni-route", "other.example=127.0.0.1:1")
+    check(rsa_config, route)  # without --strict-sni, any name reaches the handler
+    strict = attrs.evolve(rsa_config, strict_sni=True)
+    with pytest.raises(PluginError, match=r"is for other\.example, and --strict-sni"):
+        check(strict, route)
+    check(strict, ("sni-route", "LocalHost=127.0.0.1:1"))  # the certificate's name
+
+
 def test_an_ipv6_upstream() -> None:
     proxy = make_handler({"upstream": "[::1]:8080"})
     assert str(proxy.default) == "[::1]:8080"  # type: ignore[attr-defined]
+
+
+async def test_a_flowing_download_outlives_the_idle_timeout_and_a_stall_ends_abortively(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The client says nothing while the upstream sends a chunk every 0.1 s, for three idle
+    timeouts: traffic either way keeps the tunnel open (HAProxy's `timeout tunnel`). Then the
+    upstream stalls without closing: the end is a fatal alert, never a close_notify that would
+    make the cut-short download look whole."""
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    chunks = 15
+
+    async def trickle_then_stall(stream: trio.SocketStream) -> None:
+        for _ in range(chunks):
+            await stream.send_all(b"x" * 1000)
+            await trio.sleep(0.1)
+        await trio.sleep_forever()
+
+    async with upstream(trickle_then_stall) as upstream_port:
+        port = await proxy_to(
+            server_nursery, rsa_config, f"upstream=127.0.0.1:{upstream_port}", idle_timeout=0.5
+        )
+        client = await connect(ca, port)
+        received = bytearray()
+        with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as raised:
+            while data := await client.receive_some(65536):
+                received += data
+        await client.transport_stream.aclose()
+    assert len(received) == chunks * 1000
+    assert "INTERNAL_ERROR" in str(raised.value.__cause__).upper()
+    lines = await logged(caplog, "aborted:")
+    assert any("aborted: idle timeout (no data either way for 0.5 s)" in line for line in lines)
+
+
+async def test_a_client_certificate_without_a_readable_name_is_passed_on_as_verified(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    tmp_path: pathlib.Path,
+) -> None:
+    """A verified client whose subject cryptography cannot decode (a T61String of Latin-1
+    bytes, as `openssl req` writes CN=café) is relayed, its SSL TLV saying "verified" with an
+    empty CN: the name is not readable, the certificate is good."""
+    headers: list[bytes] = []
+    recorded = trio.Event()
+
+    async def record(stream: trio.SocketStream) -> None:
+        headers.append(await read_to_eof(stream))
+        recorded.set()
+
+    config = attrs.evolve(rsa_config, client_auth=client_auth("required"))
+    async with upstream(record) as upstream_port:
+        port = await proxy_to(
+            server_nursery, config, f"upstream=127.0.0.1:{upstream_port}", "proxy-protocol=v2"
+        )
+        context = client_context(ca)
+        context.load_cert_chain(*T61_V3.write(tmp_path, "cafe"))
+        tcp = await trio.open_tcp_stream("127.0.0.1", port)
+        client = trio.SSLStream(tcp, context, server_hostname="localhost")
+        await client.send_all(b"payload")
+        await client.aclose()
+        with trio.fail_after(5):
+            await recorded.wait()
+    parsed = parse_header(headers[0], [2])
+    assert parsed is not None
+    header, size = parsed
+    assert headers[0][size:] == b"payload"
+    ssl = dict(header.tlvs)[PP2_TYPE_SSL]
+    assert ssl[:5] == bytes([PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN, 0, 0, 0, VERIFIED])
+    assert bytes([PP2_SUBTYPE_SSL_CN, 0, 0]) in ssl

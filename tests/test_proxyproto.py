@@ -81,6 +81,9 @@ def v2(command: int = 0x21, family: int = 0x11, body: bytes = bytes(12)) -> byte
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 +2\r\n", "not a decimal"),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n", "out of range"),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 \xd9\xa3\r\n", "not ASCII"),
+        # ipaddress would keep any text after % as a scope ID, and it would name the peer.
+        (b"PROXY TCP6 fe80::1%eth0 ::2 1 2\r\n", "scope ID"),
+        (b"PROXY TCP6 ::1 fe80::1%\x1b[2J\nINFO 1 2\r\n", "scope ID"),
         (v2(command=0x11), "version 1"),
         (v2(command=0x22), "unknown command 2"),
         (v2(family=0x12), "family/transport 0x12"),  # UDP: we are TCP

@@ -1,10 +1,12 @@
 """The README's examples as printed: "Using it from Python" serves what `trio-tls certs` makes,
 and it and the plugin example pass `mypy --strict` (test_plugins.py installs and serves the
-plugin). Only the example's port is changed, to a free one: 4433 may be taken.
+plugin); the proxy's routing example starts, and its refused route prints what is shown. Only
+the example's port is changed, to a free one: 4433 may be taken.
 """
 
 from __future__ import annotations
 
+import shlex
 import socket
 import ssl
 import subprocess
@@ -14,11 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+import trustme
 
 import trio_tls
 
 from . import readme
-from .cli_server import EXIT_TIMEOUT, STARTUP_TIMEOUT, child_env, command, end
+from .cli_server import EXIT_TIMEOUT, STARTUP_TIMEOUT, child_env, command, end, running_server
 
 README_PORT = "4433"
 MYPY_TIMEOUT = 300.0
@@ -121,3 +124,47 @@ def test_ci_runs_the_readme_commands() -> None:
     assert install_and_test in ci.splitlines()
     for quick_start in (install_and_serve, install_and_test):
         assert quick_start.startswith("python3 -m venv .venv && . .venv/bin/activate && ")
+
+
+def _proxy_example(lang: str) -> list[str]:
+    """The proxy section's example of that language: the `trio-tls serve` arguments (and, for
+    the console one, what it prints), as a shell would split them."""
+    (block,) = [
+        code
+        for code in readme.code_blocks("Writing a handler plugin", lang)
+        if "--handler proxy" in code
+    ]
+    return shlex.split(block.replace("\\\n", " ").removeprefix("$ "))
+
+
+def _certificate_options(tmp_path: Path, leaf: trustme.LeafCert) -> list[str]:
+    leaf.cert_chain_pems[0].write_to_path(tmp_path / "proxy.crt")
+    leaf.private_key_pem.write_to_path(tmp_path / "proxy.key")
+    (tmp_path / "proxy.key").chmod(0o600)
+    return ["--certfile", str(tmp_path / "proxy.crt"), "--keyfile", str(tmp_path / "proxy.key")]
+
+
+def test_the_proxy_routing_example_starts(tmp_path: Path, rsa_leaf: trustme.LeafCert) -> None:
+    argv = _proxy_example("shell")
+    assert argv[:2] == ["trio-tls", "serve"]
+    with running_server(tmp_path, *argv[2:], *_certificate_options(tmp_path, rsa_leaf)) as server:
+        assert server.stop() == 0
+
+
+def test_the_refused_proxy_route_prints_what_the_readme_says(
+    tmp_path: Path, rsa_leaf: trustme.LeafCert
+) -> None:
+    words = _proxy_example("console")
+    printed = " ".join(words[words.index("trio-tls:") :])
+    argv = words[: words.index("trio-tls:")]
+    assert argv[:2] == ["trio-tls", "serve"]
+    refused = subprocess.run(
+        command(*argv[1:], "--port", "0", *_certificate_options(tmp_path, rsa_leaf)),
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT,
+        check=False,
+    )
+    assert (refused.returncode, refused.stderr) == (1, printed + "\n")

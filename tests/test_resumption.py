@@ -1,7 +1,8 @@
 """Session resumption against OpenSSL: session IDs (RFC 5246) and tickets (RFC 5077).
 
 A session offered with another extended master secret setting than it was made with (RFC 7627
-§5.3), which OpenSSL never sends, comes from tlslite-ng in test_tlslite.py.
+§5.3), which OpenSSL never sends, comes from tlslite-ng in test_tlslite.py; OpenSSL without EMS
+shows that such a client is given no session at all.
 """
 
 from __future__ import annotations
@@ -91,6 +92,29 @@ def test_ticket_resumption(ca: trustme.CA, rsa_leaf: trustme.LeafCert) -> None:
     second = handshake(config, ctx, first.ssl.session)
     assert second.ssl.session_reused
     assert second.server.info is not None and second.server.info.resumed
+
+
+@pytest.mark.parametrize("by", ["ticket", "session_id"])
+def test_without_ems_no_session_is_made(
+    ca: trustme.CA, rsa_leaf: trustme.LeafCert, by: str
+) -> None:
+    """RFC 7627 §5.3: a session without the extended master secret never resumes, so a client
+    without EMS gets none (OpenSSL would resume one; it is offered none to resume)."""
+    if by == "ticket":
+        config, ctx = (
+            make_config(rsa_leaf, cache=False, tickets=TicketKeys()),
+            client_context(ca, ems=False),
+        )
+    else:
+        config, ctx = make_config(rsa_leaf), id_only_context(ca, ems=False)
+    first = handshake(config, ctx)
+    assert first.server.info is not None and not first.server.info.extended_master_secret
+    assert first.ssl.session is not None
+    assert not first.ssl.session.has_ticket and not first.ssl.session.id
+    assert config.session_cache is None or len(config.session_cache) == 0
+    second = handshake(config, ctx, first.ssl.session)
+    assert not second.ssl.session_reused
+    assert second.server.info is not None and not second.server.info.resumed
 
 
 def test_ticket_opens_in_another_server_sharing_the_keys(

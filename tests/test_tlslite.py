@@ -39,7 +39,7 @@ from trio_tls.engine.connection import ServerConnection
 from trio_tls.engine.crypto.asymmetric import SUPPORTED_GROUPS
 from trio_tls.engine.crypto.suites import ALL_SUITES, CipherSuite
 from trio_tls.engine.events import AlertReceived, ApplicationData, ConnectionInfo, HandshakeComplete
-from trio_tls.engine.sessions import SessionCache, TicketKeys
+from trio_tls.engine.sessions import SessionCache, SessionState, TicketKeys
 from trio_tls.engine.wire.enums import AlertDescription
 
 from .client_certs import ALICE, client_auth
@@ -298,17 +298,32 @@ def test_key_exchange_point_off_the_curve_is_illegal_parameter(
 def offer_session(config: ServerConfig, first: TLSConnection, by: str, *, ems: bool) -> StepClient:
     """A StepClient that has sent a hello offering `first`'s session, by ticket or by ID."""
     session = first.session
+    if by == "ticket":
+        return offer(config, by, bytes(session.tls_1_0_tickets[0].ticket), ems=ems)
+    return offer(config, by, bytes(session.sessionID), ems=ems)
+
+
+def offer(config: ServerConfig, by: str, ticket_or_id: bytes, *, ems: bool) -> StepClient:
+    """A StepClient that has sent a hello offering a session by this ticket or session ID."""
     client = StepClient(ServerConnection(config))
     extensions = default_extensions(ems=ems)
     if by == "ticket":
-        client.send_hello(
-            client.hello(
-                extensions=[*extensions, session_ticket(session.tls_1_0_tickets[0].ticket)]
-            )
-        )
+        client.send_hello(client.hello(extensions=[*extensions, session_ticket(ticket_or_id)]))
     else:
-        client.send_hello(client.hello(extensions=extensions, session_id=session.sessionID))
+        client.send_hello(client.hello(extensions=extensions, session_id=ticket_or_id))
     return client
+
+
+def legacy_session(config: ServerConfig, by: str) -> bytes:
+    """A session without the extended master secret, as an older server made them (this one
+    makes none): sealed in a ticket, or stored under a session ID."""
+    state = SessionState(0xC02F, bytes(48), False, "localhost", config.clock())
+    if by == "ticket":
+        assert config.ticket_keys is not None
+        return config.ticket_keys.seal(state)
+    assert config.session_cache is not None
+    config.session_cache.store(b"legacy" * 5 + b"id", state)
+    return b"legacy" * 5 + b"id"
 
 
 @pytest.mark.parametrize("by", ["ticket", "session_id"])
@@ -328,24 +343,45 @@ def test_ems_session_offered_without_ems_is_refused(rsa_config: ServerConfig, by
 
 
 @pytest.mark.parametrize("by", ["ticket", "session_id"])
+def test_a_handshake_without_ems_makes_no_session(rsa_config: ServerConfig, by: str) -> None:
+    """RFC 7627 §5.3: such a session could never be resumed, so the client gets none to offer
+    (no ticket, an empty session ID), and its next connection is a full handshake."""
+    config = resumable(rsa_config, by)
+    first, loop = connect(ServerConnection(config), useExtendedMasterSecret=False)
+    assert not first.extendedMasterSecret
+    assert not first.session.tls_1_0_tickets and not first.session.sessionID
+    connection_data_flows(first, loop)
+    again, loop = connect(
+        ServerConnection(config), session=first.session, useExtendedMasterSecret=False
+    )
+    assert not again.resumed
+    connection_data_flows(again, loop)
+
+
+@pytest.mark.parametrize("by", ["ticket", "session_id"])
 def test_non_ems_session_offered_with_ems_means_full_handshake(
     rsa_config: ServerConfig, by: str
 ) -> None:
-    """RFC 7627 §5.3: a session without EMS is not resumed for a client that now asks for it."""
+    """RFC 7627 §5.3: a session without EMS is not resumed for a client that now asks for it
+    (MUST NOT), and a full handshake follows (SHOULD)."""
     config = resumable(rsa_config, by)
-    first, _ = connect(ServerConnection(config), useExtendedMasterSecret=False)
-    client = offer_session(config, first, by, ems=True)
+    client = offer(config, by, legacy_session(config, by), ems=True)
     client.read_server_flight()  # Certificate and ServerKeyExchange: a full handshake
     client.key_exchange_and_finished()
     client.read_server_finished()
     assert not handshake_info(client).resumed
     assert handshake_info(client).extended_master_secret
-    # Without it, as the session was made, the session resumes.
-    again, loop = connect(
-        ServerConnection(config), session=first.session, useExtendedMasterSecret=False
-    )
-    assert again.resumed
-    connection_data_flows(again, loop)
+
+
+@pytest.mark.parametrize("by", ["ticket", "session_id"])
+def test_non_ems_session_offered_without_ems_is_refused(rsa_config: ServerConfig, by: str) -> None:
+    """RFC 7627 §5.3: if neither the session nor the new hello has EMS, the server SHOULD abort
+    (OpenSSL resumes, as legacy insecure resumption; this server does not)."""
+    config = resumable(rsa_config, by)
+    client = offer(config, by, legacy_session(config, by), ems=False)
+    assert alert_name(client.expect_alert()) == "handshake_failure"
+    assert client.loop.error is not None
+    assert client.loop.error.alert == AlertDescription.handshake_failure
 
 
 # -- renegotiation is refused with a warning, and the connection goes on (RFC 5246 §7.2.2) -----

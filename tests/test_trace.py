@@ -11,14 +11,17 @@ from pathlib import Path
 import attrs
 import pytest
 
-from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.config import CertifiedKey, ServerConfig
 from trio_tls.engine.connection import ServerConnection
 from trio_tls.engine.events import KeyDerived, Observation, SecretsEstablished
 from trio_tls.engine.sessions import SessionCache
+from trio_tls.engine.wire.codec import Reader
 from trio_tls.engine.wire.enums import ExtensionType
+from trio_tls.engine.wire.messages import ClientHello, UnknownExtension, encode_handshake
 from trio_tls.observe.recorder import HandshakeRecorder, combine
-from trio_tls.observe.trace import HandshakeTrace
+from trio_tls.observe.trace import HandshakeTrace, describe_message
 
+from .client_certs import T61_V3
 from .scripted_client import ScriptedClient, extension
 from .test_hostile import drain, full_handshake
 
@@ -135,3 +138,49 @@ def test_a_handshake_record_holds_no_secret(rsa_config: ServerConfig) -> None:
     assert keys and all(k.value is None for k in keys)
     times = [t for t, _ in recorder.record]
     assert times == sorted(times)
+
+
+HOSTILE_ALPN = b"h2\x1b]0;pwn\x07\n2026-12-07 10:00:00 INFO forged\x9b\xff"
+
+
+@pytest.mark.parametrize("json_lines", [False, True], ids=["text", "json"])
+def test_what_the_client_sent_is_escaped(rsa_config: ServerConfig, json_lines: bool) -> None:
+    """A hostile ALPN list reaches the trace as text: neither form may carry a control
+    character, start a line of its own or hold bytes that are not UTF-8."""
+    ladder = traced_handshake(
+        rsa_config, ScriptedClient(alpn=(HOSTILE_ALPN,)), json_lines=json_lines
+    )
+    assert all(char == "\n" or char.isprintable() for char in ladder)
+    lines = ladder.splitlines()
+    assert all(line.startswith('{"peer"' if json_lines else "127.0.0.1:5555 ") for line in lines)
+    shown = "ALPN h2\\x1b]0;pwn\\x07\\x0a2026-12-07 10:00:00 INFO forged\\x9b\\xff"
+    if json_lines:
+        (hello,) = [json.loads(line) for line in lines if "ClientHello" in line]
+        assert shown in hello["details"]
+    else:
+        assert shown in ladder
+
+
+def test_a_certificate_named_only_by_an_undecodable_subject_is_traced() -> None:
+    """A certificate without DNS names is named by its subject, in the one safe form
+    (clientauth.subject_text): hex for a name cryptography cannot decode, never an error."""
+    config = ServerConfig([CertifiedKey((T61_V3.certificate,), T61_V3.key)])
+    ladder = traced_handshake(config, ScriptedClient(suites=(0xC02B,)))
+    assert "why    certificate: ECDSA, for der:300f310d300b06035504031404636166e9" in ladder
+
+
+def test_a_hostile_hello_is_traced_in_a_line_of_bounded_length() -> None:
+    # 32,000 suites and 16,000 extensions: the trace names the first 64 of each list.
+    hello = ClientHello(
+        0x0303,
+        bytes(32),
+        b"",
+        tuple(range(0x1000, 0x1000 + 32000)),
+        b"\x00",
+        tuple(UnknownExtension(0x4000 + i, b"") for i in range(16000)),
+    )
+    decoded = ClientHello.decode(Reader(encode_handshake(hello)[4:]))
+    line = describe_message(decoded)
+    assert "... and 31936 more; extensions: " in line
+    assert line.endswith("... and 15936 more")
+    assert len(line) < 2000

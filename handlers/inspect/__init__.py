@@ -4,9 +4,11 @@
 for curl and scripts (report.py); anything else is 404. The handler declares
 `records_handshake = True`, so serve() records the handshake's observations for it on
 `stream.handshake_record` (secrets removed); with `stream.info` that is all the report needs.
-The HTTP is the loop hello uses too (http11.py). Responses are never cached (each connection
-has its own handshake) and carry a Content-Security-Policy that allows nothing but the page's
-inline style, which also proves the page needs nothing from elsewhere.
+The report is built at the first request and each form rendered once per connection, with
+at most MAX_ENTRIES of each of the ClientHello's lists. The HTTP is the loop hello uses too
+(http11.py). Responses are never cached (each connection has its own handshake) and carry a
+Content-Security-Policy that allows nothing but the page's inline style, which also proves the
+page needs nothing from elsewhere.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from trio_tls.server.handler import Handler
 
 from ..http11 import DEFAULT_MAX_REQUESTS, Response, parse_max_requests, serve_http
 from .page import render
-from .report import build_report
+from .report import HandshakeReport, build_report
 
 _OPTIONS = frozenset({"max-requests"})
+# The entries of each ClientHello list described: far more than any real client sends (a
+# browser offers about 16 suites and 18 extensions), far fewer than a hostile hello's 16,383.
+MAX_ENTRIES = 128
 NOT_FOUND = b"404 Not Found: the page is / and its JSON /json\n"
 HEADERS = (
     ("Cache-Control", "no-store"),
@@ -46,20 +51,32 @@ class Inspect:
     async def __call__(self, stream: trio.abc.Stream) -> None:
         info = getattr(stream, "info", None)
         record = getattr(stream, "handshake_record", None)
+        reports: list[HandshakeReport] = []
+        bodies: dict[bytes, bytes] = {}
 
         def respond(request: h11.Request) -> Response:
-            # The record may still grow (the first application record each way), so the
-            # report is made per request.
             path = request.target.split(b"?", 1)[0]
             if path not in (b"/", b"/json"):
                 return Response(404, "text/plain; charset=utf-8", NOT_FOUND)
-            report = build_report(info if isinstance(info, ConnectionInfo) else None, record)
+            if not reports:
+                # Once per connection, with the record as it is at the first request (the
+                # first application record received is in it, the first sent is not yet): a
+                # client repeating requests must not repeat the work.
+                connection = info if isinstance(info, ConnectionInfo) else None
+                reports.append(build_report(connection, record, MAX_ENTRIES))
+            if path not in bodies:
+                bodies[path] = _body(reports[0], json_form=path == b"/json")
             if path == b"/json":
-                body = json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
-                return Response(200, "application/json", body.encode(), HEADERS)
-            return Response(200, "text/html; charset=utf-8", render(report).encode(), HEADERS)
+                return Response(200, "application/json", bodies[path], HEADERS)
+            return Response(200, "text/html; charset=utf-8", bodies[path], HEADERS)
 
         await serve_http(stream, respond, self.max_requests)
+
+
+def _body(report: HandshakeReport, *, json_form: bool) -> bytes:
+    if json_form:
+        return (json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n").encode()
+    return render(report).encode()
 
 
 def make_handler(options: Mapping[str, str]) -> Handler:

@@ -67,6 +67,9 @@ summary{cursor:pointer;margin:.8rem 0 .3rem;font-weight:600}
 cite{font-style:normal;color:var(--muted);font-size:.8em;white-space:nowrap}
 """
 
+# The hex dump's bytes: more than a browser's hello (about 1,800 with an ML-KEM key share),
+# 256 lines; a hostile hello's 131,396 would make 8,213.
+MAX_HEX_BYTES = 4096
 _NOTE_WORDS = {"decision": "why", "key": "key schedule", "record": "record protection"}
 
 
@@ -161,7 +164,8 @@ def _rung(rung: Rung) -> str:
     time = f"<span class=t>+{rung.ms:.2f} ms</span>"
     detail = f"<span class=detail>{escape(rung.detail)}{_cite(rung.rfc)}</span>"
     if rung.direction is not None:
-        size = f" <small>{rung.length} bytes</small>" if rung.length else ""
+        unit = "byte" if rung.length == 1 else "bytes"
+        size = f" <small>{rung.length} {unit}</small>" if rung.length else ""
         label = f"<b>{escape(rung.title)}</b>{size}"
         arrow = f"<div class=arrow>{label}{detail}</div>"
         return f"<li class='{rung.kind} {rung.direction}'>{time}{arrow}</li>"
@@ -174,11 +178,12 @@ def _rung(rung: Rung) -> str:
 
 def _fingerprints(hello: ClientHelloReport) -> str:
     prints = hello.fingerprints
+    cut = hello.omitted.get
     rows = [
         ("JA4", f"<code>{escape(prints.ja4)}</code>"),
-        ("JA4_r", f"<code>{escape(prints.ja4_r)}</code>"),
+        ("JA4_r", f"<code>{escape(prints.ja4_r)}</code>{_more(cut('ja4_r', 0), 'characters')}"),
         ("JA3", f"<code>{escape(prints.ja3_md5)}</code>"),
-        ("JA3 string", f"<code>{escape(prints.ja3)}</code>"),
+        ("JA3 string", f"<code>{escape(prints.ja3)}</code>{_more(cut('ja3', 0), 'characters')}"),
     ]
     return (
         "<section id=fingerprints><h2>Fingerprints</h2>"
@@ -198,7 +203,7 @@ def _badges(code: Code, chosen: str | None = None) -> str:
     return "".join(badges)
 
 
-def _code_list(codes: tuple[Code, ...]) -> str:
+def _code_list(codes: tuple[Code, ...], omitted: int = 0) -> str:
     if not codes:
         return "<span class=muted>none</span>"
     return ", ".join(
@@ -206,6 +211,20 @@ def _code_list(codes: tuple[Code, ...]) -> str:
         if code.grease
         else f"{escape(code.name)} <small>{code.hex}</small>"
         for code in codes
+    ) + _more(omitted)
+
+
+def _more(omitted: int, what: str = "more") -> str:
+    """What a list capped at MAX_ENTRIES says of the rest."""
+    return f" <span class=muted>… and {omitted:,} {what}, not shown</span>" if omitted else ""
+
+
+def _heading(what: str, shown: int, omitted: int) -> str:
+    if not omitted:
+        return f"<h3>{what}: {shown}, in your order</h3>"
+    return (
+        f"<h3>{what}: {shown + omitted:,}, in your order</h3>"
+        f"<p class=muted>Only the first {shown} are shown here.</p>"
     )
 
 
@@ -225,10 +244,11 @@ def _client_hello(report: HandshakeReport) -> str:
         f"<td>{'yes' if e.read_by_server else ''}</td></tr>"
         for number, e in enumerate(hello.extensions, 1)
     )
+    omitted = hello.omitted.get
     shares = ", ".join(
         f"{escape(share.group.name)} <small>{share.group.hex}, {share.key_length}-byte key</small>"
         for share in hello.key_shares
-    )
+    ) + _more(omitted("key_shares", 0))
     grease = ", ".join(
         f"<span class='badge grease'>{g.value.hex}</span> in {escape(g.field)}"
         for g in hello.grease
@@ -239,28 +259,39 @@ def _client_hello(report: HandshakeReport) -> str:
         ("random", f"<code>{hello.random.hex()}</code>"),
         ("session_id", f"<code>{hello.session_id.hex()}</code>" if hello.session_id else "empty"),
         ("Server name (SNI)", escape(hello.server_name or "none")),
-        ("ALPN", escape(", ".join(hello.alpn)) or "none"),
+        ("ALPN", (escape(", ".join(hello.alpn)) or "none") + _more(omitted("alpn", 0))),
         ("Compression methods", _code_list(hello.compression_methods)),
         ("Supported versions", _code_list(hello.supported_versions)),
-        ("Groups", _code_list(hello.supported_groups)),
+        ("Groups", _code_list(hello.supported_groups, omitted("supported_groups", 0))),
         ("Key shares", shares or "none"),
-        ("Signature algorithms", _code_list(hello.signature_algorithms)),
+        (
+            "Signature algorithms",
+            _code_list(hello.signature_algorithms, omitted("signature_algorithms", 0)),
+        ),
         ("EC point formats", _code_list(hello.ec_point_formats)),
         ("PSK modes", _code_list(hello.psk_key_exchange_modes)),
         ("GREASE (RFC 8701)", grease or "none"),
     ]
     return (
         "<section id=clienthello><h2>Your ClientHello</h2>"
-        f"{_definitions(details)}"
-        f"<h3>Cipher suites: {len(hello.cipher_suites)}, in your order</h3>"
-        "<div class=scroll><table><tr><th>#</th><th>Value</th><th>Name</th>"
+        + _definitions(details)
+        + _heading("Cipher suites", len(hello.cipher_suites), omitted("cipher_suites", 0))
+        + "<div class=scroll><table><tr><th>#</th><th>Value</th><th>Name</th>"
         f"<th>This server</th></tr>{suites}</table></div>"
-        f"<h3>Extensions: {len(hello.extensions)}, in your order</h3>"
-        "<div class=scroll><table><tr><th>#</th><th>Type</th><th>Name</th><th>Bytes</th>"
+        + _heading("Extensions", len(hello.extensions), omitted("extensions", 0))
+        + "<div class=scroll><table><tr><th>#</th><th>Type</th><th>Name</th><th>Bytes</th>"
         f"<th>Says</th><th>Read by this server</th></tr>{extensions}</table></div>"
-        f"<details><summary>The {hello.length} bytes, in hex</summary>"
-        f"<pre>{_hex_dump(hello.encoded)}</pre></details></section>"
+        + _hex_section(hello.encoded)
+        + "</section>"
     )
+
+
+def _hex_section(data: bytes) -> str:
+    shown = data[:MAX_HEX_BYTES]
+    summary = f"The {len(data)} bytes, in hex"
+    if len(shown) < len(data):
+        summary = f"The first {len(shown):,} of the {len(data):,} bytes, in hex"
+    return f"<details><summary>{summary}</summary><pre>{_hex_dump(shown)}</pre></details>"
 
 
 def _hex_dump(data: bytes) -> str:

@@ -83,13 +83,17 @@ class HandshakeReport:
 
 
 def build_report(
-    info: ConnectionInfo | None, record: Sequence[tuple[float, Observation]] | None
+    info: ConnectionInfo | None,
+    record: Sequence[tuple[float, Observation]] | None,
+    max_entries: int | None = None,
 ) -> HandshakeReport:
+    """The report; `max_entries` caps each list of the ClientHello's (a hostile one holds
+    tens of thousands of suites or extensions), and the report says how many it left out."""
     steps = list(record or ())
     finished = [at for at, seen in steps if _is_message(seen, Finished)]
     return HandshakeReport(
         negotiated=_negotiated(info) if info is not None else None,
-        client_hello=_client_hello(steps),
+        client_hello=_client_hello(steps, max_entries),
         decisions=tuple(seen for _, seen in steps if isinstance(seen, Decision)),
         ladder=tuple(rung for at, seen in steps if (rung := _rung(at, seen)) is not None),
         handshake_ms=_ms(max(finished)) if finished else None,
@@ -105,7 +109,6 @@ def _ms(seconds: float) -> float:
 
 
 def _negotiated(info: ConnectionInfo) -> ConnectionSummary:
-    chain = info.client_certificate
     return ConnectionSummary(
         version=info.version,
         cipher_suite=info.cipher_suite,
@@ -116,16 +119,18 @@ def _negotiated(info: ConnectionInfo) -> ConnectionSummary:
         resumed=info.resumed,
         extended_master_secret=info.extended_master_secret,
         peer=info.peer,
-        client_certificate=chain[0].subject.rfc4514_string() if chain else None,
+        client_certificate=info.client_subject,
     )
 
 
-def _client_hello(steps: list[tuple[float, Observation]]) -> ClientHelloReport | None:
+def _client_hello(
+    steps: list[tuple[float, Observation]], max_entries: int | None
+) -> ClientHelloReport | None:
     """The first ClientHello received, decoded again from its exact bytes (the fingerprints
     must see what the client sent, not a re-encoding)."""
     for _, seen in steps:
         if isinstance(seen, MessageObserved) and isinstance(seen.message, ClientHello):
-            return inspect_client_hello(seen.encoded)
+            return inspect_client_hello(seen.encoded, max_entries=max_entries)
     return None
 
 

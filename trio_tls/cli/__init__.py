@@ -23,7 +23,7 @@ from ..ops.settings import UsageError
 from ..ops.ticketfile import TicketKeyFileError
 from ..server.listen import DEFAULT_HOST
 from .commands import cmd_certs, cmd_handlers, cmd_ticket_keys
-from .parser import build_parser
+from .parser import ERROR_PREFIX, build_parser
 from .serve import cmd_serve
 
 
@@ -43,7 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command[args.command](args)
     except (UsageError, CertificateError, PluginError, TicketKeyFileError, ValueError) as exc:
-        print(f"trio-tls: error: {exc}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # The system said no where no option is to blame (no temporary directory, say): still
+        # one line, with the file the system named.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{ERROR_PREFIX}{where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

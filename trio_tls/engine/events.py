@@ -48,7 +48,11 @@ class ConnectionInfo:
     peer: str | None = None
     # The client's verified certificate chain, leaf first, when client authentication is on
     # and the client sent one (on a resumed session: the chain verified when it was made).
-    client_certificate: tuple[x509.Certificate, ...] | None = None
+    # Not in the repr: cryptography's raises for a subject it cannot decode.
+    client_certificate: tuple[x509.Certificate, ...] | None = attrs.field(default=None, repr=False)
+    # Its leaf's subject as it may be shown in a log, a page or a terminal: escaped, or the
+    # hex of its DER when it cannot be decoded (clientauth.subject_text).
+    client_subject: str | None = None
 
 
 @attrs.frozen

@@ -16,7 +16,8 @@ Names come from iana.py; GREASE values (RFC 8701) are kept in place and marked, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 import attrs
@@ -114,6 +115,9 @@ class ClientHelloReport:
     psk_key_exchange_modes: tuple[Code, ...]
     grease: tuple[GreaseValue, ...]
     fingerprints: Fingerprints
+    # With a cap on entries (inspect_client_hello's max_entries): how many entries each list
+    # left out, and for the fingerprints' raw strings (ja3, ja4_r), how many characters.
+    omitted: Mapping[str, int] = attrs.field(factory=dict)
 
     def to_json(self) -> dict[str, object]:
         result = to_json(self)
@@ -135,8 +139,12 @@ def to_json(value: object) -> object:
     return value
 
 
-def inspect_client_hello(data: bytes) -> ClientHelloReport:
-    """Decode a ClientHello from its records or its handshake message, and describe it."""
+def inspect_client_hello(data: bytes, *, max_entries: int | None = None) -> ClientHelloReport:
+    """Decode a ClientHello from its records or its handshake message, and describe it.
+
+    A hello may list 32,767 cipher suites or 16,383 extensions; `max_entries` describes at
+    most that many of each list, and `omitted` counts the rest (the fingerprints still take
+    every value)."""
     message = _handshake_message(data)
     body = Reader(message)
     if body.u8() != HandshakeType.client_hello:
@@ -145,7 +153,7 @@ def inspect_client_hello(data: bytes) -> ClientHelloReport:
     body.end()
     hello = ClientHello.decode(fields)
     fields.end()
-    return _describe(hello, message)
+    return _describe(hello, message, max_entries)
 
 
 def _handshake_message(data: bytes) -> bytes:
@@ -167,7 +175,7 @@ def _handshake_message(data: bytes) -> bytes:
     return found[1]
 
 
-def _describe(hello: ClientHello, encoded: bytes) -> ClientHelloReport:
+def _describe(hello: ClientHello, encoded: bytes, max_entries: int | None) -> ClientHelloReport:
     """The report for a ClientHello, decoded from `encoded` (the handshake message)."""
     names = hello.extension(ServerName)
     alpn = hello.extension(ApplicationLayerProtocolNegotiation)
@@ -175,17 +183,40 @@ def _describe(hello: ClientHello, encoded: bytes) -> ClientHelloReport:
     groups = hello.extension(SupportedGroups)
     schemes = hello.extension(SignatureAlgorithms)
     formats = hello.extension(ECPointFormats)
+    omitted: dict[str, int] = {}
+
+    def first(field: str, values: Iterable[T], count: int) -> list[T]:
+        if max_entries is None or count <= max_entries:
+            return list(values)
+        omitted[field] = count - max_entries
+        return list(itertools.islice(values, max_entries))
+
+    def codes(field: str, values: tuple[int, ...], name: Callable[[int], Code]) -> tuple[Code, ...]:
+        return tuple(map(name, first(field, values, len(values))))
+
+    def cut(field: str, text: str) -> str:
+        """A fingerprint's raw string lists every value: 16 characters an entry at most."""
+        if max_entries is None or len(text) <= 16 * max_entries:
+            return text
+        omitted[field] = len(text) - 16 * max_entries
+        return text[: 16 * max_entries]
+
+    extensions = first("extensions", hello.extensions, len(hello.extensions))
+    shares = _key_shares(hello)
     lists = {
-        "cipher_suites": tuple(iana.cipher_suite(v) for v in hello.cipher_suites),
-        "extensions": tuple(iana.extension(e.extension_type) for e in hello.extensions),
-        "supported_versions": tuple(iana.version(v) for v in versions.versions) if versions else (),
-        "supported_groups": tuple(iana.group(v) for v in groups.groups) if groups else (),
-        "key_share": tuple(share.group for share in _key_shares(hello)),
-        "signature_algorithms": (
-            tuple(iana.signature_scheme(v) for v in schemes.schemes) if schemes else ()
+        "cipher_suites": codes("cipher_suites", hello.cipher_suites, iana.cipher_suite),
+        "extensions": tuple(iana.extension(e.extension_type) for e in extensions),
+        "supported_versions": codes(
+            "supported_versions", versions.versions if versions else (), iana.version
+        ),
+        "supported_groups": codes("supported_groups", groups.groups if groups else (), iana.group),
+        "key_share": tuple(share.group for share in first("key_shares", shares, len(shares))),
+        "signature_algorithms": codes(
+            "signature_algorithms", schemes.schemes if schemes else (), iana.signature_scheme
         ),
         "psk_key_exchange_modes": _psk_modes(hello),
     }
+    protocols = alpn.protocols if alpn else ()
     return ClientHelloReport(
         length=len(encoded),
         encoded=encoded,
@@ -194,27 +225,28 @@ def _describe(hello: ClientHello, encoded: bytes) -> ClientHelloReport:
         session_id=hello.session_id,
         cipher_suites=lists["cipher_suites"],
         compression_methods=tuple(iana.compression_method(v) for v in hello.compression_methods),
-        extensions=tuple(_entry(extension) for extension in hello.extensions),
+        extensions=tuple(_entry(extension) for extension in extensions),
         server_name=names.host_name if names and names.host_name else None,
-        alpn=tuple(_protocol(p) for p in alpn.protocols) if alpn else (),
+        alpn=tuple(_protocol(p) for p in first("alpn", protocols, len(protocols))),
         supported_versions=lists["supported_versions"],
         supported_groups=lists["supported_groups"],
-        key_shares=_key_shares(hello),
+        key_shares=shares[: len(lists["key_share"])],
         signature_algorithms=lists["signature_algorithms"],
         ec_point_formats=tuple(iana.ec_point_format(v) for v in formats.formats) if formats else (),
         psk_key_exchange_modes=lists["psk_key_exchange_modes"],
         grease=tuple(
             GreaseValue(field, code)
-            for field, codes in lists.items()
-            for code in codes
+            for field, listed in lists.items()
+            for code in listed
             if code.grease
         ),
         fingerprints=Fingerprints(
-            ja3=fingerprint.ja3_string(hello),
+            ja3=cut("ja3", fingerprint.ja3_string(hello)),
             ja3_md5=fingerprint.ja3_md5(hello),
             ja4=fingerprint.ja4(hello),
-            ja4_r=fingerprint.ja4_r(hello),
+            ja4_r=cut("ja4_r", fingerprint.ja4_r(hello)),
         ),
+        omitted=omitted,
     )
 
 

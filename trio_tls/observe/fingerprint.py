@@ -73,7 +73,7 @@ def _truncated_sha256(text: str) -> str:
 
 def extension_types(hello: ClientHello) -> list[int]:
     """The extension types the client sent, in its order, GREASE left out."""
-    return _without_grease(tuple(extension.extension_type for extension in hello.extensions))
+    return _without_grease(hello.extensions.types())
 
 
 def ja3_string(hello: ClientHello) -> str:

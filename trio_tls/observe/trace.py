@@ -9,7 +9,9 @@ apart. Messages read as the RFC 5246 §7.3 diagram does: `C -> S` for what the c
 Secret values (the pre-master and master secrets, keys, IVs) are shown only when key logging is
 on (`reveal_secrets`): whoever reads such a trace can decrypt the connection, exactly as with
 the key log itself. The text form is coloured on a terminal; the JSON form writes one object per
-event (schema in the README) for tools.
+event (schema in the README) for tools. What the client sent (its ALPN list, its certificate's
+subject, text quoted in a reason) is escaped in the text form (wire/printable.py) and by json.dumps
+in the JSON form, so a hostile peer can neither forge a line nor drive the terminal.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ..engine.wire.messages import (
     SignatureAlgorithms,
     SupportedGroups,
 )
+from ..engine.wire.printable import printable
 from . import iana
 
 # The RFC section that defines each message, shown beside it.
@@ -74,17 +77,24 @@ def message_section(message: object) -> str:
 _COLOURS = {"C -> S": "36", "C <- S": "32", "why": "33", "key": "35", "record": "34", "alert": "31"}
 
 
+# A hostile hello lists 32,767 suites or 16,383 extensions: the trace names the first ones.
+MAX_NAMES = 64
+
+
 def _names(values: tuple[int, ...], name: Callable[[int], iana.Code]) -> str:
-    return ", ".join(
-        f"GREASE {code.value:#06x}" if code.grease else code.name for code in map(name, values)
+    named = ", ".join(
+        f"GREASE {code.value:#06x}" if code.grease else code.name
+        for code in map(name, values[:MAX_NAMES])
     )
+    more = len(values) - MAX_NAMES
+    return f"{named}, ... and {more} more" if more > 0 else named
 
 
 def describe_message(message: object) -> str:
     """The fields of a handshake message that a student would look for, in one line."""
     if isinstance(message, ClientHello):
         suites = _names(message.cipher_suites, iana.cipher_suite)
-        types = tuple(e.extension_type for e in message.extensions)
+        types = message.extensions.types()
         parts = [
             f"client_version {message.client_version:#06x}",
             f"{len(message.cipher_suites)} suites: {suites}",
@@ -101,7 +111,7 @@ def describe_message(message: object) -> str:
             parts.append(f"SNI {sni.host_name}")
         alpn = message.extension(ApplicationLayerProtocolNegotiation)
         if alpn is not None:
-            parts.append("ALPN " + ", ".join(p.decode("ascii", "replace") for p in alpn.protocols))
+            parts.append("ALPN " + ", ".join(printable(p) for p in alpn.protocols))
         flags = [
             name
             for name, cls in (
@@ -262,7 +272,7 @@ class HandshakeTrace:
             body = f"{entry['direction']} {entry['level']} {entry['alert']}{reason}"
         tag = f"\x1b[{_COLOURS[tag]}m{tag:6}\x1b[0m" if self._colour else f"{tag:6}"
         rfc = f"  [{entry['rfc']}]" if entry.get("rfc") else ""
-        return f"{self._peer} +{entry['ms']:.1f}ms {tag} {body}{rfc}"
+        return f"{self._peer} +{entry['ms']:.1f}ms {tag} {printable(body)}{rfc}"
 
 
 def tracer(

@@ -9,5 +9,7 @@ keylog        SSLKEYLOGFILE
 shutdown      signals and graceful shutdown
 workers       several processes on one listening socket
 systemd       sd_notify and socket activation
+pidfile       --pid-file
+privileges    --user/--group: dropping root
 plugins       handlers: the contract and entry-point discovery
 """

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import attrs
 
 from ..server.handler import Handler, HandlerOptions
+
+if TYPE_CHECKING:
+    from ..engine.config import ServerConfig
 
 ENTRY_POINT_GROUP = "trio_tls.handlers"
 
@@ -86,6 +89,18 @@ def load_handler(name: str, options: Mapping[str, str] | None = None) -> Handler
             f"handler {name!r} factory returned {type(handler).__name__}, not a callable"
         )
     return cast(Handler, handler)
+
+
+def check_handler(handler: Handler, config: ServerConfig) -> None:
+    """The handler's own start-up check against the server's settings, if it has one (the
+    proxy refuses a route that could never match): PluginError, one line, before listening."""
+    check = getattr(handler, "check_config", None)
+    if check is None:
+        return
+    try:
+        check(config)
+    except ValueError as exc:
+        raise PluginError(str(exc)) from exc
 
 
 def parse_handler_options(pairs: Iterable[str]) -> HandlerOptions:

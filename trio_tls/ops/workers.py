@@ -142,10 +142,16 @@ class Supervisor:
     """Keeps workers running until the shutdown drains, then sees each one out."""
 
     def __init__(
-        self, command: Sequence[str], sock: socket.socket, shutdown: Shutdown, grace: float
+        self,
+        command: Sequence[str],
+        sock: socket.socket,
+        shutdown: Shutdown,
+        grace: float,
+        shared_fds: Sequence[int] = (),
     ) -> None:
         self.command = command
         self.sock = sock
+        self.shared_fds = tuple(shared_fds)  # inherited by every worker too (--trace-fd)
         self.shutdown = shutdown
         self.grace = grace
         self.channels: set[trio.socket.SocketType] = set()  # one per running worker
@@ -179,7 +185,7 @@ class Supervisor:
                 # The supervisor already printed what a user needs; workers only log (stderr).
                 process = await trio.lowlevel.open_process(
                     [*self.command, "--control-fd", str(theirs.fileno())],
-                    pass_fds=(self.sock.fileno(), theirs.fileno()),
+                    pass_fds=(self.sock.fileno(), theirs.fileno(), *self.shared_fds),
                     start_new_session=True,
                     stdout=subprocess.DEVNULL,
                     env=without_notify_socket(),
@@ -224,6 +230,7 @@ async def supervise(
     sock: socket.socket,
     shutdown: Shutdown,
     grace: float,
+    shared_fds: Sequence[int] = (),
     task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run `count` workers until `shutdown` drains them; each gets `worker_args` and the socket.
@@ -237,7 +244,7 @@ async def supervise(
         "--listen-fd",
         str(sock.fileno()),
     ]
-    supervisor = Supervisor(command, sock, shutdown, grace)
+    supervisor = Supervisor(command, sock, shutdown, grace, shared_fds)
     async with trio.open_nursery() as nursery:
         for index in range(count):
             nursery.start_soon(supervisor.keep_running, index)

@@ -6,4 +6,5 @@ connection_log   the one-line outcome of each connection
 addresses        the addresses of the connection being served
 deadlines        idle and whole-stream deadlines
 proxy_protocol   PROXY protocol v1/v2 headers
+peerlimit        --max-connections-per-ip: connections per client address
 """

@@ -8,6 +8,9 @@ things, as attributes (a class attribute on a handler class, usually):
   `stream.handshake_record`.
 Both are optional, so a plain `async def` is a handler too. `HandlerTraits.of()` is the one
 place that reads them; serve() and the command line use what it returns.
+It may also have a `check_config(config)` method, which `trio-tls serve` calls at start with the
+server's ServerConfig (ops/plugins.py, check_handler), raising ValueError for options that
+could never work under it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ if TYPE_CHECKING:
 class Handler(Protocol):
     """Serve one connection; the server closes the stream afterwards, whatever happens.
 
-    It may declare `alpn_protocols` and `records_handshake` (the module's docstring).
+    It may declare `alpn_protocols`, `records_handshake` and `check_config` (the module's
+    docstring).
     When the server shuts down it waits `shutdown_grace` seconds for handlers to return, then
     cancels them: clean up in `finally`, and let `trio.Cancelled` through (README, "Writing a
     handler plugin").

@@ -8,7 +8,10 @@ cancelled, so a client never takes a cut-short response for a whole one. A handl
 is logged with its peer and stays in its task: one bad connection never takes the server down.
 
 Every socket carries deadlines (deadlines.py) that no handler has to know about: an idle
-timeout on receives and a write timeout on sends that make no progress. One INFO log line per
+timeout on receives, a record timeout for a TLS record begun and not finished (stream.py), and
+a write timeout on sends that make no progress. After a fatal alert the close lingers
+(stream.py), so a client still sending reads it. A client over its address's share of the
+connections (peerlimit.py) is refused once its address is known. One INFO log line per
 connection (connection_log.py): peer, what was negotiated, bytes each way, duration, and the
 outcome (the alert, the timeout, or the handler's error). Plain HTTP sent to the TLS port gets a
 plain-text 400, as nginx answers, instead of an alert the person at the browser would never see.
@@ -30,12 +33,16 @@ from .addresses import CURRENT, ConnectionAddresses, format_address
 from .connection_log import connection_line, describe_failure, handshake_line
 from .deadlines import DeadlineStream
 from .handler import AbortConnection, Handler, HandlerTraits
-from .proxy_protocol import ProxyHeader, ProxyProtocolError, Version, parse_header
+from .peerlimit import PerAddressLimit, TooManyConnections
+from .proxy_protocol import ProxyHeader, ProxyProtocolError, Version, header_size, parse_header
 from .stream import TLSStream
 
 log = logging.getLogger("trio_tls")
 
 FIRST_READ = 64 * 1024
+# After a fatal alert, read what the client still sends for this long before closing, so that
+# its next write does not meet a reset that destroys the alert (stream.py: lingering close).
+LINGER = 1.0
 _PLAIN_HTTP_BODY = b"The plain HTTP request was sent to an HTTPS port.\n"
 PLAIN_HTTP_REPLY = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
@@ -44,14 +51,16 @@ PLAIN_HTTP_REPLY = (
 
 
 class ConnectionPolicy:
-    """The per-connection deadlines serve() applies, the PROXY header versions it expects, and
-    the threads that sign for every connection."""
+    """The per-connection deadlines serve() applies, the PROXY header versions it expects, the
+    threads that sign for every connection, and the count of connections per address."""
 
     __slots__ = (
         "crypto_limiter",
         "handshake_timeout",
         "idle_timeout",
+        "per_address",
         "proxy_protocol",
+        "record_timeout",
         "write_timeout",
     )
 
@@ -62,17 +71,22 @@ class ConnectionPolicy:
         write_timeout: float,
         proxy_protocol: Collection[Version],
         crypto_threads: int,
+        record_timeout: float,
+        per_address: PerAddressLimit,
     ):
         for name, value in (
             ("handshake_timeout", handshake_timeout),
             ("idle_timeout", idle_timeout),
             ("write_timeout", write_timeout),
+            ("record_timeout", record_timeout),
         ):
             if not (value > 0 and not math.isnan(value)):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
+        self.record_timeout = record_timeout
+        self.per_address = per_address
         self.proxy_protocol = proxy_protocol
         if crypto_threads < 0:
             raise ValueError(f"crypto_threads must be 0 or more, not {crypto_threads}")
@@ -105,6 +119,15 @@ class Observers:
         return combine(self.shared, traced, recorder), recorder
 
 
+class Counted:
+    """What one connection counts under in the per-address limit, given back when it ends."""
+
+    __slots__ = ("key",)
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+
+
 async def serve_connection(
     accepted: Accepted,
     handler: Handler,
@@ -112,41 +135,43 @@ async def serve_connection(
     policy: ConnectionPolicy,
     observers: Observers,
     shutdown: trio.Event,
+    counted: Counted,
 ) -> None:
     started = trio.current_time()
     addresses = _socket_addresses(accepted)
     guarded = DeadlineStream(
         accepted.socket, idle_timeout=policy.idle_timeout, write_timeout=policy.write_timeout
     )
-    stream: TLSStream | None = None
+    stream: TLSStream | None = None  # from the first TLS byte: a failed handshake has its SNI
     peer = _peer_name(addresses)
     outcome, clean = "closed", False
     try:
         # Only the handshake's own deadline counts as a timeout: a handler's TooSlowError is
         # the handler's error.
         with trio.move_on_after(policy.handshake_timeout) as deadline:
-            first, header = await _read_first(guarded, policy.proxy_protocol)
-            addresses = _behind_proxy(header, addresses)
+            first, header, addresses = await _arrive(guarded, policy, addresses, counted)
             peer = _peer_name(addresses)
             CURRENT.set(addresses)
             watch = observers.for_connection(peer, HandlerTraits.of(handler).records_handshake)
             opened = await _open_tls(
-                guarded, first, header, config(), watch, peer, shutdown, policy.crypto_limiter
+                guarded, first, header, config(), watch, peer, shutdown, policy
             )
+            if isinstance(opened, TLSStream):
+                stream = opened
+                await stream.do_handshake()  # on failure, the transport beneath is closed below
         if deadline.cancelled_caught:
             outcome = "handshake timeout"
         elif isinstance(opened, str):
             outcome = opened
         else:
-            stream = opened
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s", handshake_line(peer, stream.info, trio.current_time() - started))
-            await handler(stream)
+                log.debug("%s", handshake_line(peer, opened.info, trio.current_time() - started))
+            await handler(opened)
         clean = True
     except trio.BrokenResourceError as exc:
         outcome = describe_failure(exc, handshake_done=_handshake_done(stream))
         clean = True  # the stream itself failed: nothing left to say but what it already said
-    except ProxyProtocolError as exc:
+    except (ProxyProtocolError, TooManyConnections) as exc:
         outcome, clean = f"refused: {exc}", True
     except AbortConnection as exc:
         outcome = f"aborted: {exc}"
@@ -165,14 +190,35 @@ async def serve_connection(
             else:
                 await (stream.aclose() if clean else stream.abort())
         if log.isEnabledFor(logging.INFO):  # the line is not built for nobody
-            info = stream.info if stream is not None and stream.handshake_done else None
-            seconds = trio.current_time() - started
-            log.info(
-                "%s",
-                connection_line(
-                    peer, info, guarded.bytes_received, guarded.bytes_sent, seconds, outcome
-                ),
-            )
+            _log_connection(peer, stream, guarded, trio.current_time() - started, outcome)
+
+
+def _log_connection(
+    peer: str, tls: TLSStream | None, guarded: DeadlineStream, seconds: float, outcome: str
+) -> None:
+    """The connection's INFO line; a handshake that failed still names the SNI it asked for."""
+    info = tls.info if tls is not None and tls.handshake_done else None
+    sni = tls.requested_sni if tls is not None else None
+    received, sent = guarded.bytes_received, guarded.bytes_sent
+    log.info("%s", connection_line(peer, info, received, sent, seconds, outcome, sni))
+
+
+async def _arrive(
+    guarded: DeadlineStream,
+    policy: ConnectionPolicy,
+    addresses: ConnectionAddresses | None,
+    counted: Counted,
+) -> tuple[bytes, ProxyHeader | None, ConnectionAddresses | None]:
+    """The first bytes, the PROXY header, and the addresses that stand for the connection, once
+    the client is counted in the per-address limit (TooManyConnections over it). The client is
+    the socket's peer, counted before anything is read, or the one the PROXY header names."""
+    if not policy.proxy_protocol:
+        counted.key = policy.per_address.take(addresses)
+    first, header = await _read_first(guarded, policy.proxy_protocol)
+    addresses = _behind_proxy(header, addresses)
+    if header is not None and header.source is not None:
+        counted.key = policy.per_address.take(addresses)
+    return first, header, addresses
 
 
 def _socket_addresses(accepted: Accepted) -> ConnectionAddresses | None:
@@ -222,11 +268,20 @@ async def _read_first(
     first = bytes(await guarded.receive_some(FIRST_READ))
     if not proxy_protocol or not first:
         return first, None
-    while (parsed := parse_header(first, proxy_protocol)) is None:
+    # Linear however the header comes: its size is known from its first bytes, then it is
+    # read whole into a bytearray and parsed once (bounded: a header is at most 64 KiB).
+    buffer = bytearray(first)
+    size = header_size(buffer, proxy_protocol)
+    while size is None or len(buffer) < size:
         more = await guarded.receive_some(FIRST_READ)
         if not more:
             raise ProxyProtocolError("the connection closed inside the PROXY header")
-        first += more  # bounded: parse_header refuses anything longer than a header can be
+        buffer += more
+        if size is None:
+            size = header_size(buffer, proxy_protocol)
+    first = bytes(buffer)
+    parsed = parse_header(first, proxy_protocol)
+    assert parsed is not None  # header_size said it is all there
     header, size = parsed
     rest = first[size:]
     if not rest:
@@ -247,9 +302,10 @@ async def _open_tls(
     watch: tuple[Observer | None, HandshakeRecorder | None],
     peer: str,
     shutdown: trio.Event,
-    crypto_limiter: trio.CapacityLimiter | None,
+    policy: ConnectionPolicy,
 ) -> TLSStream | str:
-    """The handshaken stream, or the outcome of a connection that never got that far.
+    """The TLS stream, its handshake not yet begun, or the outcome of a connection that never
+    got that far.
 
     A load balancer's health check (PROXY LOCAL, then nothing) is closed without a word."""
     if not first:
@@ -266,11 +322,12 @@ async def _open_tls(
         peer=peer,
         shutdown=shutdown,
         initial_data=first,
-        crypto_limiter=crypto_limiter,
+        crypto_limiter=policy.crypto_limiter,
+        record_timeout=policy.record_timeout,
+        linger=LINGER,
     )
     if recorder is not None:
         stream.handshake_record = recorder.record
-    await stream.do_handshake()  # on failure, the caller closes the transport beneath
     return stream
 
 

@@ -25,8 +25,10 @@ import trio
 
 from ..engine.config import ServerConfig
 from ..engine.events import Observer
+from .addresses import CURRENT, format_address
 from .handler import Handler
-from .lifecycle import Accepted, ConnectionPolicy, Observers, serve_connection
+from .lifecycle import Accepted, ConnectionPolicy, Counted, Observers, serve_connection
+from .peerlimit import PerAddressLimit, default_limit
 from .proxy_protocol import Version
 
 log = logging.getLogger("trio_tls")
@@ -144,9 +146,21 @@ async def _accept_loop(
             raise
 
         async def run(accepted: Accepted = accepted, token: object = token) -> None:
+            counted = Counted()
             try:
-                await serve_connection(accepted, handler, config, policy, observers, shutdown)
+                await serve_connection(
+                    accepted, handler, config, policy, observers, shutdown, counted
+                )
+            except Exception:
+                # The last line of defence: whatever escaped the connection's own handling
+                # (its log line, an observer, its goodbye) ends this connection, never the
+                # nursery and with it the server. The peer is the PROXY header's, once known.
+                accepted.socket.close()  # a no-op unless the goodbye failed before closing
+                addresses = CURRENT.get()
+                peer = format_address(addresses.source if addresses else accepted.peer)
+                log.exception("connection from %s ended by an internal error", peer)
             finally:
+                policy.per_address.give_back(counted.key)
                 limiter.release_on_behalf_of(token)
 
         connections.start_soon(run)
@@ -161,7 +175,9 @@ async def serve(
     handshake_timeout: float = 10.0,
     idle_timeout: float = 60.0,
     write_timeout: float = 30.0,
+    record_timeout: float = 10.0,
     max_connections: int = 1000,
+    max_connections_per_ip: int | None = None,
     crypto_threads: int = 0,
     shutdown: trio.Event | None = None,
     shutdown_grace: float = 5.0,
@@ -188,9 +204,27 @@ async def serve(
     With `crypto_threads` > 0, each full handshake's signature is made on one of that many
     worker threads (`cryptography` releases the GIL while it signs), so a second core can sign
     while the event loop serves other connections.
+
+    `record_timeout` bounds the time a client may take to finish a TLS record once it has
+    begun one (stream.py): the idle timeout restarts with every byte, so alone it would let a
+    client hold its connection by sending a byte now and then.
+
+    `max_connections_per_ip` caps the connections one client address holds open (peerlimit.py;
+    0 for no cap, None for the default, a tenth of `max_connections` and at least 16); a
+    connection over it is closed at once and logged as refused.
     """
     policy = ConnectionPolicy(
-        handshake_timeout, idle_timeout, write_timeout, proxy_protocol, crypto_threads
+        handshake_timeout,
+        idle_timeout,
+        write_timeout,
+        proxy_protocol,
+        crypto_threads,
+        record_timeout,
+        PerAddressLimit(
+            default_limit(max_connections)
+            if max_connections_per_ip is None
+            else max_connections_per_ip
+        ),
     )
     current_config = _constant(config) if isinstance(config, ServerConfig) else config
     if max_connections < 1:

@@ -11,7 +11,8 @@ Strict, as §2 asks of a receiver ("the receiver MUST ... drop the connection" o
 - exact signatures: `PROXY ` for v1 (§2.1), the 12-byte binary one for v2 (§2.2); a buffer that
   stops matching is refused at its first wrong byte, not after the timeout;
 - v1: one line of at most 107 bytes ending in CRLF, single spaces, TCP4 with dotted-quad IPv4 or
-  TCP6 with IPv6 addresses (the `ipaddress` module's strict forms), decimal ports 0-65535
+  TCP6 with IPv6 addresses (the `ipaddress` module's strict forms, without a `%` scope ID,
+  which a remote address never has and which would carry any text), decimal ports 0-65535
   without leading zeros; `UNKNOWN` keeps the connection's own addresses;
 - v2: version 2, command LOCAL or PROXY, a length that holds the address block of its family,
   TLVs that fill the rest exactly. UNSPEC and UNIX families keep the connection's own addresses
@@ -83,24 +84,53 @@ class ProxyHeader:
 
 def parse_header(buffer: bytes, versions: Collection[Version]) -> tuple[ProxyHeader, int] | None:
     """The header at the start of `buffer` and its length, or None until more bytes arrive."""
-    if 1 in versions and _could_be(buffer, V1_SIGNATURE):
+    if _version(buffer, versions) == 1:
         return _parse_v1(buffer) if len(buffer) >= len(V1_SIGNATURE) else None
+    return _parse_v2(buffer) if len(buffer) >= len(V2_SIGNATURE) else None
+
+
+def header_size(buffer: bytes | bytearray, versions: Collection[Version]) -> int | None:
+    """How many bytes the header at the start of `buffer` takes, or None until its first bytes
+    say (a v1 line's CRLF, a v2 header's fixed 16 bytes); ProxyProtocolError as soon as they
+    cannot start a header. It looks at those first bytes only, so a reader can call it on
+    every read until it knows the size, then wait for that many bytes and parse once: linear,
+    however the header is cut (parse_header on each read would re-read a 64 KiB v2 header
+    65,536 times if it came byte by byte)."""
+    if _version(buffer, versions) == 1:
+        end = _v1_end(buffer)
+        return None if end is None else end + 2
+    fixed = _v2_fixed(buffer)
+    return None if fixed is None else fixed[3]
+
+
+def _version(buffer: bytes | bytearray, versions: Collection[Version]) -> Version:
+    """Which header `buffer` starts (or may yet start) with, if it is one we accept."""
+    if 1 in versions and _could_be(buffer, V1_SIGNATURE):
+        return 1
     if 2 in versions and _could_be(buffer, V2_SIGNATURE):
-        return _parse_v2(buffer) if len(buffer) >= len(V2_SIGNATURE) else None
+        return 2
     accepted = " or ".join(f"v{version}" for version in sorted(versions))
     raise ProxyProtocolError(f"no PROXY protocol {accepted} header")
 
 
-def _could_be(buffer: bytes, signature: bytes) -> bool:
+def _could_be(buffer: bytes | bytearray, signature: bytes) -> bool:
     size = min(len(buffer), len(signature))
     return buffer[:size] == signature[:size]
 
 
-def _parse_v1(buffer: bytes) -> tuple[ProxyHeader, int] | None:
+def _v1_end(buffer: bytes | bytearray) -> int | None:
+    """Where the v1 line's CRLF is, None until it comes."""
     end = buffer.find(b"\r\n", 0, V1_MAX_LENGTH)
-    if end < 0:
-        if len(buffer) >= V1_MAX_LENGTH:
-            raise ProxyProtocolError(f"PROXY v1 line longer than {V1_MAX_LENGTH} bytes")
+    if end >= 0:
+        return end
+    if len(buffer) >= V1_MAX_LENGTH:
+        raise ProxyProtocolError(f"PROXY v1 line longer than {V1_MAX_LENGTH} bytes")
+    return None
+
+
+def _parse_v1(buffer: bytes) -> tuple[ProxyHeader, int] | None:
+    end = _v1_end(buffer)
+    if end is None:
         return None
     try:
         line = buffer[:end].decode("ascii")
@@ -111,6 +141,10 @@ def _parse_v1(buffer: bytes) -> tuple[ProxyHeader, int] | None:
         return ProxyHeader(1, False, None, None), end + 2
     if len(fields) != 6 or fields[1] not in ("TCP4", "TCP6"):
         raise ProxyProtocolError(f"malformed PROXY v1 line {line!r}")
+    if any("%" in text for text in fields[2:4]):
+        # ipaddress takes anything after % as an IPv6 scope ID, control characters included,
+        # and the address becomes the connection's peer in every log line.
+        raise ProxyProtocolError(f"PROXY v1 address with a scope ID: {line!r}")
     kind = ipaddress.IPv4Address if fields[1] == "TCP4" else ipaddress.IPv6Address
     try:
         source, destination = (str(kind(text)) for text in fields[2:4])
@@ -129,7 +163,9 @@ def _v1_port(text: str) -> int:
     return port
 
 
-def _parse_v2(buffer: bytes) -> tuple[ProxyHeader, int] | None:
+def _v2_fixed(buffer: bytes | bytearray) -> tuple[int, int, struct.Struct | None, int] | None:
+    """The fixed part of a v2 header, checked: command, family, its address block's layout,
+    and the header's whole size; None while fewer than 16 bytes are there."""
     if len(buffer) < V2_FIXED.size:
         return None
     _, version_command, family, length = V2_FIXED.unpack_from(buffer)
@@ -144,9 +180,15 @@ def _parse_v2(buffer: bytes) -> tuple[ProxyHeader, int] | None:
     address_size = addresses.size if addresses is not None else 0
     if length < address_size:
         raise ProxyProtocolError(f"PROXY v2 length {length} is too short for its addresses")
-    end = V2_FIXED.size + length
-    if len(buffer) < end:
+    return command, family, addresses, V2_FIXED.size + length
+
+
+def _parse_v2(buffer: bytes) -> tuple[ProxyHeader, int] | None:
+    fixed = _v2_fixed(buffer)
+    if fixed is None or len(buffer) < fixed[3]:
         return None
+    command, family, addresses, end = fixed
+    address_size = addresses.size if addresses is not None else 0
     payload = memoryview(buffer)[V2_FIXED.size : end]
     tlvs = _parse_tlvs(payload[address_size:])
     if command == V2_LOCAL or family in (V2_UNSPEC, V2_UNIX_STREAM):

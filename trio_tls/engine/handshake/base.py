@@ -15,6 +15,7 @@ from typing import ClassVar, Protocol
 import attrs
 from cryptography import x509
 
+from ..clientauth import subject_text
 from ..config import CertifiedKey, ServerConfig
 from ..crypto.key_schedule import (
     TrafficKeys,
@@ -133,6 +134,7 @@ class Negotiated:
             group=wire_name(NamedGroup, self.group),
             signature_scheme=wire_name(SignatureScheme, self.signature_scheme),
             client_certificate=self.client_chain,
+            client_subject=subject_text(self.client_chain[0]) if self.client_chain else None,
         )
 
 

@@ -60,6 +60,7 @@ from .negotiate import (
     explain_version,
     find_session,
     server_name,
+    why_not_resumed,
 )
 
 
@@ -145,14 +146,9 @@ class ExpectClientHello(State):
             reason = f"the client's session is resumable: {how}, same SNI, suite still offered"
             explain(ctx, "resumption", "abbreviated handshake", reason, "RFC 5246 §7.3")
             return self._resume(ctx, hello, raw, session, alpn)
-        offered = hello.session_id or (hello.extension(SessionTicket) or SessionTicket()).ticket
-        reason = (
-            "the session offered cannot be resumed (unknown, expired, or another SNI, suite or "
-            "client-auth setting)"
-            if offered
-            else "the client offers no session to resume"
-        )
-        explain(ctx, "resumption", "full handshake", reason, "RFC 5246 §7.3")
+        if ctx.observer is not None:
+            reason, rfc = why_not_resumed(hello)
+            explain(ctx, "resumption", "full handshake", reason, rfc)
         return self._full_handshake(ctx, hello, raw, sni, ems, alpn)
 
     def _full_handshake(
@@ -167,8 +163,12 @@ class ExpectClientHello(State):
         config = ctx.config
         suite, certified, scheme = choose_suite(config, hello, sni)
         group = choose_group(config, hello.extension(SupportedGroups))
-        issue_ticket = config.ticket_keys is not None and hello.extension(SessionTicket) is not None
-        cache_session = config.session_cache is not None and not issue_ticket
+        # RFC 7627 §5.3: a session without the extended master secret can never be resumed,
+        # so none is made (no ticket, no session ID), and the client does not offer it back.
+        issue_ticket = (
+            ems and config.ticket_keys is not None and hello.extension(SessionTicket) is not None
+        )
+        cache_session = ems and config.session_cache is not None and not issue_ticket
         negotiated = Negotiated(
             suite=suite,
             client_random=hello.random,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import attrs
 
-from ..clientauth import ClientAuth, client_public_key
+from ..clientauth import ClientAuth, client_public_key, subject_text
 from ..crypto.asymmetric import EphemeralKey, verify
 from ..crypto.key_schedule import (
     Transcript,
@@ -20,7 +20,7 @@ from ..wire.messages import (
     ClientKeyExchange,
     HandshakeMessage,
 )
-from .base import HandshakeContext, Negotiated, State, accepting, traffic_keys
+from .base import HandshakeContext, Negotiated, State, accepting, explain, traffic_keys
 from .finish import ExpectChangeCipherSpec, Keyed
 
 
@@ -44,6 +44,10 @@ class ExpectClientCertificate(State):
         if message.certificate_list:
             chain = self.client_auth.verify(message.certificate_list, ctx.config.clock())
             negotiated = attrs.evolve(negotiated, client_chain=chain)
+            if ctx.observer is not None:
+                subject = subject_text(chain[0])
+                reason = f"{subject} chains to a trusted CA"
+                explain(ctx, "client certificate", "verified", reason, "RFC 5246 §7.4.6")
         elif self.client_auth.required:
             # RFC 5246 §7.4.6: the server may answer a missing certificate with this alert.
             raise HandshakeFailure("the client sent no certificate, and one is required")

@@ -13,12 +13,14 @@ import datetime
 import attrs
 from cryptography import x509
 
+from ..clientauth import subject_text
 from ..config import CertifiedKey, ServerConfig
 from ..crypto.asymmetric import choose_scheme
 from ..crypto.suites import CipherSuite
 from ..sessions import SessionState
 from ..wire.enums import (
     TLS12,
+    TLS13,
     ECPointFormat,
     NamedGroup,
     SignatureScheme,
@@ -160,10 +162,15 @@ def find_session(
     """A session the client may resume: from its ticket, else from its session ID.
 
     Anything doubtful — unknown, expired or tampered, another SNI, a suite we no longer
-    offer — means a full handshake. Two cases abort instead: a client that offers a session
-    but not its cipher suite breaks RFC 5246 §7.4.1.2's MUST (illegal_parameter, as OpenSSL
-    and NSS answer), and RFC 7627 §5.3: a session made with the extended master secret
-    offered without it is a downgrade.
+    offer — means a full handshake. A client that offers a session but not its cipher suite
+    breaks RFC 5246 §7.4.1.2's MUST (illegal_parameter, as OpenSSL and NSS answer). And a
+    session resumes only if it was made with the extended master secret and the client
+    offers it again (RFC 7627 §5.3, handshake_failure where it says to abort): an EMS session
+    offered without EMS is a downgrade (MUST abort); a session without EMS is never resumed,
+    with a full handshake for a client that now offers EMS (MUST NOT resume, SHOULD do a full
+    handshake) and an abort for one that does not (SHOULD abort; OpenSSL resumes it, as
+    "legacy insecure resumption"). This server makes no such session (see hello.py's
+    _full_handshake), so one only comes from an older server sharing the ticket keys.
     """
     now = config.clock()
     state = None
@@ -180,7 +187,9 @@ def find_session(
         raise IllegalParameter("the client offers a session without its cipher suite")
     if state.extended_master_secret and not ems:
         raise HandshakeFailure("resuming an extended-master-secret session without it")
-    if ems and not state.extended_master_secret:
+    if not state.extended_master_secret:
+        if not ems:
+            raise HandshakeFailure("resuming a session without the extended master secret")
         return None
     return _with_identity(config, state, now)
 
@@ -234,7 +243,7 @@ def explain_full_handshake(
         ctx,
         "certificate",
         f"{certified.auth.upper()}, for "
-        + (", ".join(certified.dns_names) or certified.chain[0].subject.rfc4514_string()),
+        + (", ".join(certified.dns_names) or subject_text(certified.chain[0])),
         f"it names {name}" if acknowledge_sni else "the first that fits: no SNI name matched",
         "RFC 6066 §3, RFC 8422 §5.1",
     )
@@ -255,4 +264,42 @@ def explain_full_handshake(
         if groups is not None
         else "the client sent no supported_groups: secp256r1, which every client has",
         "RFC 8422 §5.1.1",
+    )
+
+
+def _byte_count(count: int) -> str:
+    return f"{count} byte" if count == 1 else f"{count} bytes"
+
+
+# RFC 8446 §4.1.2 and Appendix D.4: a client that offers TLS 1.3 fills legacy_session_id with
+# 32 random bytes, so that middleboxes see what looks like a TLS 1.2 resumption attempt.
+COMPATIBILITY_ID_LENGTH = 32
+
+
+def why_not_resumed(hello: ClientHello) -> tuple[str, str]:
+    """The reason a ClientHello gets a full handshake, and its RFC: what was offered, if
+    anything, and (on a TLS 1.3 client's first visit) what its session ID really is."""
+    ticket = (hello.extension(SessionTicket) or SessionTicket()).ticket
+    versions = hello.extension(SupportedVersions)
+    if ticket:
+        offered = f"a ticket of {_byte_count(len(ticket))}"
+    elif not hello.session_id:
+        return "the client offers no session to resume", "RFC 5246 §7.3"
+    elif (
+        len(hello.session_id) == COMPATIBILITY_ID_LENGTH
+        and versions is not None
+        and TLS13 in versions.versions
+    ):
+        return (
+            "the client's session ID is none this server knows: a client that offers TLS 1.3 "
+            f"sends a random {COMPATIBILITY_ID_LENGTH}-byte legacy_session_id for middlebox "
+            "compatibility, so on a first visit there is no session to resume",
+            "RFC 8446 §4.1.2, App. D.4",
+        )
+    else:
+        offered = f"a session ID of {_byte_count(len(hello.session_id))}"
+    return (
+        f"the session offered ({offered}) cannot be resumed (unknown, expired, or another SNI, "
+        "suite or client-auth setting)",
+        "RFC 5246 §7.3",
     )

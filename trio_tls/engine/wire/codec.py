@@ -14,7 +14,6 @@ from .errors import DecodeError
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
-_TYPE_LENGTH = struct.Struct("!HH")
 
 
 class Reader:
@@ -96,28 +95,6 @@ class Reader:
 
     def opaque24(self, minimum: int = 0, maximum: int = 0xFFFFFF) -> bytes:
         return self.vec24(minimum, maximum).rest()
-
-    def typed_entries(self) -> list[tuple[int, bytes]]:
-        """The rest as `type u16, opaque body<0..2^16-1>` entries (an extensions block).
-
-        One tight loop over one copy of the block instead of a sub-Reader per entry: a
-        browser's ClientHello carries twenty of them, a hostile one sixteen thousand.
-        """
-        block = self.rest()
-        unpack = _TYPE_LENGTH.unpack_from
-        entries = []
-        pos, stop = 0, len(block)
-        while pos < stop:
-            if pos + 4 > stop:
-                raise DecodeError("truncated extension header")
-            entry_type, length = unpack(block, pos)
-            pos += 4
-            end = pos + length
-            if end > stop:
-                raise DecodeError(f"extension of {length} bytes overruns its block")
-            entries.append((entry_type, block[pos:end]))
-            pos = end
-        return entries
 
     def u16_list(self) -> tuple[int, ...]:
         """The rest of this reader as a list of uint16, e.g. cipher suites (odd length fails)."""
