@@ -165,6 +165,6 @@ def test_an_os_error_nobody_foresaw_is_still_one_line(
     def refuse(args: object) -> None:
         raise PermissionError(13, "Permission denied", "/var/lib/somewhere")
 
-    monkeypatch.setattr(cli, "_cmd_handlers", refuse)
+    monkeypatch.setattr(cli, "cmd_handlers", refuse)
     assert cli.main(["handlers"]) == 1
     assert capsys.readouterr().err == "trio-tls: error: /var/lib/somewhere: Permission denied\n"
