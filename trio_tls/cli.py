@@ -351,7 +351,7 @@ async def _serve_until_signalled(
 
     async def reload() -> None:
         systemd.notify(systemd.reloading())
-        holder.reload(lambda: build_config(settings, handler_alpn(handler)))
+        await holder.reload(lambda: build_config(settings, handler_alpn(handler)))
         systemd.notify("READY=1")
 
     with trio.open_signal_receiver(*SIGNALS) as signals:
