@@ -8,6 +8,7 @@ non-zero exit, never a traceback: those are configuration mistakes, not bugs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import logging
 import math
@@ -15,7 +16,6 @@ import os
 import shlex
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -324,6 +324,7 @@ async def _rotate_ticket_key_file(settings: Settings, config: ServerConfig | Non
         settings.ticket_key_file,
         lifetime=settings.session_lifetime,
         keys=keys if isinstance(keys, FileTicketKeys) else None,
+        make_directory=settings.ticket_key_dir_ours,
     )
 
 
@@ -451,11 +452,12 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     # Build the handler and configuration before listening, so mistakes surface at once.
     handler = load_handler(args.handler, parse_handler_options(args.handler_opt))
     settings = _settings(args)
-    with tempfile.TemporaryDirectory(prefix="trio-tls-") as private_dir:
-        if args.workers > 1 and settings.tickets and settings.ticket_key_file is None:
+    shared_keys = args.workers > 1 and settings.tickets and settings.ticket_key_file is None
+    with workers.private_directory() if shared_keys else contextlib.nullcontext() as private_dir:
+        if private_dir is not None:
             # One key file for all workers, so a ticket resumes on any of them.
             key_file = os.path.join(private_dir, "tickets.keys")
-            settings = attrs.evolve(settings, ticket_key_file=key_file)
+            settings = attrs.evolve(settings, ticket_key_file=key_file, ticket_key_dir_ours=True)
         config = build_config(settings, handler_alpn(handler))
         # Opened here in the supervisor too: a bad path is one error, and the warning shows.
         keylog = _open_keylog(args)

@@ -74,6 +74,9 @@ class Settings:
     ticket_key_file: str | None = None
     # auto: this process (the supervisor, with --workers) rotates the file; external: only reads.
     ticket_key_rotation: Literal["auto", "external"] = "auto"
+    # The file's directory is the supervisor's private one (workers.private_directory): if it
+    # vanishes, the supervisor makes it again.
+    ticket_key_dir_ours: bool = False
     session_lifetime: float = 7200
     # A worker of --workers: its supervisor already gave every warning.
     quiet: bool = False
