@@ -221,9 +221,7 @@ def test_a_fifo_at_the_certificate_path_is_refused_at_reload(
         )
         for _ in range(3):
             assert served_by(server.port) == fingerprint(leaf)
-        started = time.monotonic()
-        assert server.stop() == 0
-        assert time.monotonic() - started < 2
+        assert server.stop() == 0  # within EXIT_TIMEOUT; it used to hang until SIGKILL
         assert "Traceback" not in server.stderr
 
 
