@@ -225,10 +225,27 @@ def test_a_fifo_at_the_certificate_path_is_refused_at_reload(
         assert "Traceback" not in server.stderr
 
 
-def test_a_fifo_at_the_certificate_path_is_one_error_at_start(tmp_path: Path) -> None:
-    os.mkfifo(tmp_path / "server.pem")
+FIFO_AT_START = {
+    "certfile": (["--certfile", "fifo"], "cannot read certificate file fifo"),
+    "keyfile": (["--certfile", "server.pem", "--keyfile", "fifo"], "cannot read key file fifo"),
+    "client-ca": (["--certfile", "server.pem", "--client-ca", "fifo"], "--client-ca fifo"),
+    "ticket-key-file": (
+        ["--certfile", "server.pem", "--ticket-key-file", "fifo"],
+        "cannot read ticket key file fifo",
+    ),
+}
+
+
+@pytest.mark.parametrize(("args", "message"), FIFO_AT_START.values(), ids=FIFO_AT_START)
+def test_a_fifo_in_place_of_a_file_is_one_error_at_start(
+    tmp_path: Path, rsa_leaf: trustme.LeafCert, args: list[str], message: str
+) -> None:
+    """Opened for reading, a FIFO used to wait for a writer forever: the server never started."""
+    install(rsa_leaf, tmp_path / "server.pem")
+    (tmp_path / "server.pem").chmod(0o600)
+    os.mkfifo(tmp_path / "fifo")
     result = subprocess.run(
-        command("serve", "--port", "0", "--certfile", "server.pem"),
+        command("serve", "--port", "0", *args),
         cwd=tmp_path,
         env=child_env(),
         capture_output=True,
@@ -238,7 +255,4 @@ def test_a_fifo_at_the_certificate_path_is_one_error_at_start(tmp_path: Path) ->
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 1
-    assert result.stderr == (
-        "trio-tls: error: cannot read certificate file server.pem: it is a FIFO, "
-        "not a regular file\n"
-    )
+    assert result.stderr == f"trio-tls: error: {message}: it is a FIFO, not a regular file\n"
