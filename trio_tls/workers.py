@@ -308,6 +308,7 @@ def private_directory() -> Iterator[str]:
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            cwd="/",  # holds no directory busy, as a mount point that someone means to unmount
             start_new_session=True,  # no terminal's Ctrl+C reaches it
         )
         cleanup.callback(_dismiss, janitor)
