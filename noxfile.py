@@ -1,12 +1,15 @@
-"""Developer sessions: tests, lint, typecheck, coverage, bench, fuzz.
+"""Developer sessions: tests, tests-lowest, lint, typecheck, coverage, bench, fuzz, mutation.
 
 No python= pins: each session runs on the interpreter nox itself runs on, so a machine with a
 single Python (CI included) never fails on a missing interpreter.
 """
 
 import pathlib
+import shutil
+import tomllib
 
 import nox
+from packaging.requirements import Requirement
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
@@ -16,6 +19,57 @@ nox.options.reuse_existing_virtualenvs = True
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+def lowest_constraints() -> list[str]:
+    """`name==floor` for every dependency pyproject.toml declares with a `>=` floor.
+
+    Made from pyproject.toml itself, so a floor raised there is tested at once and a constraints
+    file can never drift from the declaration. Only direct dependencies are pinned: what they
+    need in turn resolves as a user's pip would resolve it."""
+    project = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        declared += extra
+    pins = []
+    for text in declared:
+        requirement = Requirement(text)
+        floors = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        if floors:
+            pins.append(f"{requirement.name}=={floors[0]}")
+    return pins
+
+
+@nox.session(name="tests-lowest")
+def tests_lowest(session: nox.Session) -> None:
+    """The test suite on the lowest version of each dependency pyproject.toml declares.
+
+    A floor that is too low shows up here, not on a user's machine with an old package."""
+    constraints = pathlib.Path(session.create_tmp()) / "lowest-constraints.txt"
+    constraints.write_text("\n".join(lowest_constraints()) + "\n")
+    session.log("constraints: " + ", ".join(constraints.read_text().split()))
+    session.install("-c", str(constraints), "-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build the sdist and wheel, check them with twine, then serve every built-in handler from
+    a venv that holds only the wheel, in a directory outside the checkout (tests/package_smoke.py).
+
+    The suite runs on an editable install, which sees the whole tree; only this shows that the
+    wheel carries every module, the entry points and the package data."""
+    session.install("build", "twine")
+    dist = pathlib.Path(session.create_tmp()).resolve() / "dist"
+    shutil.rmtree(dist, ignore_errors=True)  # only this build's files
+    session.run("python", "-m", "build", "--outdir", str(dist), ".")
+    built = sorted(str(path) for path in dist.iterdir())
+    session.run("twine", "check", "--strict", *built)
+    (wheel,) = (path for path in built if path.endswith(".whl"))
+    venv = dist.parent / "wheel-only"
+    session.run("python", "-m", "venv", "--clear", str(venv))
+    session.run(str(venv / "bin" / "python"), "-m", "pip", "install", "-q", wheel, external=True)
+    session.run("python", "tests/package_smoke.py", str(venv / "bin" / "trio-tls"))
 
 
 @nox.session

@@ -15,10 +15,18 @@ import trio
 
 from trio_tls.plugins import Handler
 
-from .http11 import DEFAULT_MAX_REQUESTS, Response, client_subject, parse_max_requests, serve_http
+from .http11 import (
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_REQUEST_TIMEOUT,
+    Response,
+    client_subject,
+    parse_max_requests,
+    parse_request_timeout,
+    serve_http,
+)
 
-DEFAULT_BODY = "Hello from Python TLS!"
-_OPTIONS = frozenset({"body", "max-requests"})
+DEFAULT_BODY = "Hello from Python TLS!\n"  # a line, as a terminal (curl) wants it
+_OPTIONS = frozenset({"body", "max-requests", "request-timeout"})
 
 
 @attrs.frozen
@@ -27,20 +35,23 @@ class Hello:
 
     body: bytes
     max_requests: int = DEFAULT_MAX_REQUESTS
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     alpn_protocols: ClassVar[tuple[str, ...]] = ("http/1.1",)
 
     async def __call__(self, stream: trio.abc.Stream) -> None:
         body = self.body
         subject = client_subject(stream)
         if subject is not None:  # say whom we are talking to, when the client said so
-            body += f"\nClient certificate: {subject}\n".encode()
+            separator = "" if body.endswith(b"\n") else "\n"
+            body += f"{separator}Client certificate: {subject}\n".encode()
         page = Response(200, "text/plain; charset=utf-8", body)
-        await serve_http(stream, lambda request: page, self.max_requests)
+        await serve_http(stream, lambda request: page, self.max_requests, self.request_timeout)
 
 
 def make_handler(options: Mapping[str, str]) -> Handler:
     """Build the responder; `body=TEXT` replaces the greeting, `max-requests=N` (default 100)
-    bounds the requests served on one connection."""
+    bounds the requests served on one connection, and `request-timeout=SECONDS` (default 10)
+    the time a request may take to arrive from its first byte."""
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
         known = ", ".join(sorted(_OPTIONS))
@@ -48,4 +59,7 @@ def make_handler(options: Mapping[str, str]) -> Handler:
     max_requests = parse_max_requests(
         "hello", options.get("max-requests", str(DEFAULT_MAX_REQUESTS))
     )
-    return Hello(options.get("body", DEFAULT_BODY).encode(), max_requests)
+    request_timeout = parse_request_timeout(
+        "hello", options.get("request-timeout", str(DEFAULT_REQUEST_TIMEOUT))
+    )
+    return Hello(options.get("body", DEFAULT_BODY).encode(), max_requests, request_timeout)

@@ -10,14 +10,25 @@ other method (CONNECT, POST, ...) gets 405 with `Allow` (RFC 9110 §15.5.6). A k
 connection serves at most `max_requests` requests, the last one with `Connection: close`; how
 long it may sit idle between them is serve()'s idle timeout, and once the server begins shutting
 down (`stream.shutdown`) an idle connection ends at once, cleanly, instead of waiting to be
-cancelled. Each response is logged to the `trio_tls.access` logger, in the spirit of a web
-server's access log, so operators can route it on its own.
+cancelled.
+
+A request must arrive whole within `request_timeout` seconds of its first byte: nginx's
+client_header_timeout, HAProxy's `timeout http-request`. The idle timeout restarts with every
+byte, so without it a client sending one byte (one TLS record) every few seconds holds its
+connection for ever. The deadline covers the head and any body, since these handlers read no
+body and it deserves no more time. On expiry the connection is closed without a response, as
+nginx does (it logs 408 and sends nothing: the client is not reading a response it has not
+finished asking for); the access log says 408.
+
+Each response is logged to the `trio_tls.access` logger, in the spirit of a web server's access
+log, so operators can route it on its own.
 """
 
 from __future__ import annotations
 
 import http
 import logging
+import math
 from collections.abc import Callable
 
 import attrs
@@ -30,6 +41,8 @@ CHUNK = 65536
 # A request head bigger than this is refused rather than buffered without bound.
 MAX_HEADER_SIZE = 16 * 1024
 DEFAULT_MAX_REQUESTS = 100
+# HAProxy's recommended `timeout http-request`; a browser sends a request head in one packet.
+DEFAULT_REQUEST_TIMEOUT = 10.0
 ALLOWED_METHODS = (b"GET", b"HEAD")
 
 
@@ -55,13 +68,32 @@ def parse_max_requests(handler: str, text: str) -> int:
     return int(text)
 
 
-async def serve_http(stream: trio.abc.Stream, respond: Respond, max_requests: int) -> None:
+def parse_request_timeout(handler: str, text: str) -> float:
+    """The `request-timeout` option: a positive, finite number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ValueError(
+            f"{handler}: request-timeout must be a positive number of seconds, not {text!r}"
+        )
+    return seconds
+
+
+async def serve_http(
+    stream: trio.abc.Stream,
+    respond: Respond,
+    max_requests: int,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+) -> None:
     """Answer HTTP/1.1 requests on `stream` until the client or the limits end it."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_SIZE)
     peer = _peer(stream)
     shutdown: trio.Event | None = getattr(stream, "shutdown", None)
     served = 0
     peer_closed = False
+    began: float | None = None  # when the first byte of the request being read arrived
     while True:
         try:
             event = conn.next_event()
@@ -82,7 +114,13 @@ async def serve_http(stream: trio.abc.Stream, respond: Respond, max_requests: in
                 if data is None:
                     return  # the server is stopping: end this idle connection cleanly
             else:
-                data = bytes(await stream.receive_some(CHUNK))
+                deadline = math.inf if began is None else began + request_timeout
+                data = await _receive_before(stream, deadline)
+                if data is None:
+                    access_log.info('%s "-" 408 0', peer)  # as nginx: logged, never sent
+                    return
+            if began is None:
+                began = trio.current_time()
             peer_closed = not data
             conn.receive_data(data)  # b"" tells h11 about EOF
             continue
@@ -112,6 +150,8 @@ async def serve_http(stream: trio.abc.Stream, respond: Respond, max_requests: in
             return
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
+            # A pipelined request's first bytes are here already: its time starts now.
+            began = trio.current_time() if conn.trailing_data[0] else None
 
 
 def _peer(stream: trio.abc.Stream) -> str:
@@ -127,6 +167,14 @@ def client_subject(stream: trio.abc.Stream) -> str | None:
     """The subject of the client's certificate, when it sent one (mutual TLS)."""
     chain = getattr(getattr(stream, "info", None), "client_certificate", None)
     return chain[0].subject.rfc4514_string() if chain else None
+
+
+async def _receive_before(stream: trio.abc.Stream, deadline: float) -> bytes | None:
+    """The next bytes from the client, or None if the deadline passes first (the receive is
+    cancel-safe, as below)."""
+    with trio.move_on_at(deadline):
+        return bytes(await stream.receive_some(CHUNK))
+    return None
 
 
 async def _receive_unless(stream: trio.abc.Stream, shutdown: trio.Event) -> bytes | None:

@@ -161,7 +161,8 @@ def _rung(rung: Rung) -> str:
     time = f"<span class=t>+{rung.ms:.2f} ms</span>"
     detail = f"<span class=detail>{escape(rung.detail)}{_cite(rung.rfc)}</span>"
     if rung.direction is not None:
-        size = f" <small>{rung.length} bytes</small>" if rung.length else ""
+        unit = "byte" if rung.length == 1 else "bytes"
+        size = f" <small>{rung.length} {unit}</small>" if rung.length else ""
         label = f"<b>{escape(rung.title)}</b>{size}"
         arrow = f"<div class=arrow>{label}{detail}</div>"
         return f"<li class='{rung.kind} {rung.direction}'>{time}{arrow}</li>"

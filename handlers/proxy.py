@@ -23,6 +23,12 @@ Closing, as far as TLS 1.2 allows (RFC 5246 §7.2.1 has no half-close):
   client: what the upstream still says is read and dropped, for at most LINGER seconds, so that
   it sees an orderly close rather than a reset. A protocol where the client half-closes and
   then waits for the answer (`nc -N`-style) cannot work over TLS 1.2, with any proxy.
+- Traffic either way keeps the connection alive, as HAProxy's `timeout tunnel`: serve()'s idle
+  timeout on the client's receives is lifted, and the relay ends once nothing has moved in
+  either direction for that long. A download still flowing is never cut because the client has
+  nothing to say. The end is abortive (a fatal alert, as below), since the upstream has not
+  ended its stream and whatever the client got may be incomplete; a close_notify would pass a
+  cut-short answer for a whole one.
 - An upstream that refuses, times out, resets or stops reading for UPSTREAM_WRITE_TIMEOUT
   seconds ends the connection abortively (plugins.AbortConnection: a fatal alert, so the client
   never takes a cut-short response for a whole one), logged with the upstream's address. A
@@ -145,8 +151,10 @@ class Proxy:
             )
         transport = await self._connect(upstream)
         async with transport:
-            relay = _Relay(stream, transport, upstream)
+            relay = _Relay(stream, transport, upstream, _take_idle_timeout(stream))
             await relay.run(self._header(stream.info))
+        if relay.idle is not None:
+            raise AbortConnection(relay.idle)
         if relay.failure is not None:
             raise _failed(upstream, relay.failure)
 
@@ -198,6 +206,16 @@ def _common_name(chain: tuple[x509.Certificate, ...] | None) -> str | None:
     return str(names[0].value) if names else ""
 
 
+def _take_idle_timeout(stream: TLSStream) -> float:
+    """serve()'s idle timeout on the client's receives, lifted: the relay keeps its own, over
+    both directions."""
+    transport = stream.transport_stream
+    if not isinstance(transport, DeadlineStream):
+        return math.inf
+    timeout, transport.idle_timeout = transport.idle_timeout, math.inf
+    return timeout
+
+
 def _failed(upstream: Upstream, reason: str) -> AbortConnection:
     log.warning("upstream %s: %s", upstream, reason)
     return AbortConnection(f"upstream {upstream}: {reason}")
@@ -211,12 +229,18 @@ class _Relay:
     client's own stream errors propagate to serve(), which logs them as how the connection
     ended."""
 
-    def __init__(self, client: TLSStream, upstream: DeadlineStream, where: Upstream) -> None:
+    def __init__(
+        self, client: TLSStream, upstream: DeadlineStream, where: Upstream, idle_timeout: float
+    ) -> None:
         self.client = client
         self.upstream = upstream
         self.where = where
+        self.idle_timeout = idle_timeout
+        # Its deadline moves on with each chunk relayed either way; when it passes, the relay ends.
+        self._quiet = trio.CancelScope(deadline=trio.current_time() + idle_timeout)
         self.client_closed = trio.Event()
         self.failure: str | None = None
+        self.idle: str | None = None  # why the relay ended for want of traffic either way
         self.dropped = 0  # upstream bytes that arrived after the client's close_notify
         self._relay_scope = trio.CancelScope()
 
@@ -226,7 +250,9 @@ class _Relay:
             if header:
                 await self._send_upstream(header)
             nursery.start_soon(self._to_client)
+            nursery.start_soon(self._watch_traffic)
             while data := await self.client.receive_some(CHUNK):
+                self._traffic()
                 await self._send_upstream(data)
             self.client_closed.set()
             try:
@@ -252,6 +278,7 @@ class _Relay:
             if not data:  # the upstream's EOF: all relayed; serve() then sends close_notify
                 self._relay_scope.cancel()
                 return
+            self._traffic()
             if self.client_closed.is_set():
                 self.dropped += len(data)
                 continue
@@ -265,6 +292,16 @@ class _Relay:
                 if not self.client_closed.is_set():
                     raise
                 self.dropped += len(data)
+
+    def _traffic(self) -> None:
+        self._quiet.deadline = trio.current_time() + self.idle_timeout
+
+    async def _watch_traffic(self) -> None:
+        """End the relay once nothing has moved either way for the idle timeout."""
+        with self._quiet:
+            await trio.sleep_forever()
+        self.idle = f"idle timeout (no data either way for {self.idle_timeout:g} s)"
+        self._relay_scope.cancel()
 
     async def _broke(self, exc: BaseException) -> NoReturn:
         """Record why the upstream failed and end the relay (this task's sleep is cancelled)."""

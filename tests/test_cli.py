@@ -38,7 +38,7 @@ CLIENT_TIMEOUT = 10.0
 
 SERVING_ANY = re.compile(r"serving handler")
 FINGERPRINT = re.compile(r"SHA-256 fingerprint (?P<fp>(?:[0-9A-F]{2}:){31}[0-9A-F]{2})")
-HELLO_BODY = b"Hello from Python TLS!"
+HELLO_BODY = b"Hello from Python TLS!\n"
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 PASSWORD = "correct horse battery staple"
 
@@ -576,7 +576,7 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
     "unknown-handler-option-lists-the-known": (
         ["--handler-opt", "colour=red"],
         {},
-        ["unknown option 'colour'", "body, max-requests"],
+        ["unknown option 'colour'", "body, max-requests, request-timeout"],
     ),
     "fewer-keyfiles-than-certfiles": (
         ["--certfile", "{rsa_cert}", "--certfile", "{ecdsa_cert}", "--keyfile", "{rsa_key}"],
@@ -655,6 +655,8 @@ ARGUMENT_ERRORS = {
     "handshake-timeout-nan": (["--handshake-timeout", "nan"], "nan is not a positive number"),
     "idle-timeout-inf": (["--idle-timeout", "inf"], "inf is not a positive number"),
     "write-timeout-text": (["--write-timeout", "soon"], "invalid number of seconds 'soon'"),
+    "record-timeout-0": (["--record-timeout", "0"], "0 is not a positive number"),
+    "per-ip-negative": (["--max-connections-per-ip=-1"], "-1 is not 0 or more"),
     "unknown-option": (["--colour", "red"], "unrecognized arguments: --colour red"),
     "crypto-threads-negative": (["--crypto-threads=-1"], "-1 is not between 0 and 64"),
     "crypto-threads-too-many": (["--crypto-threads", "65"], "65 is not between 0 and 64"),

@@ -324,7 +324,9 @@ async def test_serve_logs_the_alert_of_a_client_that_rejects_our_certificate(
     assert error.verify_code != 0
     line = await logged(caplog, "^" + re.escape(peer) + " ")
     assert re.fullmatch(
-        re.escape(peer) + r" sni=- alpn=- suite=- resumed=- in=\d+ out=\d+ time=[\d.]+ms: "
+        # The SNI the client sent is named although no handshake completed.
+        re.escape(f"{peer} sni={server_hostname} alpn=- suite=- resumed=- ")
+        + r"in=\d+ out=\d+ time=[\d.]+ms: "
         f"failed: the peer sent a fatal {alert.name} alert",
         line,
     ), line
@@ -383,7 +385,7 @@ async def test_serve_logs_a_client_that_gives_up_after_our_first_flight(
     await tcp.aclose()
     line = await logged(caplog, "^" + re.escape(peer) + " ")
     assert line.endswith(f": {outcome}"), line
-    assert " sni=- alpn=- suite=- resumed=- " in line
+    assert " sni=localhost alpn=- suite=- resumed=- " in line
     no_errors(caplog)
 
 
@@ -415,3 +417,22 @@ def test_curl_refusing_the_dev_certificate_is_logged_by_the_command(
         server.stderr,
     ), server.stderr
     assert "Traceback" not in server.stderr
+
+
+async def test_a_handshake_the_server_refuses_logs_the_sni_the_client_sent(
+    rsa_config: ServerConfig, server_nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--strict-sni refuses the name with unrecognized_name; the line still says which."""
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    strict = ServerConfig(rsa_config.certificates, strict_sni=True)
+    port = await start(server_nursery, load_handler("hello"), strict)
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    peer = f"127.0.0.1:{tcp.socket.getsockname()[1]}"
+    await tcp.send_all(ScriptedClient(sni="unknown.example").client_hello())
+    with trio.fail_after(5):
+        while await tcp.receive_some():
+            pass
+    await tcp.aclose()
+    line = await logged(caplog, "^" + re.escape(peer) + " ")
+    assert line.startswith(f"{peer} sni=unknown.example alpn=- suite=- resumed=- "), line
+    assert line.endswith("failed: unrecognized_name (no certificate for 'unknown.example')"), line

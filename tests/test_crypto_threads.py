@@ -138,7 +138,7 @@ async def test_serve_signs_on_worker_threads(
 
     async def one_client() -> None:
         client = await connect(ca, port)
-        assert await http_get(client, h11.Connection(h11.CLIENT)) == b"Hello from Python TLS!"
+        assert await http_get(client, h11.Connection(h11.CLIENT)) == b"Hello from Python TLS!\n"
         await client.aclose()
 
     async with trio.open_nursery() as clients:

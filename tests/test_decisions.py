@@ -180,16 +180,24 @@ def test_supported_versions_and_an_unnamed_certificate_explained(unnamed: Server
             "unknown-id",
             (
                 "full handshake",
-                "the session offered cannot be resumed (unknown, expired, or another SNI, suite "
-                "or client-auth setting)",
+                "the session offered (a session ID of 32 bytes) cannot be resumed (unknown, "
+                "expired, or another SNI, suite or client-auth setting)",
+            ),
+        ),
+        (
+            "one-byte-id",
+            (
+                "full handshake",
+                "the session offered (a session ID of 1 byte) cannot be resumed (unknown, "
+                "expired, or another SNI, suite or client-auth setting)",
             ),
         ),
         (
             "unknown-ticket",
             (
                 "full handshake",
-                "the session offered cannot be resumed (unknown, expired, or another SNI, suite "
-                "or client-auth setting)",
+                "the session offered (a ticket of 100 bytes) cannot be resumed (unknown, "
+                "expired, or another SNI, suite or client-auth setting)",
             ),
         ),
         (
@@ -221,7 +229,32 @@ def test_resumption_explained(
             sealed = TICKET_KEYS.seal(STATE) if offer == "ticket" else bytes(100)
             ticket = extension(ExtensionType.session_ticket, sealed)
             return c.client_hello(extensions=[*c.default_extensions(), ticket])
-        return c.client_hello(session_id=SESSION_ID if offer == "id" else b"u" * 32)
+        unknown = b"u" if offer == "one-byte-id" else b"u" * 32
+        return c.client_hello(session_id=SESSION_ID if offer == "id" else unknown)
 
     made = decisions(unnamed, hello, sni=None)
     assert made[:3] == [VERSION, EMS, ("resumption", *resumption)]
+
+
+def test_a_tls13_clients_compatibility_session_id_is_explained(unnamed: ServerConfig) -> None:
+    """A first visit from a client that offers TLS 1.3: its 32 random bytes of
+    legacy_session_id are no failed resumption, and the note says what they are."""
+    seen: list[Observation] = []
+    server = ServerConnection(unnamed, seen.append)
+    client = ScriptedClient(sni=None)
+    versions = extension(ExtensionType.supported_versions, bytes.fromhex("0403040303"))
+    server.receive_data(
+        client.client_hello(
+            session_id=bytes(range(32)), extensions=[*client.default_extensions(), versions]
+        )
+    )
+    assert server.next_event() is NEED_DATA
+    (resumption,) = [o for o in seen if isinstance(o, Decision) and o.topic == "resumption"]
+    assert resumption.choice == "full handshake"
+    assert "a client that offers TLS 1.3 sends a random 32-byte legacy_session_id for " in (
+        resumption.reason
+    )
+    assert "middlebox compatibility, so on a first visit there is no session to resume" in (
+        resumption.reason
+    )
+    assert resumption.rfc == "RFC 8446 §4.1.2, App. D.4"

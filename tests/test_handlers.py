@@ -15,7 +15,7 @@ from trio_tls_handlers import echo, hello
 from trio_tls import plugins
 from trio_tls.plugins import PluginError
 
-BODY = b"Hello from Python TLS!"
+BODY = b"Hello from Python TLS!\n"
 
 
 @asynccontextmanager
@@ -99,7 +99,7 @@ async def test_hello_get() -> None:
         assert response.status_code == 200
         assert body == BODY
         assert header(response, b"content-type") == b"text/plain; charset=utf-8"
-        assert header(response, b"content-length") == b"22"
+        assert header(response, b"content-length") == b"23"
         await stream.send_eof()
         assert await read_to_eof(stream) == b""
 
@@ -146,7 +146,7 @@ async def test_hello_head_has_length_but_no_body() -> None:
         await stream.send_all(request(client, method="HEAD"))
         response, body, raw = await get_response(stream, client)
         assert response.status_code == 200
-        assert header(response, b"content-length") == b"22"
+        assert header(response, b"content-length") == b"23"
         assert body == b""
         assert raw.endswith(b"\r\n\r\n")
         await stream.send_eof()
@@ -232,6 +232,63 @@ async def test_hello_serves_at_most_max_requests_on_a_connection() -> None:
         assert await read_to_eof(stream) == b""
 
 
+@pytest.mark.parametrize(
+    ("whole", "dripped"),
+    [
+        (b"", b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        (b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40\r\n\r\n", b"x" * 40),
+    ],
+    ids=["head", "body"],
+)
+async def test_a_request_dripped_byte_by_byte_is_cut_at_the_request_timeout(
+    whole: bytes,
+    dripped: bytes,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One byte a second would never meet an idle timeout; the request timeout counts from the
+    first byte, covers a body too, and ends the connection without a response (as nginx)."""
+    caplog.set_level("INFO", logger="trio_tls.access")
+    async with running("hello", {"request-timeout": "3.5"}) as stream:
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+
+            async def drip() -> None:
+                await stream.send_all(whole)
+                for byte in dripped:
+                    await stream.send_all(bytes([byte]))
+                    await trio.sleep(1)
+
+            nursery.start_soon(drip)
+            received = await read_to_eof(stream)
+            nursery.cancel_scope.cancel()
+        if whole:  # the 405 went out once the head was in; the body never came
+            assert received.startswith(b"HTTP/1.1 405 ")
+        else:
+            assert received == b""
+        assert trio.current_time() - started == pytest.approx(3.5)
+    assert caplog.messages[-1] == '- "-" 408 0'
+
+
+async def test_the_request_timeout_starts_with_each_request_not_with_the_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running("hello", {"request-timeout": "2"}) as stream:
+        client = h11.Connection(h11.CLIENT)
+        for _ in range(3):
+            await trio.sleep(2.5)  # idle between requests: the idle timeout's business
+            await stream.send_all(request(client))
+            response, body, _ = await get_response(stream, client)
+            assert (response.status_code, body) == (200, BODY)
+            client.start_next_cycle()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x", "", "inf", "nan"])
+def test_hello_request_timeout_must_be_a_positive_number(value: str) -> None:
+    with pytest.raises(ValueError, match="request-timeout must be a positive number of seconds"):
+        hello.make_handler({"request-timeout": value})
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "x", ""])
 def test_hello_max_requests_must_be_a_positive_number(value: str) -> None:
     with pytest.raises(ValueError, match="max-requests must be a whole number"):
@@ -240,7 +297,8 @@ def test_hello_max_requests_must_be_a_positive_number(value: str) -> None:
 
 def test_unknown_options_are_rejected() -> None:
     with pytest.raises(
-        ValueError, match=r"^hello: unknown option 'colour' \(options: body, max-requests\)$"
+        ValueError,
+        match=r"^hello: unknown option 'colour' \(options: body, max-requests, request-timeout\)$",
     ):
         hello.make_handler({"colour": "red"})
     with pytest.raises(ValueError, match=r"^echo: unknown option 'x' \(echo takes no options\)$"):

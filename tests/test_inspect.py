@@ -30,7 +30,13 @@ from trio_tls.events import (
     Observation,
     RecordObserved,
 )
-from trio_tls.messages import ClientHello, ClientKeyExchange, Finished, ServerHello
+from trio_tls.messages import (
+    ChangeCipherSpec,
+    ClientHello,
+    ClientKeyExchange,
+    Finished,
+    ServerHello,
+)
 from trio_tls.plugins import PluginError
 
 from .cli_server import running_server
@@ -294,3 +300,13 @@ def test_python_ssl_full_then_resumed(tmp_path: pathlib.Path) -> None:
     assert "Certificate" not in resumed and "ClientKeyExchange" not in resumed
     topics = {decision["topic"] for decision in second["decisions"]}
     assert "resumption" in topics
+
+
+async def test_a_one_byte_message_is_one_byte() -> None:
+    """ChangeCipherSpec is a single byte: the ladder says "1 byte", not "1 bytes"."""
+    change = (0.0055, MessageObserved("received", ChangeCipherSpec(), b"\x01"))
+    async with running([*handshake_record(), change]) as stream:
+        _, body = await fetch(stream, "/")
+    page = body.decode()
+    assert "<b>ChangeCipherSpec</b> <small>1 byte</small>" in page
+    assert "1 bytes" not in page

@@ -174,7 +174,7 @@ def test_curl_reports_alpn_accepted(server: Server) -> None:
         timeout=30,
         check=False,
     )
-    assert result.stdout == b"Hello from Python TLS!"
+    assert result.stdout == b"Hello from Python TLS!\n"
     assert b"ALPN: server accepted http/1.1" in result.stderr, result.stderr
 
 

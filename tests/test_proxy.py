@@ -380,3 +380,38 @@ def test_bad_options_are_one_line(options: dict[str, str], message: str) -> None
 def test_an_ipv6_upstream() -> None:
     proxy = make_handler({"upstream": "[::1]:8080"})
     assert str(proxy.default) == "[::1]:8080"  # type: ignore[attr-defined]
+
+
+async def test_a_flowing_download_outlives_the_idle_timeout_and_a_stall_ends_abortively(
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The client says nothing while the upstream sends a chunk every 0.1 s, for three idle
+    timeouts: traffic either way keeps the tunnel open (HAProxy's `timeout tunnel`). Then the
+    upstream stalls without closing: the end is a fatal alert, never a close_notify that would
+    make the cut-short download look whole."""
+    caplog.set_level(logging.INFO, logger="trio_tls")
+    chunks = 15
+
+    async def trickle_then_stall(stream: trio.SocketStream) -> None:
+        for _ in range(chunks):
+            await stream.send_all(b"x" * 1000)
+            await trio.sleep(0.1)
+        await trio.sleep_forever()
+
+    async with upstream(trickle_then_stall) as upstream_port:
+        port = await proxy_to(
+            server_nursery, rsa_config, f"upstream=127.0.0.1:{upstream_port}", idle_timeout=0.5
+        )
+        client = await connect(ca, port)
+        received = bytearray()
+        with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as raised:
+            while data := await client.receive_some(65536):
+                received += data
+        await client.transport_stream.aclose()
+    assert len(received) == chunks * 1000
+    assert "INTERNAL_ERROR" in str(raised.value.__cause__).upper()
+    lines = await logged(caplog, "aborted:")
+    assert any("aborted: idle timeout (no data either way for 0.5 s)" in line for line in lines)

@@ -109,3 +109,15 @@ def test_examples_pass_mypy_strict(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_readme_commands() -> None:
+    """The quick start's two commands are what a newcomer runs: CI runs the test one verbatim,
+    and both start in a venv, since Debian's Python refuses `pip install` outside one."""
+    blocks = [block.strip() for block in readme.code_blocks("Quick start", "sh")]
+    (install_and_serve,) = [block for block in blocks if "trio-tls serve" in block]
+    (install_and_test,) = [block for block in blocks if "nox -s tests" in block]
+    ci = (readme.README.parent / ".ci" / "run").read_text()
+    assert install_and_test in ci.splitlines()
+    for quick_start in (install_and_serve, install_and_test):
+        assert quick_start.startswith("python3 -m venv .venv && . .venv/bin/activate && ")

@@ -57,7 +57,7 @@ class Client:
     def get(self) -> None:
         self.tls.sendall(REQUEST)
         response = b""
-        while not response.endswith(b"Hello from Python TLS!"):
+        while not response.endswith(b"Hello from Python TLS!\n"):
             chunk = self.tls.recv(65536)
             assert chunk, response
             response += chunk

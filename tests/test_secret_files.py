@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from trio_tls import secretfiles
 from trio_tls.certs import CertificateError, load_private_key, make_self_signed
 from trio_tls.keylog import KeyLogFile
 from trio_tls.secretfiles import (
@@ -27,6 +28,7 @@ from trio_tls.secretfiles import (
     open_for_append,
     read_regular,
     replace,
+    will_run_as,
 )
 from trio_tls.settings import Settings, ticket_keys
 from trio_tls.ticketfile import KeyFile, TicketKeyFileError, read_key_file, write_key_file
@@ -265,7 +267,8 @@ def test_ticket_key_file_others_can_reach_is_refused(tmp_path: Path, loose: int)
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away takes root")
 def test_a_ticket_key_file_of_another_user_is_refused(tmp_path: Path) -> None:
-    """As OpenSSH's StrictModes: whoever owns the file can read and chmod it, 0600 or not."""
+    """As OpenSSH's StrictModes: whoever owns the file can read and chmod it, 0600 or not; only
+    the server's user and root are trusted."""
     path = tmp_path / "tickets.keys"
     write_key_file(path, KeyFile.fresh(1_700_000_000))
     os.chown(path, NOBODY, -1)
@@ -273,11 +276,30 @@ def test_a_ticket_key_file_of_another_user_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TicketKeyFileError) as caught:
         read_key_file(path)
     assert str(caught.value) == (
-        f"cannot read ticket key file {path}: it belongs to {owner} (uid {NOBODY}), and this "
-        f"process runs as root (uid 0); run: chown root {path}"
+        f"cannot read ticket key file {path}: it belongs to {owner} (uid {NOBODY}), and "
+        f"trio-tls runs as root (uid 0); run: chown root {path}"
     )
     with pytest.raises(SecretFileError, match=f"belongs to {owner}"):
         KeyLogFile(path)  # the key log: its owner would read every secret written to it
+    os.chown(path, 0, -1)
+    read_key_file(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away takes root")
+def test_secret_files_are_the_users_that_user_switches_to_before_the_switch_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--user nobody: read as root first, the file the server made and gave to nobody loads,
+    one of another user does not, and root's still does."""
+    monkeypatch.setattr(secretfiles._ServerUser, "uid", None)
+    will_run_as(NOBODY)
+    path = tmp_path / "tickets.keys"
+    write_key_file(path, KeyFile.fresh(1_700_000_000))
+    os.chown(path, NOBODY, -1)
+    read_key_file(path)
+    os.chown(path, NOBODY - 1, -1)
+    with pytest.raises(TicketKeyFileError, match=f"run: chown {pwd.getpwuid(NOBODY).pw_name}"):
+        read_key_file(path)
     os.chown(path, 0, -1)
     read_key_file(path)
 

@@ -63,7 +63,7 @@ async def test_keep_alive_requests_on_one_connection(
     assert client.cipher()[0] == "ECDHE-RSA-AES128-GCM-SHA256"  # type: ignore[index]
     conn = h11.Connection(h11.CLIENT)
     for _ in range(3):
-        assert await http_get(client, conn) == b"Hello from Python TLS!"
+        assert await http_get(client, conn) == b"Hello from Python TLS!\n"
     assert await http_get(client, conn, "HEAD") == b""
     await client.aclose()
 
@@ -102,7 +102,7 @@ async def test_200_concurrent_clients(
         async with trio.open_nursery() as nursery:
             for _ in range(200):
                 nursery.start_soon(one)
-    assert bodies == [b"Hello from Python TLS!"] * 200
+    assert bodies == [b"Hello from Python TLS!\n"] * 200
 
 
 async def test_silent_client_dropped_at_handshake_timeout(
@@ -116,7 +116,7 @@ async def test_silent_client_dropped_at_handshake_timeout(
     silent = await trio.open_tcp_stream("127.0.0.1", port)
     start_time = trio.current_time()
     client = await connect(ca, port)  # others are served meanwhile
-    assert await http_get(client, h11.Connection(h11.CLIENT)) == b"Hello from Python TLS!"
+    assert await http_get(client, h11.Connection(h11.CLIENT)) == b"Hello from Python TLS!\n"
     with trio.fail_after(5):
         assert await silent.receive_some() == b""  # the server hung up
     assert 0.4 < trio.current_time() - start_time < 3
@@ -308,7 +308,7 @@ async def test_shutdown_ends_idle_keep_alive_connections_at_once_and_cleanly(
                 nursery, load_handler("hello"), rsa_config, shutdown=shutdown, shutdown_grace=30
             )
             client = await connect(ca, port)
-            assert await http_get(client, h11.Connection(h11.CLIENT)) == b"Hello from Python TLS!"
+            assert await http_get(client, h11.Connection(h11.CLIENT)) == b"Hello from Python TLS!\n"
             shutdown.set()  # the connection is idle between requests: it may go now
             assert await client.receive_some() == b""  # close_notify, long before the grace
             await client.aclose()

@@ -21,6 +21,7 @@ from trio_tls.plugins import load_handler
 from trio_tls.stream import TLSStream
 
 from .cli_server import Server, running_server
+from .drippers import Dripper
 from .openssl_peer import client_context
 from .test_server import connect, http_get, start
 
@@ -172,7 +173,7 @@ async def honest_get_seconds(port: int, ca: trustme.CA) -> float:
     start_time = trio.current_time()
     client = await connect(ca, port)
     body = await http_get(client, h11.Connection(h11.CLIENT))
-    assert body == b"Hello from Python TLS!"
+    assert body == b"Hello from Python TLS!\n"
     await client.aclose()
     return trio.current_time() - start_time
 
@@ -251,3 +252,32 @@ async def test_out_of_file_descriptors_the_server_waits_and_serves_again(
         with trio.fail_after(10):
             assert await honest_get_seconds(server.port, ca) < 5
         assert server.proc.poll() is None
+
+
+async def test_four_drippers_are_cut_at_their_deadlines_and_an_honest_client_is_served(
+    tmp_path: Path, ca: trustme.CA, rsa_leaf: trustme.LeafCert
+) -> None:
+    # Slowloris: each dripper sends a byte (of one sealed record, or as a whole one-byte
+    # record) every 0.5 s, well inside the idle timeout, which restarts with every byte. The
+    # record timeout cuts the first kind, the request timeout the second.
+    limits = ["--max-connections", "4", "--idle-timeout", "3", "--record-timeout", "1"]
+    with running(tmp_path, rsa_leaf, *limits, "--handler-opt", "request-timeout=1.5") as server:
+        context = client_context(ca)
+        drippers = [Dripper(server.port, context, drip, 0.5) for drip in ("sealed", "records") * 2]
+        async with trio.open_nursery() as nursery:
+            for dripper in drippers:
+                nursery.start_soon(dripper.run)
+            with trio.fail_after(10):
+                for dripper in drippers:
+                    await dripper.handshaken.wait()
+            with trio.fail_after(3):  # the idle timeout: never served before
+                latency = await honest_get_seconds(server.port, ca)
+            with trio.fail_after(5):
+                for dripper in drippers:
+                    await dripper.cut.wait()
+            nursery.cancel_scope.cancel()
+        server.wait_for_stderr("record timeout (a record begun by the peer was not finished", 5, 2)
+        server.wait_for_stderr('"-" 408 0', 5, 2)
+    assert latency < 1.5 + 1, latency
+    cut = [dripper.cut_after for dripper in drippers]
+    assert all(seconds is not None and seconds < 1.5 + 1 for seconds in cut), cut

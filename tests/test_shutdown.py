@@ -34,7 +34,7 @@ from .cli_server import (
     running_server,
 )
 
-HELLO_BODY = b"Hello from Python TLS!"
+HELLO_BODY = b"Hello from Python TLS!\n"
 HEAD = b"GET / HTTP/1.1\r\nHost: localhost\r\n"
 IN_FLIGHT = 2.0  # how long a request stays in flight after the signal: more than "at once"
 

@@ -11,7 +11,7 @@ import trio.testing
 import trustme
 
 from trio_tls.config import ServerConfig
-from trio_tls.deadlines import DeadlineStream, IdleTimeout
+from trio_tls.deadlines import DeadlineStream, IdleTimeout, RecordTimeout
 from trio_tls.enums import AlertDescription, AlertLevel, ContentType
 from trio_tls.errors import TLSError
 from trio_tls.stream import PeerAlert, TLSStream
@@ -229,6 +229,43 @@ async def test_after_an_idle_timeout_aclose_still_says_close_notify(
     assert await client.receive_some() == b""  # a clean close: nothing was cut short
     await client.aclose()
     await listeners[0].aclose()
+
+
+async def test_a_record_begun_must_finish_within_the_record_timeout_of_waiting(
+    ca: trustme.CA, rsa_config: ServerConfig, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Only time spent waiting in a receive counts: a record that sat unread while the server
+    was busy is not held against the peer, and a receive its caller cancelled gives back
+    nothing but the time it waited."""
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client = trio.SSLStream(client_transport, client_context(ca), server_hostname="localhost")
+    server = TLSStream(server_transport, rsa_config, record_timeout=1.0)
+    await handshake_both(client, server)
+    await client_transport.send_all(b"\x17\x03\x03\x00\x30" + b"x")  # a record's first bytes
+    with trio.move_on_after(0.6):
+        await server.receive_some()
+    await trio.sleep(60)  # the server is busy elsewhere: this does not count
+    started = trio.current_time()
+    with pytest.raises(trio.BrokenResourceError) as cut:
+        await server.receive_some()
+    assert trio.current_time() - started == pytest.approx(0.4)
+    assert isinstance(cut.value.__cause__.__cause__, RecordTimeout)  # type: ignore[union-attr]
+    assert str(cut.value.__cause__.__cause__) == (  # type: ignore[union-attr]
+        "a record begun by the peer was not finished within 1 s"
+    )
+
+
+async def test_whole_records_never_meet_the_record_timeout(
+    ca: trustme.CA, rsa_config: ServerConfig, autojump_clock: trio.testing.MockClock
+) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client = trio.SSLStream(client_transport, client_context(ca), server_hostname="localhost")
+    server = TLSStream(server_transport, rsa_config, record_timeout=1.0)
+    await handshake_both(client, server)
+    for _ in range(3):
+        await trio.sleep(5)  # idle between records: the idle timeout's business
+        await client.send_all(b"x")
+        assert await server.receive_some() == b"x"
 
 
 # -- events met while records are gathered (TLSStream._take_buffered) ---------------------------

@@ -49,7 +49,7 @@ def get(port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None) -
     response = b""
     while chunk := tls.recv(65536):
         response += chunk
-    assert response.endswith(b"Hello from Python TLS!"), response
+    assert response.endswith(b"Hello from Python TLS!\n"), response
     return tls
 
 

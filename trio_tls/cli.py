@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib.metadata
 import logging
 import math
@@ -19,16 +20,18 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import IO, NoReturn
 
 import attrs
 import trio
 
-from . import systemd, workers
+from . import pidfile, privileges, systemd, workers
 from .addresses import format_address
 from .certs import (
+    CERT_FILE,
     DEFAULT_DAYS,
     DEFAULT_NAMES,
+    KEY_FILE,
     MAX_DAYS,
     CertificateError,
     CertificateExistsError,
@@ -40,6 +43,7 @@ from .certs import (
 from .config import ServerConfig
 from .events import Observer
 from .keylog import KeyLogFile
+from .peerlimit import MIN_DEFAULT, default_limit, risk_warning
 from .plugins import (
     Handler,
     PluginError,
@@ -50,7 +54,7 @@ from .plugins import (
 )
 from .proxyproto import Version
 from .reload import ConfigHolder
-from .secretfiles import SecretFileError
+from .secretfiles import SecretFileError, open_for_append, will_run_as
 from .server import DEFAULT_HOST, DEFAULT_PORT, ensure_descriptors, serve
 from .settings import DEV_CERT_DIR, Settings, UsageError, build_config
 from .shutdown import SIGNALS, Shutdown, ignore_hangups, watch_signals
@@ -65,6 +69,7 @@ from .trace import tracer
 
 log = logging.getLogger("trio_tls")
 SHUTDOWN_GRACE = 5.0
+ERROR_PREFIX = "trio-tls: error: "
 PROXY_PROTOCOL_VERSIONS: dict[str, tuple[Version, ...]] = {"v1": (1,), "v2": (2,), "any": (1, 2)}
 
 
@@ -88,6 +93,17 @@ def _seconds(text: str) -> float:
     if not 0 < seconds < math.inf:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
     return seconds
+
+
+def _count(text: str) -> int:
+    """A count of 0 or more (0: no limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not 0 or more")
+    return value
 
 
 def _at_least_one(text: str) -> int:
@@ -116,28 +132,65 @@ def _thread_count(text: str) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a mistake exits with status 1 and one line, as every other mistake does."""
+    """argparse, but a mistake exits with status 1 and one line, as every other mistake does,
+    under the one prefix every error has (a subcommand's parser would name itself)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(1, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(1, f"{ERROR_PREFIX}{message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each option's default, said once: by its help text when the text speaks of it (a default
+    that is not a plain value, "what the handler speaks"), else appended as argparse does."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings:
+            return text
+        if action.default in (None, [], argparse.SUPPRESS):  # the text must say it
+            return text
+        if action.default is False:  # a flag
+            return f"{text} (default: off)"
+        return f"{text} (default: %(default)s)"
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="trio-tls", description="A TLS 1.2 server written in Python, on trio.")
+    parser = _Parser(
+        prog="trio-tls",
+        description="A TLS 1.2 server written in Python, on trio.",
+        formatter_class=_HelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser(
-        "serve",
-        help="serve TLS with a handler plugin",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    def command(name: str, about: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=about, description=about, formatter_class=_HelpFormatter
+        )
+
+    _add_serve_options(command("serve", "serve TLS with a handler plugin"))
+    _add_certs_options(command("certs", "make a self-signed development certificate"))
+    command("handlers", "list installed handler plugins")
+    ticket_keys = command("ticket-keys", "manage a ticket key file")
+    actions = ticket_keys.add_subparsers(dest="action", required=True)
+    rotate = actions.add_parser(
+        "rotate",
+        help="rotate a ticket key file now, or make it (e.g. hourly from cron)",
+        description="rotate a ticket key file now, or make it (e.g. hourly from cron)",
+        formatter_class=_HelpFormatter,
     )
+    rotate.add_argument("file", metavar="FILE", help="the ticket key file (made 0600 if missing)")
+    return parser
+
+
+def _add_serve_options(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--host",
         dest="hosts",
         action="append",
+        metavar="HOST",
         help=f"address to listen on (repeatable: --host :: --host 0.0.0.0 is dual stack; "
-        f"default {DEFAULT_HOST})",
+        f"default: {DEFAULT_HOST})",
     )
     run.add_argument("--port", type=_port, default=DEFAULT_PORT, help="0 picks a free port")
     run.add_argument("--handler", default="hello", help="handler plugin name")
@@ -146,31 +199,44 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="option for the handler (repeatable)",
+        help="option for the handler (repeatable; default: none)",
     )
     run.add_argument(
         "--certfile",
         action="append",
         default=[],
-        help="certificate chain, PEM or DER, leaf first (repeatable: one per key)",
+        metavar="FILE",
+        help="certificate chain, PEM or DER, leaf first (repeatable: one per key; default: a "
+        "development certificate made in certs/)",
     )
     run.add_argument(
         "--keyfile",
         action="append",
         default=[],
+        metavar="FILE",
         help="private key, PEM or DER, paired in order with --certfile (default: inside it)",
     )
     run.add_argument(
         "--keyfile-password-env",
         metavar="NAME",
-        help="environment variable holding the key's password",
+        help="environment variable holding the key's password (default: the key is not encrypted)",
     )
     run.add_argument(
-        "--ciphers", help="cipher suites in preference order, IANA or OpenSSL names, ':'-separated"
+        "--ciphers",
+        metavar="LIST",
+        help="cipher suites in preference order, IANA or OpenSSL names, ':'-separated "
+        "(default: every suite, AES-128-GCM first)",
     )
-    run.add_argument("--groups", help="ECDHE groups in preference order, e.g. x25519:secp256r1")
     run.add_argument(
-        "--alpn", help="ALPN protocols in preference order (default: what the handler speaks)"
+        "--groups",
+        metavar="LIST",
+        help="ECDHE groups in preference order, e.g. x25519:secp256r1 (default: x25519, "
+        "secp256r1, secp384r1)",
+    )
+    run.add_argument(
+        "--alpn",
+        metavar="LIST",
+        help="ALPN protocols in preference order (default: what the handler speaks)",
     )
     run.add_argument(
         "--strict-sni",
@@ -180,7 +246,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--client-ca",
         metavar="FILE",
-        help="ask clients for certificates issued by these CAs (a PEM bundle)",
+        help="ask clients for certificates issued by these CAs, a PEM bundle (default: no "
+        "client certificates)",
     )
     run.add_argument(
         "--client-auth",
@@ -196,12 +263,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "--session-cache-size",
         type=int,
         default=20_000,
+        metavar="N",
         help="session-ID cache entries (0 disables)",
     )
     run.add_argument("--no-tickets", action="store_true", help="do not issue session tickets")
     run.add_argument(
         "--ticket-key-file",
-        help="ticket keys shared by several servers, reloaded when it changes (README)",
+        metavar="FILE",
+        help="ticket keys shared by several servers, reloaded when it changes (README; "
+        "default: keys in memory, or a private file shared by --workers)",
     )
     run.add_argument(
         "--ticket-key-rotation",
@@ -214,9 +284,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "--proxy-protocol",
         choices=sorted(PROXY_PROTOCOL_VERSIONS),
         help="every connection starts with a PROXY protocol header of this version (from a "
-        "load balancer: HAProxy's send-proxy-v2, say); its client address is then the client's",
+        "load balancer: HAProxy's send-proxy-v2, say); its client address is then the "
+        "client's (default: no header)",
     )
-    run.add_argument("--handshake-timeout", type=_seconds, default=10.0, metavar="SECONDS")
+    run.add_argument(
+        "--handshake-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection whose handshake (PROXY header included) takes longer",
+    )
     run.add_argument(
         "--idle-timeout",
         type=_seconds,
@@ -232,7 +309,27 @@ def _build_parser() -> argparse.ArgumentParser:
         help="close a connection that takes no data for this long while written to",
     )
     run.add_argument(
-        "--max-connections", type=_at_least_one, default=1000, help="connections open at once"
+        "--record-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection that begins a TLS record and does not finish it in this long "
+        "(however often bytes of it arrive)",
+    )
+    run.add_argument(
+        "--max-connections",
+        type=_at_least_one,
+        default=1000,
+        metavar="N",
+        help="connections open at once",
+    )
+    run.add_argument(
+        "--max-connections-per-ip",
+        type=_count,
+        metavar="N",
+        help="connections one client address may hold open, counted by the PROXY header's "
+        "address with --proxy-protocol, an IPv6 client by its /64, loopback not at all "
+        f"(default: a tenth of --max-connections, at least {MIN_DEFAULT}; 0: no limit)",
     )
     run.add_argument(
         "--crypto-threads",
@@ -240,35 +337,73 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="make handshake signatures on N worker threads, so the event loop goes on "
-        "meanwhile (default 0: on the event loop)",
+        "meanwhile (default: 0, on the event loop)",
     )
     run.add_argument(
         "--key-log-file",
-        help="append NSS key log lines here (debugging only; also $SSLKEYLOGFILE)",
+        metavar="FILE",
+        help="append NSS key log lines here, for debugging only (default: $SSLKEYLOGFILE if "
+        "set, else none)",
     )
     run.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="processes serving the same socket (default 1; use one per core)",
+        metavar="N",
+        help="processes serving the same socket (one per core)",
+    )
+    run.add_argument(
+        "--pid-file",
+        metavar="PATH",
+        help="write the server's process ID here once it listens, remove it at exit; refused "
+        "while another running server holds it (default: none)",
+    )
+    run.add_argument(
+        "--user",
+        metavar="NAME",
+        help="started as root: switch to this user once the listeners are open and the keys "
+        "read (default: keep the user it was started as)",
+    )
+    run.add_argument(
+        "--group",
+        metavar="NAME",
+        help="with --user: the group to switch to (default: the user's primary group)",
     )
     # A worker's inherited listening socket, set by the supervisor only.
     run.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     # A worker's end of its control socket to the supervisor (workers.py), likewise.
     run.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    # A worker's copy of the supervisor's --trace-file, likewise.
+    run.add_argument("--trace-fd", type=int, help=argparse.SUPPRESS)
+    run.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the least severe log messages shown on stderr",
+    )
     run.add_argument(
         "--trace",
         action="store_true",
         help="print each handshake as an annotated ladder on stderr (secrets only with a key log)",
     )
     run.add_argument(
+        "--trace-file",
+        metavar="PATH",
+        help="write the trace here instead, apart from the log (- for stdout; appended to, "
+        "mode 0600; implies --trace; default: stderr)",
+    )
+    run.add_argument(
         "--trace-format", choices=["text", "json"], default="text", help="json: one object a line"
     )
 
-    certs = commands.add_parser("certs", help="make a self-signed development certificate")
-    certs.add_argument("--key-type", choices=["rsa", "ecdsa"], default="rsa")
-    certs.add_argument("--out", type=Path, default=DEV_CERT_DIR, help="directory (default: certs)")
+
+def _add_certs_options(certs: argparse.ArgumentParser) -> None:
+    certs.add_argument(
+        "--key-type", choices=["rsa", "ecdsa"], default="rsa", help="RSA-2048 or ECDSA P-256"
+    )
+    certs.add_argument(
+        "--out", type=Path, default=DEV_CERT_DIR, metavar="DIR", help="directory to write into"
+    )
     certs.add_argument(
         "--name",
         action="append",
@@ -276,22 +411,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"DNS name or IP address to certify (repeatable; default: {', '.join(DEFAULT_NAMES)})",
     )
     certs.add_argument(
-        "--days",
-        type=int,
-        default=DEFAULT_DAYS,
-        help=f"validity in days, at most {MAX_DAYS} (default {DEFAULT_DAYS})",
+        "--days", type=int, default=DEFAULT_DAYS, help=f"validity in days, at most {MAX_DAYS}"
     )
     certs.add_argument("--force", action="store_true", help="replace existing files")
-
-    commands.add_parser("handlers", help="list installed handler plugins")
-
-    ticket_keys = commands.add_parser("ticket-keys", help="manage a ticket key file")
-    actions = ticket_keys.add_subparsers(dest="action", required=True)
-    rotate = actions.add_parser(
-        "rotate", help="rotate a ticket key file now, or make it (e.g. hourly from cron)"
-    )
-    rotate.add_argument("file")
-    return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -340,6 +462,7 @@ async def _serve_until_signalled(
     config: ServerConfig,
     keylog: KeyLogFile | None,
     activated: Sequence[socket.socket],
+    settle: Callable[[], None],
 ) -> None:
     shutdown = Shutdown()
     if args.listen_fd is not None:
@@ -348,6 +471,7 @@ async def _serve_until_signalled(
         listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in activated]
     else:
         listeners = await _open_listeners(args.hosts, args.port)
+    settle()
     holder = ConfigHolder(config)
 
     async def reload() -> None:
@@ -379,7 +503,9 @@ async def _serve_until_signalled(
                     handshake_timeout=args.handshake_timeout,
                     idle_timeout=args.idle_timeout,
                     write_timeout=args.write_timeout,
+                    record_timeout=args.record_timeout,
                     max_connections=args.max_connections,
+                    max_connections_per_ip=args.max_connections_per_ip,
                     crypto_threads=args.crypto_threads,
                     shutdown=shutdown.draining,
                     shutdown_grace=SHUTDOWN_GRACE,
@@ -433,6 +559,12 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {worker}%(message)s"
     )
     ignore_hangups()
+    in_worker = args.listen_fd is not None  # its supervisor switched user, wrote the pid file
+    target = None if in_worker else privileges.resolve(args.user, args.group)
+    if target is not None:
+        will_run_as(target.uid)  # secret files read before the switch are the user's too
+    if args.pid_file is not None and not in_worker:
+        pidfile.check(args.pid_file)  # refused now, rather than after listening
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     cpus = workers.cpu_count()
@@ -453,25 +585,177 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     handler = load_handler(args.handler, parse_handler_options(args.handler_opt))
     settings = _settings(args)
     shared_keys = args.workers > 1 and settings.tickets and settings.ticket_key_file is None
-    with workers.private_directory() if shared_keys else contextlib.nullcontext() as private_dir:
+    private = workers.private_directory(target) if shared_keys else contextlib.nullcontext()
+    with (
+        private as private_dir,
+        contextlib.ExitStack() as at_exit,
+    ):
+        if args.trace_file == "-":
+            # stdout is the trace's alone: what the server prints for people goes to stderr.
+            at_exit.enter_context(contextlib.redirect_stdout(sys.stderr))
         if private_dir is not None:
             # One key file for all workers, so a ticket resumes on any of them.
             key_file = os.path.join(private_dir, "tickets.keys")
             settings = attrs.evolve(settings, ticket_key_file=key_file, ticket_key_dir_ours=True)
+        if target is not None:
+            _make_key_file_for(settings, target)
         config = build_config(settings, handler_alpn(handler))
         # Opened here in the supervisor too: a bad path is one error, and the warning shows.
         keylog = _open_keylog(args)
+        if keylog is not None:
+            at_exit.callback(keylog.close)
+        args.trace_out = _open_trace(args, keylog, at_exit)
         # Socket activation: systemd's sockets replace --host and --port (systemd.py).
         activated = systemd.listen_sockets() if args.listen_fd is None else []
-        try:
-            if args.workers > 1:
-                _run_workers(args, settings, activated)
-            else:
-                # Listeners are opened before any nursery, so binding errors come out bare.
-                trio.run(_serve_until_signalled, args, handler, settings, config, keylog, activated)
-        finally:
-            if keylog is not None:
-                keylog.close()
+        if args.listen_fd is None:
+            _warn_about_per_ip_limit(args, activated)
+
+        def settle() -> None:
+            _settle(args, settings, target, at_exit)
+
+        if args.workers > 1:
+            _run_workers(args, settings, activated, settle)
+        else:
+            # Listeners are opened before any nursery, so binding errors come out bare.
+            trio.run(
+                _serve_until_signalled, args, handler, settings, config, keylog, activated, settle
+            )
+
+
+def _make_key_file_for(settings: Settings, target: privileges.Target) -> None:
+    """A ticket key file this server makes belongs to the user it will run as, who rotates it
+    (an existing one is the operator's: _settle checks that the user can use it)."""
+    path = settings.ticket_key_file
+    if path is not None and settings.owns_ticket_key_file and create_key_file(path, time.time()):
+        os.chown(path, target.uid, target.gid)
+
+
+def _settle(
+    args: argparse.Namespace,
+    settings: Settings,
+    target: privileges.Target | None,
+    at_exit: contextlib.ExitStack,
+) -> None:
+    """Once listening: check what --user will need, write --pid-file, switch user (in this
+    order: the pid file's directory may be root's). Not in a worker: its supervisor did."""
+    if args.listen_fd is not None:
+        return
+    if target is not None:
+        _check_reach(args, settings, target)
+    if args.pid_file is not None:
+        at_exit.callback(pidfile.PidFile(args.pid_file).remove)
+    if target is not None:
+        privileges.drop(target)
+        log.info("serving as user %s (uid %d, gid %d)", target.user, target.uid, target.gid)
+
+
+def _reload_files(settings: Settings) -> list[str]:
+    """What a reload (and a worker, as it starts) reads: certificates, keys, client CAs."""
+    if settings.certfiles:
+        files = [*settings.certfiles, *settings.keyfiles]
+    else:
+        files = [str(DEV_CERT_DIR / CERT_FILE), str(DEV_CERT_DIR / KEY_FILE)]
+    return files + ([settings.client_ca] if settings.client_ca else [])
+
+
+def _check_reach(args: argparse.Namespace, settings: Settings, target: privileges.Target) -> None:
+    """Refuse what cannot work as the user; warn about what only a reload will miss."""
+    user = target.user
+    musts: list[tuple[str, int, str]] = []  # path, access, what needs it and the fix
+    reload_files = [(path, os.R_OK) for path in _reload_files(settings)]
+    if args.workers > 1:
+        fix = "make it readable by that user (chgrp and chmod 640), or leave out --workers"
+        musts += [
+            (path, mode, f"--workers read it as that user; {fix}") for path, mode in reload_files
+        ]
+        musts.append(
+            (
+                sys.executable,
+                os.X_OK,
+                "--workers run it as that user; install trio-tls where "
+                "the user can reach it (a venv outside /root), or leave out --workers",
+            )
+        )
+        if keylog_path := (args.key_log_file or os.environ.get("SSLKEYLOGFILE")):
+            musts.append((keylog_path, os.W_OK, f"--workers append to it; chown {user} it"))
+    path = settings.ticket_key_file
+    if path is not None and settings.tickets:
+        musts.append((path, os.R_OK, f"it is read again whenever it changes; chown {user} it"))
+        if settings.owns_ticket_key_file:
+            musts.append(
+                (
+                    os.path.dirname(os.path.abspath(path)),
+                    os.W_OK,
+                    f"the hourly rotation "
+                    f"replaces {path} there; chown {user} the directory, or rotate it elsewhere "
+                    "(--ticket-key-rotation external)",
+                )
+            )
+    blocked = set(privileges.unreachable(target, [(p, mode) for p, mode, _ in musts]))
+    for path, mode, why in musts:
+        if path in blocked:
+            raise UsageError(f"--user {user} cannot {_VERBS[mode]} {path}: {why}")
+    if args.workers == 1:
+        for path in privileges.unreachable(target, reload_files):
+            log.warning(
+                "a reload (SIGHUP) reads %s as user %s, who cannot read it: the previous "
+                "configuration would keep serving; make it readable by that user (chgrp and "
+                "chmod 640), or restart instead of reloading",
+                path,
+                user,
+            )
+    if args.pid_file is not None:
+        directory = os.path.dirname(os.path.abspath(args.pid_file))
+        if privileges.unreachable(target, [(directory, os.W_OK)]):
+            log.warning(
+                "pid file %s will stay behind at exit: user %s cannot write to %s (harmless: "
+                "the next start takes it over; a directory the user owns avoids it, such as "
+                "systemd's RuntimeDirectory=)",
+                args.pid_file,
+                user,
+                directory,
+            )
+
+
+_VERBS = {os.R_OK: "read", os.W_OK: "write to", os.X_OK: "run"}
+
+
+def _open_trace(
+    args: argparse.Namespace, keylog: KeyLogFile | None, at_exit: contextlib.ExitStack
+) -> IO[str] | None:
+    """Where --trace goes: stderr with the log, or --trace-file apart from it (implying
+    --trace). A worker writes to its supervisor's, passed down as --trace-fd."""
+    if args.trace_fd is not None:
+        return at_exit.enter_context(os.fdopen(args.trace_fd, "w", encoding="utf-8"))
+    if args.trace_file is None:
+        return sys.stderr if args.trace else None
+    if args.trace_file == "-":
+        return sys.__stdout__  # the trace's alone (_cmd_serve)
+    try:
+        fd = _open_trace_file(args.trace_file, secrets=keylog is not None)
+    except (OSError, SecretFileError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"cannot open --trace-file {args.trace_file}: {reason}") from None
+    return at_exit.enter_context(os.fdopen(fd, "w", encoding="utf-8"))  # O_APPEND: appends
+
+
+def _open_trace_file(path: str, *, secrets: bool) -> int:
+    """Appended to, created 0600 (it names clients and, with a key log, holds its secrets).
+    With secrets in it, an existing file must be private as the key log must."""
+    if secrets:
+        return open_for_append(path)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+
+
+def _warn_about_per_ip_limit(args: argparse.Namespace, activated: Sequence[socket.socket]) -> None:
+    """The per-address limit would throttle a load balancer's clients as one (peerlimit.py)."""
+    limit = args.max_connections_per_ip
+    if limit is None:
+        limit = default_limit(args.max_connections)
+    hosts = [sock.getsockname()[0] for sock in activated] or args.hosts
+    warning = risk_warning(hosts, args.proxy_protocol is not None, limit)
+    if warning is not None:
+        log.warning("%s", warning)
 
 
 async def _open_listeners(hosts: Sequence[str], port: int) -> list[trio.SocketListener]:
@@ -493,11 +777,20 @@ async def _open_listeners(hosts: Sequence[str], port: int) -> list[trio.SocketLi
 
 def _listen_error(host: str, port: int, exc: BaseException) -> UsageError:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    if isinstance(exc, OSError) and exc.errno == errno.EACCES and 0 < port < 1024:
+        reason = (
+            f"{reason}: ports under 1024 need privileges; start as root with --user NAME, "
+            "grant CAP_NET_BIND_SERVICE (setcap, or systemd's AmbientCapabilities=), or let "
+            "systemd bind it (socket activation, README: Deployment)"
+        )
     return UsageError(f"cannot listen on {format_address((host, port))}: {reason}")
 
 
 def _run_workers(
-    args: argparse.Namespace, settings: Settings, activated: Sequence[socket.socket]
+    args: argparse.Namespace,
+    settings: Settings,
+    activated: Sequence[socket.socket],
+    settle: Callable[[], None],
 ) -> None:
     if len(activated) > 1:
         raise UsageError("--workers serves one socket; give the .socket unit one ListenStream=")
@@ -506,7 +799,12 @@ def _run_workers(
     except OSError as exc:
         raise _listen_error(args.host, args.port, exc) from None
     with sock:
+        settle()
         worker_args = [*args.argv, "--workers", "1"]
+        shared = []
+        if args.trace_file is not None:  # one file for all: each worker writes whole lines
+            shared.append(os.dup(args.trace_out.fileno()))  # a copy: not 1, which is theirs
+            worker_args += ["--trace-fd", str(shared[0])]
         if settings.ticket_key_file is not None:
             # The supervisor owns the file (unless someone else does); workers only read it.
             worker_args += ["--ticket-key-file", settings.ticket_key_file]
@@ -516,11 +814,15 @@ def _run_workers(
             f"with {args.workers} workers",
             flush=True,
         )
-        trio.run(_supervise, worker_args, args.workers, sock, settings)
+        trio.run(_supervise, worker_args, args.workers, sock, settings, shared)
 
 
 async def _supervise(
-    worker_args: Sequence[str], count: int, sock: socket.socket, settings: Settings
+    worker_args: Sequence[str],
+    count: int,
+    sock: socket.socket,
+    settings: Settings,
+    shared: Sequence[int],
 ) -> None:
     shutdown = Shutdown()
     # Signals are caught before any nursery opens: a Ctrl+C a moment earlier is a bare
@@ -532,7 +834,13 @@ async def _supervise(
 
             async def run_workers(task_status: trio.TaskStatus[workers.Supervisor]) -> None:
                 await workers.supervise(
-                    worker_args, count, sock, shutdown, SHUTDOWN_GRACE, task_status=task_status
+                    worker_args,
+                    count,
+                    sock,
+                    shutdown,
+                    SHUTDOWN_GRACE,
+                    shared_fds=shared,
+                    task_status=task_status,
                 )
                 nursery.cancel_scope.cancel()  # all workers have exited: stop the watchers
 
@@ -602,10 +910,10 @@ def _cmd_ticket_keys(args: argparse.Namespace) -> None:
 def _tracer(
     args: argparse.Namespace, keylog: KeyLogFile | None
 ) -> Callable[[str], Observer] | None:
-    if not args.trace:
+    if args.trace_out is None:
         return None
     json_lines = args.trace_format == "json"
-    return tracer(sys.stderr, json_lines=json_lines, reveal_secrets=keylog is not None)
+    return tracer(args.trace_out, json_lines=json_lines, reveal_secrets=keylog is not None)
 
 
 def _version() -> str:
@@ -635,7 +943,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command[args.command](args)
     except (UsageError, CertificateError, PluginError, TicketKeyFileError, ValueError) as exc:
-        print(f"trio-tls: error: {exc}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # The system said no where no option is to blame (no temporary directory, say): still
+        # one line, with the file the system named.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{ERROR_PREFIX}{where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -45,8 +45,10 @@ from .events import (
 from .messages import (
     Alert,
     ChangeCipherSpec,
+    ClientHello,
     ClientMessage,
     HandshakeMessage,
+    ServerName,
     encode_body,
     encode_handshake,
 )
@@ -103,6 +105,9 @@ class ServerConnection:
         self._warnings_in_a_row = 0  # warning alerts received and renegotiations refused
         self._empty_records_in_a_row = 0
         self.info: ConnectionInfo | None = None
+        # The host name the client's ClientHello named, known even when the handshake then
+        # fails: the log line of a failed handshake says which site the client wanted.
+        self.requested_sni: str | None = None
 
     # -- the public contract ------------------------------------------------------------------
 
@@ -186,6 +191,12 @@ class ServerConnection:
     def has_data_to_send(self) -> bool:
         return bool(self._outgoing)
 
+    @property
+    def in_record(self) -> bool:
+        """Whether part of a record is buffered, waiting for the rest: after NEED_DATA, the
+        peer has begun a record and not finished it (the runtime's record timeout)."""
+        return self._reader.buffered() > 0
+
     def data_to_send(self) -> bytes:
         out = b"".join(self._outgoing)
         self._outgoing.clear()
@@ -245,6 +256,9 @@ class ServerConnection:
         reader.end()
         if self._observer is not None:
             self._observer(MessageObserved("received", message, raw))
+        if isinstance(message, ClientHello):
+            server_name = message.extension(ServerName)
+            self.requested_sni = server_name.host_name or None if server_name else None
         state = self._state
         self._state = state.handle_handshake(self, message, raw)
         if self._state is not state:

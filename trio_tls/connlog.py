@@ -9,7 +9,7 @@ not a failure: browsers and Python's ssl do it all the time.
 
 from __future__ import annotations
 
-from .deadlines import IdleTimeout, StreamTimeout
+from .deadlines import StreamTimeout
 from .errors import TLSError
 from .events import ConnectionInfo
 from .stream import PeerAlert, PeerClosed
@@ -23,8 +23,7 @@ def describe_failure(exc: BaseException, *, handshake_done: bool) -> str:
             alert = cause.alert.name if cause.alert is not None else "no alert"
             return f"failed: {alert} ({cause})"
         if isinstance(cause, StreamTimeout):
-            kind = "idle" if isinstance(cause, IdleTimeout) else "write"
-            return f"{kind} timeout ({cause})"
+            return f"{cause.kind} timeout ({cause})"
         if isinstance(cause, PeerClosed):
             return "closed by the peer" if handshake_done else f"failed: {cause}"
         if isinstance(cause, PeerAlert):
@@ -40,10 +39,13 @@ def connection_line(
     sent: int,
     seconds: float,
     outcome: str,
+    requested_sni: str | None = None,
 ) -> str:
-    """`peer sni=… alpn=… suite=… resumed=… in=… out=… time=…: outcome` (- when unknown)."""
+    """`peer sni=… alpn=… suite=… resumed=… in=… out=… time=…: outcome` (- when unknown).
+
+    Without a handshake, sni= is what the client's ClientHello asked for, if it got that far."""
     if info is None:
-        negotiated = "sni=- alpn=- suite=- resumed=-"
+        negotiated = f"sni={requested_sni or '-'} alpn=- suite=- resumed=-"
     else:
         negotiated = (
             f"sni={info.sni or '-'} alpn={info.alpn or '-'} suite={info.cipher_suite} "

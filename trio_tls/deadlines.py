@@ -13,6 +13,9 @@ Both failures are `trio.BrokenResourceError` whose cause is an IdleTimeout or a 
 so TLSStream and serve() can tell them from a peer that vanished. A receive is cancelled
 atomically by trio, so after an idle timeout the TLS state is intact and a close_notify may
 still be sent; after a write timeout the peer may hold half a record, and the stream is done.
+The idle timeout restarts with every receive, so alone it bounds nothing for a peer that sends a
+byte now and then: TLSStream adds the record timeout (RecordTimeout), and the HTTP handlers a
+deadline for a whole request.
 """
 
 from __future__ import annotations
@@ -29,13 +32,27 @@ DEFAULT_RECEIVE_SIZE = 65536
 class StreamTimeout(Exception):
     """A deadline on the peer passed; `str()` says which and how long."""
 
+    kind = "stream"  # for the connection's log line: "idle timeout (...)"
+
 
 class IdleTimeout(StreamTimeout):
     """Nothing arrived from the peer within the idle timeout."""
 
+    kind = "idle"
+
 
 class WriteTimeout(StreamTimeout):
     """The peer accepted no bytes within the write timeout."""
+
+    kind = "write"
+
+
+class RecordTimeout(StreamTimeout):
+    """The peer began a TLS record and did not finish it within the record timeout.
+
+    TLSStream raises it, since only it knows where records begin and end (see there)."""
+
+    kind = "record"
 
 
 class DeadlineStream(trio.abc.HalfCloseableStream):

@@ -11,9 +11,11 @@ development private key: each one decrypts traffic. Four rules close the classic
   old one, fsync the directory. Readers see the old file or the new one, never half of either,
   and rename replaces a link itself, never what it points to.
 
-- Trust only our own: a secret file we did not create must belong to the user this process
-  runs as (its effective uid, checked when the file is opened, so after any change of user), as
-  OpenSSH's StrictModes requires. Whoever owns a file can read it and chmod it, whatever its mode.
+- Trust only our own: a secret file we did not create must belong to the user the server runs
+  as, or to root, as OpenSSH's StrictModes requires: whoever owns a file can read it and chmod
+  it, whatever its mode. The server's user is this process's effective user, unless --user
+  names the one it switches to (will_run_as): files read as root before the switch are then
+  held to the same owner as after it.
 
 "Loose" means any permission for the group or others (mode & 0o077): read access leaks the
 secret, write access lets someone else choose it. Which files are refused and which only warned
@@ -60,6 +62,21 @@ def loose_mode_advice(path: str | os.PathLike[str], mode: int) -> str:
         f"other users have access to it (mode {stat.S_IMODE(mode):04o}); "
         f"run: chmod 600 {os.fspath(path)}"
     )
+
+
+class _ServerUser:
+    """The user --user switches to, once it is known and until the switch (then it is ours)."""
+
+    uid: int | None = None
+
+
+def will_run_as(uid: int) -> None:
+    """The server will switch to this user: its secret files are that user's from now on."""
+    _ServerUser.uid = uid
+
+
+def server_uid() -> int:
+    return os.geteuid() if _ServerUser.uid is None else _ServerUser.uid
 
 
 def _user(uid: int) -> str:
@@ -119,14 +136,14 @@ def _read_at_most(file: BinaryIO, limit: int) -> bytes:
 
 
 def check_private(fd: int, path: str | os.PathLike[str]) -> os.stat_result:
-    """Refuse an open secret file (from open_regular) that is not this process's user's, or that
-    others may read or write."""
+    """Refuse an open secret file (from open_regular) that is neither the server's user's nor
+    root's, or that others may read or write."""
     status = os.fstat(fd)
-    user = os.geteuid()
-    if status.st_uid != user:
+    owner, user = status.st_uid, server_uid()
+    if owner not in {user, 0}:
         raise SecretFileError(
-            f"it belongs to {_user(status.st_uid)} (uid {status.st_uid}), and this process runs "
-            f"as {_user(user)} (uid {user}); run: chown {_user(user)} {os.fspath(path)}"
+            f"it belongs to {_user(owner)} (uid {owner}), and trio-tls runs as {_user(user)} "
+            f"(uid {user}); run: chown {_user(user)} {os.fspath(path)}"
         )
     if loose_mode(status.st_mode):
         raise SecretFileError(loose_mode_advice(path, status.st_mode))

@@ -8,9 +8,11 @@ for a whole one. A handler's exception is logged with its peer and stays in its 
 connection never takes the server down.
 
 Every socket carries deadlines (deadlines.py) that no handler has to know about: an idle
-timeout on receives and a write timeout on sends that make no progress, plus TCP keepalive for
-peers that vanish without a FIN. A capacity limiter holds one token per open connection; at the
-cap the accept loop waits, and the kernel's backlog queues new clients. Running out of file
+timeout on receives, a record timeout for a TLS record begun and not finished (stream.py), and
+a write timeout on sends that make no progress, plus TCP keepalive for peers that vanish without
+a FIN. After a fatal alert the close lingers (stream.py), so a client still sending reads it.
+A capacity limiter holds one token per open connection; at the cap the accept loop waits, and
+the kernel's backlog queues new clients. Running out of file
 descriptors (or kernel memory) is not fatal: accept() is retried after a pause, as
 trio.serve_listeners does, and logged at most every few seconds.
 
@@ -42,6 +44,7 @@ from .connlog import connection_line, describe_failure, handshake_line
 from .deadlines import DeadlineStream
 from .events import Observer
 from .observe import HandshakeRecorder, combine
+from .peerlimit import PerAddressLimit, TooManyConnections, default_limit
 from .plugins import AbortConnection, Handler
 from .proxyproto import ProxyHeader, ProxyProtocolError, Version, parse_header
 from .stream import TLSStream
@@ -68,6 +71,9 @@ ACCEPT_ERROR_LOG_INTERVAL = 10.0
 # Descriptors beyond one per connection: listeners, log and key files, worker pipes.
 RESERVED_DESCRIPTORS = 64
 FIRST_READ = 64 * 1024
+# After a fatal alert, read what the client still sends for this long before closing, so that
+# its next write does not meet a reset that destroys the alert (stream.py: lingering close).
+LINGER = 1.0
 _PLAIN_HTTP_BODY = b"The plain HTTP request was sent to an HTTPS port.\n"
 PLAIN_HTTP_REPLY = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
@@ -138,41 +144,43 @@ async def _serve_connection(
     limits: _Limits,
     observers: _Observers,
     shutdown: trio.Event,
+    counted: _Counted,
 ) -> None:
     started = trio.current_time()
     addresses = _socket_addresses(accepted)
     guarded = DeadlineStream(
         accepted.socket, idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout
     )
-    stream: TLSStream | None = None
+    stream: TLSStream | None = None  # from the first TLS byte: a failed handshake has its SNI
     peer = _peer_name(addresses)
     outcome, clean = "closed", False
     try:
         # Only the handshake's own deadline counts as a timeout: a handler's TooSlowError is
         # the handler's error.
         with trio.move_on_after(limits.handshake_timeout) as deadline:
-            first, header = await _read_first(guarded, limits.proxy_protocol)
-            addresses = _behind_proxy(header, addresses)
+            first, header, addresses = await _arrive(guarded, limits, addresses, counted)
             peer = _peer_name(addresses)
             CURRENT.set(addresses)
             watch = observers.for_connection(peer, getattr(handler, "records_handshake", False))
             opened = await _open_tls(
-                guarded, first, header, config(), watch, peer, shutdown, limits.crypto_limiter
+                guarded, first, header, config(), watch, peer, shutdown, limits
             )
+            if isinstance(opened, TLSStream):
+                stream = opened
+                await stream.do_handshake()  # on failure, the transport beneath is closed below
         if deadline.cancelled_caught:
             outcome = "handshake timeout"
         elif isinstance(opened, str):
             outcome = opened
         else:
-            stream = opened
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s", handshake_line(peer, stream.info, trio.current_time() - started))
-            await handler(stream)
+                log.debug("%s", handshake_line(peer, opened.info, trio.current_time() - started))
+            await handler(opened)
         clean = True
     except trio.BrokenResourceError as exc:
         outcome = describe_failure(exc, handshake_done=_handshake_done(stream))
         clean = True  # the stream itself failed: nothing left to say but what it already said
-    except ProxyProtocolError as exc:
+    except (ProxyProtocolError, TooManyConnections) as exc:
         outcome, clean = f"refused: {exc}", True
     except AbortConnection as exc:
         outcome = f"aborted: {exc}"
@@ -191,14 +199,35 @@ async def _serve_connection(
             else:
                 await (stream.aclose() if clean else stream.abort())
         if log.isEnabledFor(logging.INFO):  # the line is not built for nobody
-            info = stream.info if stream is not None and stream.handshake_done else None
-            seconds = trio.current_time() - started
-            log.info(
-                "%s",
-                connection_line(
-                    peer, info, guarded.bytes_received, guarded.bytes_sent, seconds, outcome
-                ),
-            )
+            _log_connection(peer, stream, guarded, trio.current_time() - started, outcome)
+
+
+def _log_connection(
+    peer: str, tls: TLSStream | None, guarded: DeadlineStream, seconds: float, outcome: str
+) -> None:
+    """The connection's INFO line; a handshake that failed still names the SNI it asked for."""
+    info = tls.info if tls is not None and tls.handshake_done else None
+    sni = tls.requested_sni if tls is not None else None
+    received, sent = guarded.bytes_received, guarded.bytes_sent
+    log.info("%s", connection_line(peer, info, received, sent, seconds, outcome, sni))
+
+
+async def _arrive(
+    guarded: DeadlineStream,
+    limits: _Limits,
+    addresses: ConnectionAddresses | None,
+    counted: _Counted,
+) -> tuple[bytes, ProxyHeader | None, ConnectionAddresses | None]:
+    """The first bytes, the PROXY header, and the addresses that stand for the connection, once
+    the client is counted in the per-address limit (TooManyConnections over it). The client is
+    the socket's peer, counted before anything is read, or the one the PROXY header names."""
+    if not limits.proxy_protocol:
+        counted.key = limits.per_address.take(addresses)
+    first, header = await _read_first(guarded, limits.proxy_protocol)
+    addresses = _behind_proxy(header, addresses)
+    if header is not None and header.source is not None:
+        counted.key = limits.per_address.take(addresses)
+    return first, header, addresses
 
 
 async def _read_first(
@@ -237,9 +266,10 @@ async def _open_tls(
     watch: tuple[Observer | None, HandshakeRecorder | None],
     peer: str,
     shutdown: trio.Event,
-    crypto_limiter: trio.CapacityLimiter | None,
+    limits: _Limits,
 ) -> TLSStream | str:
-    """The handshaken stream, or the outcome of a connection that never got that far.
+    """The TLS stream, its handshake not yet begun, or the outcome of a connection that never
+    got that far.
 
     A load balancer's health check (PROXY LOCAL, then nothing) is closed without a word."""
     if not first:
@@ -256,11 +286,12 @@ async def _open_tls(
         peer=peer,
         shutdown=shutdown,
         initial_data=first,
-        crypto_limiter=crypto_limiter,
+        crypto_limiter=limits.crypto_limiter,
+        record_timeout=limits.record_timeout,
+        linger=LINGER,
     )
     if recorder is not None:
         stream.handshake_record = recorder.record
-    await stream.do_handshake()  # on failure, the caller closes the transport beneath
     return stream
 
 
@@ -288,15 +319,26 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
+class _Counted:
+    """What one connection counts under in the per-address limit, given back when it ends."""
+
+    __slots__ = ("key",)
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+
+
 class _Limits:
-    """The per-connection deadlines serve() applies, the PROXY header versions it expects, and
-    the threads that sign for every connection."""
+    """The per-connection deadlines serve() applies, the PROXY header versions it expects, the
+    threads that sign for every connection, and the count of connections per address."""
 
     __slots__ = (
         "crypto_limiter",
         "handshake_timeout",
         "idle_timeout",
+        "per_address",
         "proxy_protocol",
+        "record_timeout",
         "write_timeout",
     )
 
@@ -307,17 +349,22 @@ class _Limits:
         write_timeout: float,
         proxy_protocol: Collection[Version],
         crypto_threads: int,
+        record_timeout: float,
+        per_address: PerAddressLimit,
     ):
         for name, value in (
             ("handshake_timeout", handshake_timeout),
             ("idle_timeout", idle_timeout),
             ("write_timeout", write_timeout),
+            ("record_timeout", record_timeout),
         ):
             if not (value > 0 and not math.isnan(value)):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
+        self.record_timeout = record_timeout
+        self.per_address = per_address
         self.proxy_protocol = proxy_protocol
         if crypto_threads < 0:
             raise ValueError(f"crypto_threads must be 0 or more, not {crypto_threads}")
@@ -431,9 +478,13 @@ async def _accept_loop(
             raise
 
         async def run(accepted: _Accepted = accepted, token: object = token) -> None:
+            counted = _Counted()
             try:
-                await _serve_connection(accepted, handler, config, limits, observers, shutdown)
+                await _serve_connection(
+                    accepted, handler, config, limits, observers, shutdown, counted
+                )
             finally:
+                limits.per_address.give_back(counted.key)
                 limiter.release_on_behalf_of(token)
 
         connections.start_soon(run)
@@ -448,7 +499,9 @@ async def serve(
     handshake_timeout: float = 10.0,
     idle_timeout: float = 60.0,
     write_timeout: float = 30.0,
+    record_timeout: float = 10.0,
     max_connections: int = 1000,
+    max_connections_per_ip: int | None = None,
     crypto_threads: int = 0,
     shutdown: trio.Event | None = None,
     shutdown_grace: float = 5.0,
@@ -475,8 +528,28 @@ async def serve(
     With `crypto_threads` > 0, each full handshake's signature is made on one of that many
     worker threads (`cryptography` releases the GIL while it signs), so a second core can sign
     while the event loop serves other connections.
+
+    `record_timeout` bounds the time a client may take to finish a TLS record once it has
+    begun one (stream.py): the idle timeout restarts with every byte, so alone it would let a
+    client hold its connection by sending a byte now and then.
+
+    `max_connections_per_ip` caps the connections one client address holds open (peerlimit.py;
+    0 for no cap, None for the default, a tenth of `max_connections` and at least 16); a
+    connection over it is closed at once and logged as refused.
     """
-    limits = _Limits(handshake_timeout, idle_timeout, write_timeout, proxy_protocol, crypto_threads)
+    limits = _Limits(
+        handshake_timeout,
+        idle_timeout,
+        write_timeout,
+        proxy_protocol,
+        crypto_threads,
+        record_timeout,
+        PerAddressLimit(
+            default_limit(max_connections)
+            if max_connections_per_ip is None
+            else max_connections_per_ip
+        ),
+    )
     current_config = _constant(config) if isinstance(config, ServerConfig) else config
     if max_connections < 1:
         raise ValueError(f"max_connections must be at least 1, not {max_connections}")

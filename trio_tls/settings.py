@@ -131,7 +131,13 @@ def _certificate_pairs(settings: Settings) -> list[tuple[str | Path, str | Path]
     if not settings.certfiles:
         if settings.keyfiles:
             raise UsageError("--keyfile needs --certfile")
-        dev, created = ensure_dev_certificate(DEV_CERT_DIR)
+        try:
+            dev, created = ensure_dev_certificate(DEV_CERT_DIR)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot make a development certificate in {os.path.abspath(DEV_CERT_DIR)}: "
+                f"{exc.strerror or exc}; give --certfile, or start where certs/ can be made"
+            ) from None
         if created:
             print(f"made a self-signed development certificate in {DEV_CERT_DIR}/")
         return [(dev.cert_path, dev.key_path)]

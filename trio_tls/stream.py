@@ -19,15 +19,32 @@ How a connection ends, and what the peer sees (RFC 5246 §7.2.1):
   the peer received may be incomplete, and it must not mistake it for the whole.
 - The peer's close_notify: answered at once with ours; `receive_some` returns b"" and sends are
   refused (BrokenResourceError), since TLS 1.2 has no half-close.
-- A broken stream (protocol error, transport failure, write timeout) sends its fatal alert if
-  it has one and never a close_notify. An idle timeout (deadlines.IdleTimeout) breaks the
+- A broken stream (protocol error, transport failure, write or record timeout) sends its fatal
+  alert if it has one and never a close_notify. An idle timeout (deadlines.IdleTimeout) breaks the
   stream but leaves the TLS state intact, so `aclose()` still says close_notify: an idle
   keep-alive connection ends cleanly.
+
+The record timeout (deadlines.RecordTimeout): once a record has begun to arrive, the time spent
+waiting for its rest is bounded, whatever trickles in meanwhile. The idle timeout restarts with
+every byte, so without this a peer that sends one byte of a record now and then would hold its
+connection for ever. Only the time spent waiting in a receive counts, so a record that waited in
+the kernel while we were busy sending (back-pressure) is not held against the peer. A record is
+at most 18 KiB, so this is also a minimum rate where it matters (a 10 s timeout asks ~1.8 KB/s
+of a full record, and of a 30-byte one next to nothing), without a rate's measuring window or
+its penalty on pauses between records, which the idle timeout governs.
+
+Lingering close: after a fatal alert (ours, for a protocol error or `abort()`), with `linger`
+> 0, the transport is half-closed and what the peer still sends is read and dropped, for at
+most `linger` seconds and LINGER_BYTES, before it is closed. A peer that was still writing (a
+client's Finished right after its bad CertificateVerify) would otherwise meet a closed socket,
+whose reset can destroy the alert before the peer reads it (nginx's lingering_close, Apache's
+lingering close, for the same reason).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import operator
 from collections.abc import Callable
 from contextlib import suppress
@@ -37,7 +54,7 @@ import trio
 
 from .config import ServerConfig
 from .connection import ServerConnection
-from .deadlines import IdleTimeout
+from .deadlines import IdleTimeout, RecordTimeout
 from .enums import AlertLevel
 from .errors import TLSError
 from .events import (
@@ -55,6 +72,8 @@ from .events import (
 )
 
 DEFAULT_RECEIVE_SIZE = 256 * 1024
+# What a lingering close reads and drops at most, as a bound on what it costs.
+LINGER_BYTES = 64 * 1024
 # The peer may already be gone when we say goodbye: that is not an error.
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -81,6 +100,10 @@ class _ConflictDetector:
 
     def __exit__(self, *exc_info: object) -> None:
         self._held = False
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
 
 class PeerClosed(ConnectionError):
@@ -120,6 +143,8 @@ class TLSStream(trio.abc.Stream):
         shutdown: trio.Event | None = None,
         initial_data: bytes = b"",
         crypto_limiter: trio.CapacityLimiter | None = None,
+        record_timeout: float = math.inf,
+        linger: float = 0.0,
     ) -> None:
         self.transport_stream = transport_stream
         self.shutdown = trio.Event() if shutdown is None else shutdown
@@ -137,6 +162,9 @@ class TLSStream(trio.abc.Stream):
         self._https_compatible = https_compatible
         self._peer = peer
         self._receive_size = receive_size
+        self._record_timeout = record_timeout
+        self._record_waited = 0.0  # seconds spent waiting for the rest of the current record
+        self._linger = linger
         self._state = _State.OK
         self._info: ConnectionInfo | None = None
         self._handshake_lock = trio.Lock()
@@ -159,6 +187,12 @@ class TLSStream(trio.abc.Stream):
         if self._info is None:
             raise trio.BrokenResourceError("the TLS handshake has not completed")
         return self._info
+
+    @property
+    def requested_sni(self) -> str | None:
+        """The host name the client asked for, once its ClientHello is read (even if the
+        handshake then fails); `info.sni` is the one negotiated."""
+        return self._connection.requested_sni
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -190,6 +224,8 @@ class TLSStream(trio.abc.Stream):
         if isinstance(exc, TLSError) and not self._write_lock.locked():
             with trio.move_on_after(1), suppress(*_TRANSPORT_ERRORS):
                 await self._flush()
+            if exc.alert is not None:
+                await self._linger_after_alert()
         broken = trio.BrokenResourceError(str(exc) or type(exc).__name__)
         broken.__cause__ = exc  # even where the caller raises it without `from`
         return broken
@@ -212,11 +248,28 @@ class TLSStream(trio.abc.Stream):
                 if self._connection.has_data_to_send():
                     await self._flush()
                 self._transport_reads += 1
-                data = await self.transport_stream.receive_some(self._receive_size)
+                if self._connection.in_record:
+                    data = await self._receive_rest_of_record()
+                else:
+                    self._record_waited = 0.0
+                    data = await self.transport_stream.receive_some(self._receive_size)
             except _TRANSPORT_ERRORS as exc:
                 self._idle_expired = isinstance(exc.__cause__, IdleTimeout)
                 raise await self._fail(exc) from exc
             self._connection.receive_data(data)
+
+    async def _receive_rest_of_record(self) -> bytes | bytearray:
+        """A receive while a record is half here, under what is left of the record timeout."""
+        started = trio.current_time()
+        left = self._record_timeout - self._record_waited
+        with trio.move_on_at(started + left):
+            try:
+                return await self.transport_stream.receive_some(self._receive_size)
+            finally:
+                self._record_waited += trio.current_time() - started
+        raise trio.BrokenResourceError("record timeout") from RecordTimeout(
+            f"a record begun by the peer was not finished within {self._record_timeout:g} s"
+        )
 
     # -- trio.abc.Stream ----------------------------------------------------------------------
 
@@ -386,8 +439,24 @@ class TLSStream(trio.abc.Stream):
                 say_goodbye()
                 with suppress(*_TRANSPORT_ERRORS):
                     await self._flush()
+                if not clean and not self._receive_conflict.held:
+                    await self._linger_after_alert()
         finally:
             await self.transport_stream.aclose()
+
+    async def _linger_after_alert(self) -> None:
+        """The lingering close (module docstring): half-close, then read and drop what the
+        peer still sends, until its EOF, `linger` seconds or LINGER_BYTES. Shielded, since it
+        is part of saying goodbye, and bounded."""
+        transport = self.transport_stream
+        if self._linger <= 0 or not isinstance(transport, trio.abc.HalfCloseableStream):
+            return
+        deadline = trio.current_time() + self._linger
+        with trio.CancelScope(shield=True, deadline=deadline), suppress(*_TRANSPORT_ERRORS):
+            await transport.send_eof()
+            left = LINGER_BYTES
+            while left > 0 and (data := await transport.receive_some(left)):
+                left -= len(data)
 
 
 async def _acquire(lock: trio.Lock | trio.StrictFIFOLock) -> None:

@@ -55,6 +55,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 import attrs
 import trio
 
+from .privileges import Target
 from .shutdown import Shutdown
 from .systemd import without_notify_socket
 
@@ -170,10 +171,16 @@ class Supervisor:
     """Keeps workers running until the shutdown drains, then sees each one out."""
 
     def __init__(
-        self, command: Sequence[str], sock: socket.socket, shutdown: Shutdown, grace: float
+        self,
+        command: Sequence[str],
+        sock: socket.socket,
+        shutdown: Shutdown,
+        grace: float,
+        shared_fds: Sequence[int] = (),
     ) -> None:
         self.command = command
         self.sock = sock
+        self.shared_fds = tuple(shared_fds)  # inherited by every worker too (--trace-fd)
         self.shutdown = shutdown
         self.grace = grace
         self.channels: set[trio.socket.SocketType] = set()  # one per running worker
@@ -218,7 +225,7 @@ class Supervisor:
                 # The supervisor already printed what a user needs; workers only log (stderr).
                 process = await trio.lowlevel.open_process(
                     [*self.command, "--control-fd", str(theirs.fileno())],
-                    pass_fds=(self.sock.fileno(), theirs.fileno()),
+                    pass_fds=(self.sock.fileno(), theirs.fileno(), *self.shared_fds),
                     start_new_session=True,
                     stdout=subprocess.DEVNULL,
                     env=without_notify_socket(),
@@ -263,6 +270,7 @@ async def supervise(
     sock: socket.socket,
     shutdown: Shutdown,
     grace: float,
+    shared_fds: Sequence[int] = (),
     task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run `count` workers until `shutdown` drains them; each gets `worker_args` and the socket.
@@ -277,7 +285,7 @@ async def supervise(
         "--listen-fd",
         str(sock.fileno()),
     ]
-    supervisor = Supervisor(command, sock, shutdown, grace)
+    supervisor = Supervisor(command, sock, shutdown, grace, shared_fds)
     async with trio.open_nursery() as nursery:
         for index in range(count):
             nursery.start_soon(supervisor.keep_running, index)
@@ -297,22 +305,41 @@ shutil.rmtree(sys.argv[1], ignore_errors=True)
 
 
 @contextlib.contextmanager
-def private_directory() -> Iterator[str]:
+def private_directory(owner: Target | None = None) -> Iterator[str]:
     """A new 0700 temporary directory for the supervisor's secrets, removed when it exits: by
-    the supervisor itself, or by the janitor process if the supervisor is killed."""
+    the supervisor itself, or by the janitor process if the supervisor is killed.
+
+    With --user (`owner`), the directory and the janitor are the user's from the start: the key
+    file in it is read and rotated, and the directory removed, as the user, and no process
+    stays root."""
     with contextlib.ExitStack() as cleanup:
         path = tempfile.mkdtemp(prefix="trio-tls-")
         cleanup.callback(shutil.rmtree, path, ignore_errors=True)
-        janitor = subprocess.Popen(
+        if owner is not None:
+            os.chown(path, owner.uid, owner.gid)
+        janitor = _start_janitor(path, owner)
+        if janitor is not None:
+            cleanup.callback(_dismiss, janitor)
+        yield path
+
+
+def _start_janitor(path: str, owner: Target | None) -> subprocess.Popen[bytes] | None:
+    try:
+        return subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _JANITOR, path],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd="/",  # holds no directory busy, as a mount point that someone means to unmount
             start_new_session=True,  # no terminal's Ctrl+C reaches it
+            user=None if owner is None else owner.uid,
+            group=None if owner is None else owner.gid,
+            extra_groups=None if owner is None else [],
         )
-        cleanup.callback(_dismiss, janitor)
-        yield path
+    except PermissionError:
+        # The --user cannot run this interpreter: nor can the workers, so the server refuses
+        # to start, saying so (cli's checks of what the user can reach, after this).
+        return None
 
 
 def _dismiss(janitor: subprocess.Popen[bytes]) -> None:

@@ -16,6 +16,7 @@ from cryptography import x509
 from ..config import CertifiedKey, ServerConfig
 from ..enums import (
     TLS12,
+    TLS13,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     ECPointFormat,
     NamedGroup,
@@ -326,6 +327,44 @@ def _explain_full_handshake(
     )
 
 
+def _byte_count(count: int) -> str:
+    return f"{count} byte" if count == 1 else f"{count} bytes"
+
+
+# RFC 8446 §4.1.2 and Appendix D.4: a client that offers TLS 1.3 fills legacy_session_id with
+# 32 random bytes, so that middleboxes see what looks like a TLS 1.2 resumption attempt.
+COMPATIBILITY_ID_LENGTH = 32
+
+
+def _why_not_resumed(hello: ClientHello) -> tuple[str, str]:
+    """The reason a ClientHello gets a full handshake, and its RFC: what was offered, if
+    anything, and (on a TLS 1.3 client's first visit) what its session ID really is."""
+    ticket = (hello.extension(SessionTicket) or SessionTicket()).ticket
+    versions = hello.extension(SupportedVersions)
+    if ticket:
+        offered = f"a ticket of {_byte_count(len(ticket))}"
+    elif not hello.session_id:
+        return "the client offers no session to resume", "RFC 5246 §7.3"
+    elif (
+        len(hello.session_id) == COMPATIBILITY_ID_LENGTH
+        and versions is not None
+        and TLS13 in versions.versions
+    ):
+        return (
+            "the client's session ID is none this server knows: a client that offers TLS 1.3 "
+            f"sends a random {COMPATIBILITY_ID_LENGTH}-byte legacy_session_id for middlebox "
+            "compatibility, so on a first visit there is no session to resume",
+            "RFC 8446 §4.1.2, App. D.4",
+        )
+    else:
+        offered = f"a session ID of {_byte_count(len(hello.session_id))}"
+    return (
+        f"the session offered ({offered}) cannot be resumed (unknown, expired, or another SNI, "
+        "suite or client-auth setting)",
+        "RFC 5246 §7.3",
+    )
+
+
 class ExpectClientHello(State):
     accepted = accepting(ClientHello)
 
@@ -359,14 +398,9 @@ class ExpectClientHello(State):
             reason = f"the client's session is resumable: {how}, same SNI, suite still offered"
             explain(ctx, "resumption", "abbreviated handshake", reason, "RFC 5246 §7.3")
             return self._resume(ctx, hello, raw, session, alpn)
-        offered = hello.session_id or (hello.extension(SessionTicket) or SessionTicket()).ticket
-        reason = (
-            "the session offered cannot be resumed (unknown, expired, or another SNI, suite or "
-            "client-auth setting)"
-            if offered
-            else "the client offers no session to resume"
-        )
-        explain(ctx, "resumption", "full handshake", reason, "RFC 5246 §7.3")
+        if ctx.observer is not None:
+            reason, rfc = _why_not_resumed(hello)
+            explain(ctx, "resumption", "full handshake", reason, rfc)
         return self._full_handshake(ctx, hello, raw, sni, ems, alpn)
 
     def _full_handshake(
