@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -322,6 +323,46 @@ def test_workers_as_nobody(site: Path) -> None:
     with running_server(site, "--user", "nobody", "--workers", "2", *_site_args(site)) as server:
         assert _status(server.proc.pid)["Uid"].split()[0] == str(pwd.getpwnam("nobody").pw_uid)
         assert b"Hello from Python TLS!\n" in _https_get(server.port)
+
+
+@needs_root
+def test_workers_as_nobody_keep_their_keys_where_nobody_root_stays(site: Path) -> None:
+    """The private ticket key directory and the janitor that removes it are nobody's, as every
+    other process is; the directory goes with a supervisor killed by SIGKILL all the same."""
+    if privileges.unreachable(
+        privileges.Target("nobody", *_nobody_ids()), [(sys.executable, os.X_OK)]
+    ):
+        pytest.skip(f"nobody cannot run {sys.executable}")
+    nobody = pwd.getpwnam("nobody").pw_uid
+    tmp = site / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o1777)
+    args = ("--user", "nobody", "--workers", "2", *_site_args(site))
+    with running_server(site, *args, env=child_env(TMPDIR=str(tmp))) as server:
+        (directory,) = tmp.glob("trio-tls-*")
+        assert directory.stat().st_uid == nobody
+        assert (directory / "tickets.keys").stat().st_uid == nobody
+        (janitor,) = [
+            int(proc.name)
+            for proc in Path("/proc").iterdir()
+            if proc.name.isdigit()
+            and _cmdline(proc)[1:3] == [b"-I", b"-S"]
+            and _cmdline(proc)[-1] == bytes(directory)
+        ]
+        assert _status(janitor)["Uid"].split() == [str(nobody)] * 4
+        server.proc.kill()
+        deadline = time.monotonic() + 10
+        while directory.exists():
+            assert time.monotonic() < deadline, "the key directory outlived its supervisor"
+            time.sleep(0.05)
+    shutil.rmtree(tmp)
+
+
+def _cmdline(proc: Path) -> list[bytes]:
+    try:
+        return (proc / "cmdline").read_bytes().split(b"\0")[:-1]
+    except OSError:  # gone meanwhile
+        return []
 
 
 def _nobody_ids() -> tuple[int, int, tuple[int, ...]]:
