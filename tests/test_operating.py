@@ -103,6 +103,14 @@ def _nobody_gid() -> int:
     return pwd.getpwnam("nobody").pw_gid
 
 
+def _nobodys_directory(site: Path, name: str) -> Path:
+    """A directory of the site's that user nobody owns, as an operator would give the server."""
+    directory = site / name
+    directory.mkdir()
+    os.chown(directory, pwd.getpwnam("nobody").pw_uid, _nobody_gid())
+    return directory
+
+
 def _site_args(site: Path) -> tuple[str, ...]:
     return ("--certfile", str(site / "site.crt"), "--keyfile", str(site / "site.key"))
 
@@ -285,17 +293,14 @@ def test_user_nobody_serves_as_nobody(site: Path) -> None:
 
 @needs_root
 def test_a_pid_file_in_the_users_directory_is_removed(site: Path) -> None:
-    run = site / "run"
-    run.mkdir()
-    os.chown(run, pwd.getpwnam("nobody").pw_uid, _nobody_gid())
-    pid_path = run / "trio-tls.pid"
+    pid_path = _nobodys_directory(site, "run") / "trio-tls.pid"
     args = ("--user", "nobody", "--pid-file", str(pid_path), *_site_args(site))
     with running_server(site, *args) as server:
         assert pid_path.read_text() == f"{server.proc.pid}\n"
         assert server.stop() == 0
     assert "will stay behind" not in server.stderr
     assert not pid_path.exists()
-    run.rmdir()
+    pid_path.parent.rmdir()
 
 
 @needs_root
@@ -372,16 +377,13 @@ def _nobody_ids() -> tuple[int, int, tuple[int, ...]]:
 
 @needs_root
 def test_a_ticket_key_file_the_server_makes_is_the_users(site: Path) -> None:
-    keys = site / "keys"
-    keys.mkdir()
-    os.chown(keys, pwd.getpwnam("nobody").pw_uid, _nobody_gid())
-    key_file = keys / "tickets.keys"
+    key_file = _nobodys_directory(site, "keys") / "tickets.keys"
     args = ("--user", "nobody", "--ticket-key-file", str(key_file), *_site_args(site))
     with running_server(site, *args) as server:
         assert key_file.stat().st_uid == pwd.getpwnam("nobody").pw_uid
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         assert server.stop() == 0
-    shutil.rmtree(keys)
+    shutil.rmtree(key_file.parent)
 
 
 @needs_root
