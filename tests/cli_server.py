@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -127,14 +127,20 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(
-    cwd: Path, *args: str, env: dict[str, str] | None = None, open_files: int | None = None
+    cwd: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    open_files: int | None = None,
+    python_flags: Sequence[str] = (),
 ) -> Iterator[Server]:
     """Start `trio-tls serve --port 0 ARGS` in cwd and yield it once it is serving.
 
-    `open_files` sets the child's RLIMIT_NOFILE (soft and hard), as `ulimit -n` would.
+    `open_files` sets the child's RLIMIT_NOFILE (soft and hard), as `ulimit -n` would;
+    `python_flags` go to the interpreter (`-P`: as the `trio-tls` script, cwd not on sys.path).
     """
     stderr_path = cwd / f"server-{time.monotonic_ns()}.stderr"
     argv = command("serve", "--port", "0", *args)
+    argv[1:1] = python_flags
     if open_files is not None:
         argv = ["prlimit", f"--nofile={open_files}:{open_files}", *argv]
     with stderr_path.open("wb") as stderr:

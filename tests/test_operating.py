@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +102,14 @@ def site() -> Iterator[Path]:
 
 def _nobody_gid() -> int:
     return pwd.getpwnam("nobody").pw_gid
+
+
+def _nobodys_directory(site: Path, name: str) -> Path:
+    """A directory of the site's that user nobody owns, as an operator would give the server."""
+    directory = site / name
+    directory.mkdir()
+    os.chown(directory, pwd.getpwnam("nobody").pw_uid, _nobody_gid())
+    return directory
 
 
 def _site_args(site: Path) -> tuple[str, ...]:
@@ -285,17 +294,14 @@ def test_user_nobody_serves_as_nobody(site: Path) -> None:
 
 @needs_root
 def test_a_pid_file_in_the_users_directory_is_removed(site: Path) -> None:
-    run = site / "run"
-    run.mkdir()
-    os.chown(run, pwd.getpwnam("nobody").pw_uid, _nobody_gid())
-    pid_path = run / "trio-tls.pid"
+    pid_path = _nobodys_directory(site, "run") / "trio-tls.pid"
     args = ("--user", "nobody", "--pid-file", str(pid_path), *_site_args(site))
     with running_server(site, *args) as server:
         assert pid_path.read_text() == f"{server.proc.pid}\n"
         assert server.stop() == 0
     assert "will stay behind" not in server.stderr
     assert not pid_path.exists()
-    run.rmdir()
+    pid_path.parent.rmdir()
 
 
 @needs_root
@@ -325,6 +331,46 @@ def test_workers_as_nobody(site: Path) -> None:
         assert b"Hello from Python TLS!\n" in _https_get(server.port)
 
 
+@needs_root
+def test_workers_as_nobody_keep_their_keys_where_nobody_root_stays(site: Path) -> None:
+    """The private ticket key directory and the janitor that removes it are nobody's, as every
+    other process is; the directory goes with a supervisor killed by SIGKILL all the same."""
+    if privileges.unreachable(
+        privileges.Target("nobody", *_nobody_ids()), [(sys.executable, os.X_OK)]
+    ):
+        pytest.skip(f"nobody cannot run {sys.executable}")
+    nobody = pwd.getpwnam("nobody").pw_uid
+    tmp = site / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o1777)
+    args = ("--user", "nobody", "--workers", "2", *_site_args(site))
+    with running_server(site, *args, env=child_env(TMPDIR=str(tmp))) as server:
+        (directory,) = tmp.glob("trio-tls-*")
+        assert directory.stat().st_uid == nobody
+        assert (directory / "tickets.keys").stat().st_uid == nobody
+        (janitor,) = [
+            int(proc.name)
+            for proc in Path("/proc").iterdir()
+            if proc.name.isdigit()
+            and _cmdline(proc)[1:3] == [b"-I", b"-S"]
+            and _cmdline(proc)[-1] == bytes(directory)
+        ]
+        assert _status(janitor)["Uid"].split() == [str(nobody)] * 4
+        server.proc.kill()
+        deadline = time.monotonic() + 10
+        while directory.exists():
+            assert time.monotonic() < deadline, "the key directory outlived its supervisor"
+            time.sleep(0.05)
+    shutil.rmtree(tmp)
+
+
+def _cmdline(proc: Path) -> list[bytes]:
+    try:
+        return (proc / "cmdline").read_bytes().split(b"\0")[:-1]
+    except OSError:  # gone meanwhile
+        return []
+
+
 def _nobody_ids() -> tuple[int, int, tuple[int, ...]]:
     nobody = pwd.getpwnam("nobody")
     return nobody.pw_uid, nobody.pw_gid, (nobody.pw_gid,)
@@ -332,16 +378,13 @@ def _nobody_ids() -> tuple[int, int, tuple[int, ...]]:
 
 @needs_root
 def test_a_ticket_key_file_the_server_makes_is_the_users(site: Path) -> None:
-    keys = site / "keys"
-    keys.mkdir()
-    os.chown(keys, pwd.getpwnam("nobody").pw_uid, _nobody_gid())
-    key_file = keys / "tickets.keys"
+    key_file = _nobodys_directory(site, "keys") / "tickets.keys"
     args = ("--user", "nobody", "--ticket-key-file", str(key_file), *_site_args(site))
     with running_server(site, *args) as server:
         assert key_file.stat().st_uid == pwd.getpwnam("nobody").pw_uid
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         assert server.stop() == 0
-    shutil.rmtree(keys)
+    shutil.rmtree(key_file.parent)
 
 
 @needs_root

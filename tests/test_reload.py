@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,9 +20,10 @@ import trustme
 
 from trio_tls.engine.config import ServerConfig
 from trio_tls.engine.sessions import SessionCache
+from trio_tls.ops import reload as reload_module
 from trio_tls.ops.reload import ConfigHolder
 
-from .cli_server import Server, running_server
+from .cli_server import Server, child_env, command, running_server
 from .conftest import certified_key
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -143,7 +145,7 @@ def test_sighup_under_load_fails_no_request(tmp_path: Path, ca: trustme.CA) -> N
         assert server.stop() == 0
 
 
-def test_a_reload_that_fails_unexpectedly_keeps_the_configuration_and_its_sessions(
+async def test_a_reload_that_fails_unexpectedly_keeps_the_configuration_and_its_sessions(
     rsa_config: ServerConfig, ecdsa_leaf: trustme.LeafCert, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Not a file the operator got wrong (those are one line, above) but a bug while building
@@ -154,7 +156,7 @@ def test_a_reload_that_fails_unexpectedly_keeps_the_configuration_and_its_sessio
     def broken() -> ServerConfig:
         raise RuntimeError("a bug in building the configuration")
 
-    assert holder.reload(broken) is False
+    assert await holder.reload(broken) is False
     assert holder() is holder.current
     assert holder().certificates == rsa_config.certificates
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -162,6 +164,97 @@ def test_a_reload_that_fails_unexpectedly_keeps_the_configuration_and_its_sessio
     assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
 
     cache = holder().session_cache
-    assert holder.reload(lambda: ServerConfig([certified_key(ecdsa_leaf)])) is True
+    assert await holder.reload(lambda: ServerConfig([certified_key(ecdsa_leaf)])) is True
     assert holder().certificates[0].auth == "ecdsa"
     assert holder().session_cache is cache
+
+
+async def test_the_files_are_read_off_the_event_loop_and_a_stuck_read_is_given_up(
+    rsa_config: ServerConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The configuration is built on another thread, so the event loop serves meanwhile; one that
+    never finishes (a hung file system) is abandoned after RELOAD_TIMEOUT and the old one kept."""
+    holder = ConfigHolder(rsa_config)
+    loop_thread = threading.get_ident()
+    built_on: list[int] = []
+
+    def build() -> ServerConfig:
+        built_on.append(threading.get_ident())
+        return rsa_config
+
+    assert await holder.reload(build) is True
+    assert built_on != [loop_thread]
+
+    monkeypatch.setattr(reload_module, "RELOAD_TIMEOUT", 0.2)
+    current = holder()
+    release = threading.Event()
+
+    def stuck() -> ServerConfig:
+        release.wait(10)
+        return rsa_config
+
+    try:
+        assert await holder.reload(stuck) is False
+    finally:
+        release.set()
+    assert holder() is current
+    assert "reading the files took more than 0.2 seconds" in caplog.text
+
+
+def fifo_at(path: Path) -> None:
+    """Swap a FIFO in where the file was: nothing will ever write to it."""
+    path.unlink()
+    os.mkfifo(path)
+
+
+def test_a_fifo_at_the_certificate_path_is_refused_at_reload(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """Read on the event loop, the FIFO froze every client and SIGTERM (the open waits for a
+    writer). Now the reload refuses it, honest clients are served, and SIGTERM stops at once."""
+    leaf = ca.issue_cert("localhost")
+    certfile = tmp_path / "server.pem"
+    install(leaf, certfile)
+    with running_server(tmp_path, "--certfile", str(certfile)) as server:
+        fifo_at(certfile)
+        reload(server, server.proc.pid, "reload failed, still serving the previous", 1)
+        assert f"cannot read certificate file {certfile}: it is a FIFO, not a regular file" in (
+            server.stderr
+        )
+        for _ in range(3):
+            assert served_by(server.port) == fingerprint(leaf)
+        assert server.stop() == 0  # within EXIT_TIMEOUT; it used to hang until SIGKILL
+        assert "Traceback" not in server.stderr
+
+
+FIFO_AT_START = {
+    "certfile": (["--certfile", "fifo"], "cannot read certificate file fifo"),
+    "keyfile": (["--certfile", "server.pem", "--keyfile", "fifo"], "cannot read key file fifo"),
+    "client-ca": (["--certfile", "server.pem", "--client-ca", "fifo"], "--client-ca fifo"),
+    "ticket-key-file": (
+        ["--certfile", "server.pem", "--ticket-key-file", "fifo"],
+        "cannot read ticket key file fifo",
+    ),
+}
+
+
+@pytest.mark.parametrize(("args", "message"), FIFO_AT_START.values(), ids=FIFO_AT_START)
+def test_a_fifo_in_place_of_a_file_is_one_error_at_start(
+    tmp_path: Path, rsa_leaf: trustme.LeafCert, args: list[str], message: str
+) -> None:
+    """Opened for reading, a FIFO used to wait for a writer forever: the server never started."""
+    install(rsa_leaf, tmp_path / "server.pem")
+    (tmp_path / "server.pem").chmod(0o600)
+    os.mkfifo(tmp_path / "fifo")
+    result = subprocess.run(
+        command("serve", "--port", "0", *args),
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"trio-tls: error: {message}: it is a FIFO, not a regular file\n"

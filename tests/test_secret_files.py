@@ -9,6 +9,8 @@ ever written through one.
 from __future__ import annotations
 
 import os
+import pwd
+import socket
 import subprocess
 from pathlib import Path
 
@@ -16,9 +18,19 @@ import pytest
 import trustme
 
 from trio_tls.engine.config import CertificateError
+from trio_tls.ops import secretfiles
 from trio_tls.ops.certs import load_private_key, make_self_signed
 from trio_tls.ops.keylog import KeyLogFile
-from trio_tls.ops.secretfiles import SecretFileError, create, replace
+from trio_tls.ops.secretfiles import (
+    MAX_FILE_SIZE,
+    SecretFileError,
+    create,
+    make_private_directory,
+    open_for_append,
+    read_regular,
+    replace,
+    will_run_as,
+)
 from trio_tls.ops.settings import Settings, ticket_keys
 from trio_tls.ops.ticketfile import KeyFile, TicketKeyFileError, read_key_file, write_key_file
 
@@ -26,6 +38,7 @@ from .cli_server import child_env, command, running_server
 from .test_workers import worker_pids
 
 VICTIM = b"someone else's file\n"
+NOBODY = 65534
 
 
 def victim(tmp_path: Path) -> Path:
@@ -100,6 +113,72 @@ def test_replace_swaps_the_link_not_its_target(tmp_path: Path) -> None:
     assert link.read_bytes() == b"new"
     assert mode(link) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["secret", "victim"]
+
+
+def special_file(tmp_path: Path, kind: str) -> Path:
+    """A path that is not a regular file: each of them once made a read block or never end."""
+    path = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "socket":
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(path))
+        listener.close()  # the socket file stays
+    else:
+        path.symlink_to("/dev/zero")  # endless: read_bytes() would fill the memory
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "named"),
+    [
+        ("fifo", "a FIFO"),
+        ("directory", "a directory"),
+        ("socket", "a socket"),
+        ("device", "a character device"),
+    ],
+)
+def test_only_regular_files_are_read_and_never_waited_on(
+    tmp_path: Path, kind: str, named: str
+) -> None:
+    path = special_file(tmp_path, kind)
+    with pytest.raises(SecretFileError, match=f"^it is {named}, not a regular file$"):
+        read_regular(path)
+    with pytest.raises(SecretFileError, match=f"^it is {named}, not a regular file$"):
+        # For writing, too: a FIFO without a reader would block. (A link is refused anyway.)
+        open_for_append(path.resolve())
+
+
+def test_a_file_too_large_to_be_what_it_should_is_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.pem"
+    with path.open("wb") as file:
+        file.truncate(MAX_FILE_SIZE + 1)
+    with pytest.raises(SecretFileError, match="larger than 4 MiB"):
+        read_regular(path)
+    with path.open("r+b") as file:
+        file.truncate(MAX_FILE_SIZE)
+    assert len(read_regular(path)) == MAX_FILE_SIZE
+
+
+def test_a_private_directory_is_made_or_taken_only_if_it_is_ours(tmp_path: Path) -> None:
+    path = tmp_path / "private"
+    make_private_directory(path)
+    assert mode(path) == 0o700
+    make_private_directory(path)  # already ours
+    path.chmod(0o755)
+    with pytest.raises(SecretFileError, match="not a directory private to this user"):
+        make_private_directory(path)
+    path.chmod(0o700)
+    os.chown(path, NOBODY, -1)
+    with pytest.raises(SecretFileError, match="not a directory private to this user"):
+        make_private_directory(path)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "ours")
+    (tmp_path / "ours").mkdir(mode=0o700)
+    with pytest.raises(SecretFileError, match="not a directory private to this user"):
+        make_private_directory(link)
 
 
 # --- the key log ------------------------------------------------------------------------------
@@ -185,6 +264,59 @@ def test_ticket_key_file_others_can_reach_is_refused(tmp_path: Path, loose: int)
     path.chmod(loose)
     with pytest.raises(TicketKeyFileError, match=f"mode {loose:04o}\\); run: chmod 600"):
         read_key_file(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away takes root")
+def test_a_ticket_key_file_of_another_user_is_refused(tmp_path: Path) -> None:
+    """As OpenSSH's StrictModes: whoever owns the file can read and chmod it, 0600 or not; only
+    the server's user and root are trusted."""
+    path = tmp_path / "tickets.keys"
+    write_key_file(path, KeyFile.fresh(1_700_000_000))
+    os.chown(path, NOBODY, -1)
+    owner = pwd.getpwuid(NOBODY).pw_name
+    with pytest.raises(TicketKeyFileError) as caught:
+        read_key_file(path)
+    assert str(caught.value) == (
+        f"cannot read ticket key file {path}: it belongs to {owner} (uid {NOBODY}), and "
+        f"trio-tls runs as root (uid 0); run: chown root {path}"
+    )
+    with pytest.raises(SecretFileError, match=f"belongs to {owner}"):
+        KeyLogFile(path)  # the key log: its owner would read every secret written to it
+    os.chown(path, 0, -1)
+    read_key_file(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away takes root")
+def test_secret_files_are_the_users_that_user_switches_to_before_the_switch_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--user nobody: read as root first, the file the server made and gave to nobody loads,
+    one of another user does not, and root's still does."""
+    monkeypatch.setattr(secretfiles._ServerUser, "uid", None)
+    will_run_as(NOBODY)
+    path = tmp_path / "tickets.keys"
+    write_key_file(path, KeyFile.fresh(1_700_000_000))
+    os.chown(path, NOBODY, -1)
+    read_key_file(path)
+    os.chown(path, NOBODY - 1, -1)
+    with pytest.raises(TicketKeyFileError, match=f"run: chown {pwd.getpwuid(NOBODY).pw_name}"):
+        read_key_file(path)
+    os.chown(path, 0, -1)
+    read_key_file(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away takes root")
+def test_serve_refuses_a_ticket_key_file_of_another_user(
+    tmp_path: Path, key_files: tuple[Path, Path]
+) -> None:
+    cert, key = key_files
+    path = tmp_path / "tickets.keys"
+    write_key_file(path, KeyFile.fresh(1_700_000_000))
+    os.chown(path, NOBODY, -1)
+    result = serve_and_exit(
+        tmp_path, "--certfile", str(cert), "--keyfile", str(key), "--ticket-key-file", str(path)
+    )
+    assert_one_line_error(result, f"ticket key file {path}", f"run: chown root {path}")
 
 
 def test_serve_refuses_an_open_ticket_key_file(

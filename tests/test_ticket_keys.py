@@ -6,10 +6,13 @@ new file at different moments, each of which must still open every fresh ticket.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from trio_tls.engine.config import ServerConfig
 from trio_tls.engine.connection import ServerConnection
 from trio_tls.engine.sessions import SEAL_LIMIT, SessionState, TicketKey, TicketKeys
+from trio_tls.ops import ticketfile
 from trio_tls.ops.settings import Notice, Settings, ticket_keys
 from trio_tls.ops.ticketfile import (
     RELOAD_SLACK,
@@ -386,12 +390,63 @@ async def test_the_owner_rotates_early_when_its_keys_wear_out(tmp_path: Path) ->
     assert read_key_file(path)[0].sealing.key == fresh.lines[0].key
 
 
-async def test_the_owner_keeps_going_when_the_file_is_gone(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def wait_for(condition: Callable[[], bool]) -> None:
+    """Poll: what changes is a file or a log, which nothing can signal to the test."""
+    with trio.fail_after(5):
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+@pytest.fixture
+async def owner(
+    monkeypatch: pytest.MonkeyPatch, nursery: trio.Nursery
+) -> Callable[[Path, bool], None]:
+    """Starts keep_rotating in the background, checking every 10 ms."""
+    monkeypatch.setattr(ticketfile, "CHECK_INTERVAL", 0.01)
+
+    def start(path: Path, make_directory: bool = False) -> None:
+        nursery.start_soon(
+            functools.partial(keep_rotating, path, lifetime=LIFETIME, make_directory=make_directory)
+        )
+
+    return start
+
+
+async def test_the_owner_makes_a_vanished_file_again_with_the_keys_it_held(
+    tmp_path: Path, owner: Callable[[Path, bool], None], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, "trio_tls"):
-        await run_owner_briefly(tmp_path / "missing.keys")
-    assert "cannot read ticket key file" in caplog.text
+    """Tickets already issued still open, and a worker starting meanwhile finds its keys."""
+    path = tmp_path / "tickets.keys"
+    stale = KeyFile.fresh(time.time() - 3601)
+    write_key_file(path, stale)
+    owner(path, False)
+    await wait_for(lambda: read_key_file(path)[0] != stale)  # rotated: the owner has read it
+    held, _ = read_key_file(path)
+    path.unlink()
+    await wait_for(path.exists)
+    assert read_key_file(path)[0] == held
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "had vanished: made it again, with the keys it held" in caplog.text
+
+
+async def test_the_owner_makes_its_private_directory_again_but_never_an_operators(
+    tmp_path: Path, owner: Callable[[Path, bool], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    ours, operators = tmp_path / "trio-tls-private", tmp_path / "operators"
+    owner(ours / "tickets.keys", True)
+    owner(operators / "tickets.keys", False)
+    await wait_for((ours / "tickets.keys").exists)
+    assert ours.stat().st_mode & 0o777 == 0o700
+    assert "had vanished: made it again, with new keys" in caplog.text
+    shutil.rmtree(ours)
+    await wait_for((ours / "tickets.keys").exists)
+    await wait_for(lambda: f"cannot write ticket key file {operators}" in caplog.text)
+    assert not operators.exists()  # an operator's directory: theirs to restore
+
+    shutil.rmtree(ours)
+    ours.mkdir(mode=0o755)  # a directory at our name that others may enter: not ours
+    await wait_for(lambda: "exists and is not a directory private to this user" in caplog.text)
+    assert not (ours / "tickets.keys").exists()
 
 
 # --- settings and the command line -----------------------------------------------------------

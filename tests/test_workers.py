@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -11,8 +12,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+import trustme
+
 from trio_tls.engine.sessions import TicketKey
 from trio_tls.ops.ticketfile import RELOAD_INTERVAL, KeyFile, KeyLine, read_key_file, write_key_file
+from trio_tls.ops.workers import HEALTHY_RUN, RESTART_DELAY, Backoff
 
 from .cli_server import EXIT_TIMEOUT, Server, child_env, command, running_server
 
@@ -102,11 +107,123 @@ def test_a_dead_worker_is_restarted(tmp_path: Path) -> None:
     with running_server(tmp_path, "--workers", "2") as server:
         victim = min(worker_pids(server, 2))
         os.kill(victim, signal.SIGKILL)
-        server.wait_for_stderr(f"(pid {victim}) exited with -9; restarting", EXIT_TIMEOUT)
+        server.wait_for_stderr(f"(pid {victim}) exited with -9 after", EXIT_TIMEOUT)
+        assert "; restarting in 0.5 s" in server.stderr
         worker_pids(server, 3)  # the replacement announced itself
         for _ in range(4):
             get(server.port, client_context()).close()
         assert server.stop(signal.SIGINT) == 0
+
+
+def test_the_restart_delay_doubles_while_workers_fail_and_resets_after_one_ran_well() -> None:
+    backoff = Backoff()
+    delays = [backoff.next_delay(ran_for=1.0) for _ in range(10)]
+    assert delays == [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30]
+    assert backoff.next_delay(ran_for=HEALTHY_RUN) == RESTART_DELAY
+    assert backoff.next_delay(ran_for=HEALTHY_RUN - 1) == 2 * RESTART_DELAY
+
+
+RESTART = re.compile(
+    r"(\d\d):(\d\d),(\d{3}) WARNING \[\d+\] worker 0 \(pid \d+\) exited with 1 after "
+    r"[\d.]+ s; restarting in ([\d.]+) s"
+)
+
+
+def test_workers_that_fail_at_start_are_restarted_ever_more_slowly(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """A certificate broken after the start (a renewal gone wrong) fails every new worker: the
+    pause before each restart doubles, where it used to be half a second every time."""
+    certfile = tmp_path / "server.pem"
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    with running_server(tmp_path, "--workers", "2", "--certfile", str(certfile)) as server:
+        pids = worker_pids(server, 2)
+        certfile.write_text("not a certificate\n")
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(restarts := RESTART.findall(server.stderr)) < 3:
+            assert time.monotonic() < deadline, server.stderr
+            time.sleep(0.1)
+        # The SIGKILL's restart came after 0.5 s; then each failure doubles the pause...
+        delays = [float(found[3]) for found in restarts[:3]]
+        assert delays == [1, 2, 4], server.stderr
+        # ...and each came at least the pause announced before it after the one before.
+        times = [int(m) * 60 + int(s) + int(ms) / 1000 for m, s, ms, _ in restarts[:3]]
+        for before, after, delay in zip(times, times[1:], delays, strict=False):
+            assert (after - before) % 3600 >= delay
+        assert server.stop() == 0
+
+
+MALICIOUS = """\
+import pathlib, sys
+pathlib.Path("HIJACKED").write_text(sys.argv[0])
+raise SystemExit(3)
+"""
+
+
+@pytest.mark.parametrize("module", ["trio_tls.py", "trio_tls/__init__.py", "trio_tls_handlers.py"])
+def test_a_module_in_the_working_directory_never_runs_in_a_worker(
+    tmp_path: Path, module: str
+) -> None:
+    """Workers used to run `python -m trio_tls`, which puts the working directory first on
+    sys.path: a `trio_tls.py` there, or a module named like the handlers' package, ran in every
+    worker. The supervisor runs as the `trio-tls` script does, without the directory (-P)."""
+    (tmp_path / module).parent.mkdir(exist_ok=True)
+    (tmp_path / module).write_text(MALICIOUS)
+    with running_server(tmp_path, "--workers", "2", python_flags=["-P"]) as server:
+        worker_pids(server, 2)
+        for _ in range(4):
+            get(server.port, client_context()).close()
+        assert server.stop() == 0
+    assert not (tmp_path / "HIJACKED").exists()
+
+
+def key_directory(tmp_path: Path) -> Path:
+    """The supervisor's private directory, in the TMPDIR the test gave it."""
+    (found,) = (tmp_path / "tmp").glob("trio-tls-*")
+    return found
+
+
+def test_the_key_directory_is_removed_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """The file's keys open every ticket issued: they must not stay in /tmp for the next
+    reboot. A janitor process removes the directory when the supervisor dies, however."""
+    (tmp_path / "tmp").mkdir()
+    env = child_env(TMPDIR=str(tmp_path / "tmp"))
+    with running_server(tmp_path, "--workers", "2", env=env) as server:
+        pids = worker_pids(server, 2)
+        directory = key_directory(tmp_path)
+        assert (directory / "tickets.keys").exists()
+        server.proc.kill()
+        deadline = time.monotonic() + 10
+        while directory.exists() or any(Path(f"/proc/{pid}").exists() for pid in pids):
+            assert time.monotonic() < deadline, "the key directory or a worker outlived it"
+            time.sleep(0.05)
+
+    with running_server(tmp_path, "--workers", "1", env=env) as server:
+        assert server.stop() == 0
+    assert list((tmp_path / "tmp").iterdir()) == []  # one process keeps its keys in memory
+
+
+def test_a_vanished_key_directory_is_made_again_with_its_keys(tmp_path: Path) -> None:
+    """Removed under a running server (by a cleaner of /tmp): the supervisor makes it again
+    with the keys it held, so workers started afterwards can start, and open old tickets."""
+    (tmp_path / "tmp").mkdir()
+    env = child_env(TMPDIR=str(tmp_path / "tmp"))
+    with running_server(tmp_path, "--workers", "2", env=env) as server:
+        pids = worker_pids(server, 2)
+        directory = key_directory(tmp_path)
+        ctx = client_context()
+        before = new_session(server.port, ctx)
+        shutil.rmtree(directory)
+        server.wait_for_stderr("had vanished: made it again, with the keys it held", 20)
+        assert directory.stat().st_mode & 0o777 == 0o700
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)  # their successors read the file afresh
+        worker_pids(server, 4)
+        for _ in range(4):
+            assert resumes(server.port, ctx, before)
+        assert server.stop() == 0
 
 
 def test_workers_write_the_key_log_and_warn_once(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import logging
 import os
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import IO
@@ -26,7 +25,7 @@ from ..ops.descriptors import ensure_descriptors
 from ..ops.keylog import KeyLogFile
 from ..ops.plugins import check_handler, load_handler, parse_handler_options
 from ..ops.reload import ConfigHolder
-from ..ops.secretfiles import SecretFileError, open_for_append
+from ..ops.secretfiles import SecretFileError, open_for_append, will_run_as
 from ..ops.settings import DEV_CERT_DIR, Notice, Settings, UsageError, build_config
 from ..ops.shutdown import SIGNALS, Shutdown, ignore_hangups, watch_signals
 from ..ops.ticketfile import FileTicketKeys, create_key_file, keep_rotating
@@ -85,6 +84,7 @@ async def _rotate_ticket_key_file(settings: Settings, config: ServerConfig | Non
         settings.ticket_key_file,
         lifetime=settings.session_lifetime,
         keys=keys if isinstance(keys, FileTicketKeys) else None,
+        make_directory=settings.ticket_key_dir_ours,
     )
 
 
@@ -114,7 +114,7 @@ async def _serve_until_signalled(
 
     async def reload() -> None:
         systemd.notify(systemd.reloading())
-        holder.reload(lambda: _reloaded(settings, handler))
+        await holder.reload(lambda: _reloaded(settings, handler))
         systemd.notify("READY=1")
 
     with trio.open_signal_receiver(*SIGNALS) as signals:
@@ -199,6 +199,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     ignore_hangups()
     in_worker = args.listen_fd is not None  # its supervisor switched user, wrote the pid file
     target = None if in_worker else privileges.resolve(args.user, args.group)
+    if target is not None:
+        will_run_as(target.uid)  # secret files read before the switch are the user's too
     if args.pid_file is not None and not in_worker:
         pidfile.check(args.pid_file)  # refused now, rather than after listening
     if args.workers < 1:
@@ -220,20 +222,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # Build the handler and configuration before listening, so mistakes surface at once.
     handler = load_handler(args.handler, parse_handler_options(args.handler_opt))
     settings = _settings(args)
+    shared_keys = args.workers > 1 and settings.tickets and settings.ticket_key_file is None
+    private = workers.private_directory(target) if shared_keys else contextlib.nullcontext()
     with (
-        tempfile.TemporaryDirectory(prefix="trio-tls-") as private_dir,
+        private as private_dir,
         contextlib.ExitStack() as at_exit,
     ):
         if args.trace_file == "-":
             # stdout is the trace's alone: what the server prints for people goes to stderr.
             at_exit.enter_context(contextlib.redirect_stdout(sys.stderr))
-        if args.workers > 1 and settings.tickets and settings.ticket_key_file is None:
+        if private_dir is not None:
             # One key file for all workers, so a ticket resumes on any of them.
             key_file = os.path.join(private_dir, "tickets.keys")
-            settings = attrs.evolve(settings, ticket_key_file=key_file)
+            settings = attrs.evolve(settings, ticket_key_file=key_file, ticket_key_dir_ours=True)
         if target is not None:
-            # The key file in it is rotated and read, and the directory removed, as the user.
-            os.chown(private_dir, target.uid, target.gid)
             _make_key_file_for(settings, target)
         config, notices = build_config(settings, HandlerTraits.of(handler).alpn_protocols)
         if args.listen_fd is None:  # a worker's supervisor has said it all already

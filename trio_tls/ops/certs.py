@@ -38,7 +38,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..engine.config import CertificateError
 from ..engine.crypto.asymmetric import PrivateKey
-from .secretfiles import PRIVATE, SecretFileError, create, loose_mode, open_nofollow, replace
+from .secretfiles import PRIVATE, SecretFileError, create, loose_mode, read_regular, replace
 
 _KeyLoader = Callable[[bytes, bytes | None], PrivateKeyTypes]
 
@@ -80,18 +80,14 @@ class DevCertificate:
 
 
 def _read(path: str | os.PathLike[str], what: str, follow_symlinks: bool = True) -> bytes:
-    """Read a whole file, mapping OS errors to messages that name the file and its role."""
+    """Read a whole regular file (secretfiles.read_regular: a FIFO, a device or a huge file is
+    refused, never waited on), mapping errors to messages that name the file and its role."""
     try:
-        if follow_symlinks:
-            return Path(path).read_bytes()
-        with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as file:
-            return file.read()
+        return read_regular(path, follow_symlinks=follow_symlinks)
     except SecretFileError as exc:
         raise CertificateError(f"cannot read {what} file {os.fspath(path)}: {exc}") from None
     except FileNotFoundError:
         raise CertificateError(f"{what} file {os.fspath(path)} not found") from None
-    except IsADirectoryError:
-        raise CertificateError(f"{what} file {os.fspath(path)} is a directory") from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise CertificateError(f"cannot read {what} file {os.fspath(path)}: {reason}") from exc

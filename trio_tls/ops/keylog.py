@@ -3,8 +3,8 @@
 Each full handshake appends `CLIENT_RANDOM <client random hex> <master secret hex>`. The file is
 opened for append, so several servers (or a client and a server) can share one, under the rules
 of secretfiles: never through a symbolic link, created 0600 with O_EXCL, and refused if it exists
-with access for other users. Anyone holding this file can decrypt the recorded traffic: it is
-for debugging only, and the CLI warns at start-up whenever it is on.
+with access for other users or belongs to another user. Anyone holding this file can decrypt the
+recorded traffic: it is for debugging only, and the CLI warns at start-up whenever it is on.
 """
 
 from __future__ import annotations

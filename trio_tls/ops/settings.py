@@ -34,6 +34,7 @@ from .certs import (
     load_certificate_chain,
     load_private_key,
 )
+from .secretfiles import SecretFileError, read_regular
 from .ticketfile import FileTicketKeys, create_key_file
 
 DEV_CERT_DIR = Path("certs")
@@ -79,6 +80,9 @@ class Settings:
     ticket_key_file: str | None = None
     # auto: this process (the supervisor, with --workers) rotates the file; external: only reads.
     ticket_key_rotation: Literal["auto", "external"] = "auto"
+    # The file's directory is the supervisor's private one (workers.private_directory): if it
+    # vanishes, the supervisor makes it again.
+    ticket_key_dir_ours: bool = False
     session_lifetime: float = 7200
 
     @property
@@ -324,7 +328,9 @@ def load_client_auth(settings: Settings) -> ClientAuth | None:
     if settings.client_ca is None:
         raise UsageError(f"--client-auth {mode} needs --client-ca FILE, the CAs to trust")
     try:
-        roots = x509.load_pem_x509_certificates(Path(settings.client_ca).read_bytes())
+        roots = x509.load_pem_x509_certificates(read_regular(settings.client_ca))
+    except SecretFileError as exc:
+        raise UsageError(f"--client-ca {settings.client_ca}: {exc}") from None
     except OSError as exc:
         raise UsageError(f"--client-ca {settings.client_ca}: {exc.strerror or exc}") from None
     except ValueError:

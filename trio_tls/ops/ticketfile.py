@@ -22,6 +22,12 @@ sees the old file or the new one. Whether a rotation is due is read from the fil
 key's time), not from a timer: a restarted owner keeps the schedule, and two rotators racing over
 one file promote the same `next` key (at worst an announced key nobody used yet is lost). The
 owner runs keep_rotating; FileTicketKeys follows the file in every process that seals.
+
+A file that vanishes (a cleaner of /tmp, a hand) is made again by its owner at its next check,
+with the keys it last saw there, so that the tickets already issued still open and a worker that
+starts meanwhile finds its keys; readers pick it up as they would a rotation. The directory is
+made again only when it is the supervisor's own private one (workers.private_directory), and
+only as a 0700 directory of this user: an operator's missing directory is theirs to restore.
 """
 
 from __future__ import annotations
@@ -35,7 +41,13 @@ import attrs
 import trio
 
 from ..engine.sessions import KEY_NAME_LENGTH, SEAL_LIMIT, TICKET_KEY_LENGTH, TicketKey, TicketKeys
-from .secretfiles import SecretFileError, create, read_private, replace
+from .secretfiles import (
+    SecretFileError,
+    create,
+    make_private_directory,
+    read_private,
+    replace,
+)
 
 log = logging.getLogger("trio_tls")
 
@@ -200,11 +212,38 @@ def rotate_key_file(path: str | os.PathLike[str], now: float, *, lifetime: float
 
 
 def _rotate_if_due(
-    path: str | os.PathLike[str], now: float, lifetime: float, rotate_after: float, early: bool
-) -> None:
+    path: str | os.PathLike[str],
+    now: float,
+    lifetime: float,
+    rotate_after: float,
+    early: bool,
+    last: KeyFile | None,
+    make_directory: bool,
+) -> KeyFile:
+    """One check of the owner's: put back a vanished file (the module docstring), rotate it if
+    due; what the file holds now."""
+    if not os.path.lexists(path):
+        _restore(path, last, now, make_directory)
     key_file, _ = read_key_file(path)
     if early or now - key_file.sealing.since >= rotate_after:
-        write_key_file(path, key_file.rotated(now, lifetime))
+        key_file = key_file.rotated(now, lifetime)
+        write_key_file(path, key_file)
+    return key_file
+
+
+def _restore(
+    path: str | os.PathLike[str], last: KeyFile | None, now: float, make_directory: bool
+) -> None:
+    key_file = last or KeyFile.fresh(now)
+    try:
+        if make_directory:
+            make_private_directory(os.path.dirname(os.fspath(path)))
+        made = create(path, key_file.encode())
+    except (OSError, SecretFileError) as exc:
+        raise _error("write", path, exc) from None
+    if made:
+        keys = "the keys it held" if last else "new keys"
+        log.warning("ticket key file %s had vanished: made it again, with %s", path, keys)
 
 
 class FileTicketKeys(TicketKeys):
@@ -256,7 +295,9 @@ class FileTicketKeys(TicketKeys):
             return
         self._install(key_file.keys())
         self.sealing_since = key_file.sealing.since
-        self._problem = None
+        if self._problem is not None:
+            log.info("ticket key file %s loads again", self.path)
+            self._problem = None
 
     def _report(self, problem: str) -> None:
         if problem != self._problem:
@@ -270,13 +311,23 @@ async def keep_rotating(
     lifetime: float,
     rotate_after: float = ROTATE_AFTER,
     keys: FileTicketKeys | None = None,
+    make_directory: bool = False,
 ) -> None:
-    """The owner's task: rotate the file when it is due, or early when `keys` wore its key."""
+    """The owner's task: rotate the file when it is due, or early when `keys` wore its key;
+    make it again if it vanishes, and its directory too if `make_directory`."""
+    last: KeyFile | None = None
     while True:
         early = keys is not None and keys.worn
         try:
-            await trio.to_thread.run_sync(
-                _rotate_if_due, path, time.time(), lifetime, rotate_after, early
+            last = await trio.to_thread.run_sync(
+                _rotate_if_due,
+                path,
+                time.time(),
+                lifetime,
+                rotate_after,
+                early,
+                last,
+                make_directory,
             )
         except TicketKeyFileError as exc:
             log.warning("%s; trying again in %d seconds", exc, CHECK_INTERVAL)

@@ -3,9 +3,17 @@
 Python runs one core per process, so using every core means several processes. The supervisor
 binds the socket itself (so a port in use is one clear error, and port 0 works), lets each
 worker inherit it, and the kernel hands each new connection to whichever worker accepts first.
-A worker that dies is restarted after a short pause. Ticket keys come from one file, so a
-session ticket issued by one worker resumes on any of them (session IDs stay per worker); the
-supervisor rotates that file and the workers only reload it (ticketfile).
+A worker that dies is restarted after a pause that doubles with every worker in a row that dies
+within HEALTHY_RUN of its start (a broken file every new worker reads would otherwise restart
+workers as fast as they can fail), up to MAX_RESTART_DELAY. Workers run `python -P -m trio_tls`:
+without -P, the working directory comes first on sys.path, and a `trio_tls.py` or a handler
+module there would run in every worker instead of the package the supervisor runs.
+
+Ticket keys come from one file, so a session ticket issued by one worker resumes on any of them
+(session IDs stay per worker); the supervisor rotates that file and the workers only reload it
+(ticketfile). Unless the operator names the file, it lives in a private temporary directory
+(private_directory) that a janitor process removes when the supervisor exits, however it exits:
+the file's keys open every ticket issued, and must not outlive the server in /tmp.
 
 Shutdown (shutdown.py) goes through a private control socket per worker (a socketpair; the
 worker's end is inherited as `--control-fd`), never through signals to the workers. Each side
@@ -36,20 +44,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
+import attrs
 import trio
 
+from .privileges import Target
 from .shutdown import Shutdown
 from .systemd import without_notify_socket
 
 log = logging.getLogger("trio_tls")
 
-RESTART_DELAY = 0.5
+RESTART_DELAY = 0.5  # after a worker that ran for HEALTHY_RUN; doubled after each that did not
+MAX_RESTART_DELAY = 30.0
+HEALTHY_RUN = 10.0  # far longer than a worker takes to start, or to fail at it
 BACKLOG = 4096
 KILL_MARGIN = 5.0  # beyond the grace period, for a draining worker to finish and exit
 STOP_MARGIN = 2.0  # for a stopping worker to abort its connections (each bounded at 1 s)
@@ -138,6 +152,21 @@ async def follow_supervisor(
             nursery.cancel_scope.cancel()
 
 
+@attrs.define
+class Backoff:
+    """The pause before a worker's restart: RESTART_DELAY after a worker that ran well, doubled
+    for each that died sooner than HEALTHY_RUN after its start, up to MAX_RESTART_DELAY."""
+
+    delay: float = 0.0
+
+    def next_delay(self, ran_for: float) -> float:
+        if ran_for >= HEALTHY_RUN or not self.delay:
+            self.delay = RESTART_DELAY
+        else:
+            self.delay = min(2 * self.delay, MAX_RESTART_DELAY)
+        return self.delay
+
+
 class Supervisor:
     """Keeps workers running until the shutdown drains, then sees each one out."""
 
@@ -163,8 +192,11 @@ class Supervisor:
             await _tell(channel, RELOAD)
 
     async def keep_running(self, index: int) -> None:
+        backoff = Backoff()
         while not self.shutdown.draining.is_set():
+            started = trio.current_time()
             pid, code = await self._run_once(index)
+            ran_for = trio.current_time() - started
             if self.shutdown.draining.is_set():
                 return
             if code in ASKED_TO_STOP:
@@ -173,8 +205,16 @@ class Supervisor:
                 )
                 self.shutdown.drain()
                 return
-            log.warning("worker %d (pid %d) exited with %s; restarting", index, pid, code)
-            with trio.move_on_after(RESTART_DELAY):
+            delay = backoff.next_delay(ran_for)
+            log.warning(
+                "worker %d (pid %d) exited with %s after %.1f s; restarting in %g s",
+                index,
+                pid,
+                code,
+                ran_for,
+                delay,
+            )
+            with trio.move_on_after(delay):
                 await self.shutdown.draining.wait()
 
     async def _run_once(self, index: int) -> tuple[int, int]:
@@ -238,6 +278,7 @@ async def supervise(
     `task_status.started()` gives the supervisor, whose `reload()` orders the workers to."""
     command = [
         sys.executable,
+        "-P",  # safe_path: not the working directory first on sys.path (module docstring)
         "-m",
         "trio_tls",
         *worker_args,
@@ -249,3 +290,64 @@ async def supervise(
         for index in range(count):
             nursery.start_soon(supervisor.keep_running, index)
         task_status.started(supervisor)
+
+
+# The janitor: a bare interpreter (-I -S: no working directory, environment or site-packages)
+# that waits for EOF on stdin, which comes when the supervisor exits in any way, even SIGKILL;
+# signals meant for the server (a terminal's, systemd's) wait for that too.
+_JANITOR = """\
+import shutil, signal, sys
+for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, signal.SIG_IGN)
+sys.stdin.buffer.read()
+shutil.rmtree(sys.argv[1], ignore_errors=True)
+"""
+
+
+@contextlib.contextmanager
+def private_directory(owner: Target | None = None) -> Iterator[str]:
+    """A new 0700 temporary directory for the supervisor's secrets, removed when it exits: by
+    the supervisor itself, or by the janitor process if the supervisor is killed.
+
+    With --user (`owner`), the directory and the janitor are the user's from the start: the key
+    file in it is read and rotated, and the directory removed, as the user, and no process
+    stays root."""
+    with contextlib.ExitStack() as cleanup:
+        path = tempfile.mkdtemp(prefix="trio-tls-")
+        cleanup.callback(shutil.rmtree, path, ignore_errors=True)
+        if owner is not None:
+            os.chown(path, owner.uid, owner.gid)
+        janitor = _start_janitor(path, owner)
+        if janitor is not None:
+            cleanup.callback(_dismiss, janitor)
+        yield path
+
+
+def _start_janitor(path: str, owner: Target | None) -> subprocess.Popen[bytes] | None:
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _JANITOR, path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",  # holds no directory busy, as a mount point that someone means to unmount
+            start_new_session=True,  # no terminal's Ctrl+C reaches it
+            user=None if owner is None else owner.uid,
+            group=None if owner is None else owner.gid,
+            extra_groups=None if owner is None else [],
+        )
+    except PermissionError:
+        # The --user cannot run this interpreter: nor can the workers, so the server refuses
+        # to start, saying so (cli/serve.py's checks of what the user can reach, after this).
+        return None
+
+
+def _dismiss(janitor: subprocess.Popen[bytes]) -> None:
+    """EOF: the janitor removes the directory (if still there) and exits."""
+    assert janitor.stdin is not None
+    janitor.stdin.close()
+    try:
+        janitor.wait(timeout=KILL_MARGIN)
+    except subprocess.TimeoutExpired:  # stopped (SIGSTOP)? Nothing is left for it to do.
+        janitor.kill()
+        janitor.wait()

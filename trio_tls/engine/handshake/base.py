@@ -114,7 +114,7 @@ class Negotiated:
     sni: str | None
     alpn: bytes | None
     resumed: bool = False
-    session_id: bytes = b""  # where a full handshake will be cached (b"" for none)
+    session_id: bytes = b""  # the ServerHello's session ID (b"" for none); cached only with EMS
     issue_ticket: bool = False
     # Full handshakes only: a resumed session proves itself with the old master secret.
     certified: CertifiedKey | None = None

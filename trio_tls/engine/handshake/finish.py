@@ -98,7 +98,11 @@ class ExpectFinished(Keyed):
                 int(config.ticket_keys.lifetime), config.ticket_keys.seal(state)
             )
             self.transcript.update(ctx.send_handshake(ticket))
-        elif negotiated.session_id and config.session_cache is not None:
+        elif (
+            negotiated.session_id
+            and negotiated.extended_master_secret  # RFC 7627 §5.3 (handshake/hello.py)
+            and config.session_cache is not None
+        ):
             config.session_cache.store(negotiated.session_id, state)
 
 

@@ -164,11 +164,14 @@ class ExpectClientHello(State):
         suite, certified, scheme = choose_suite(config, hello, sni)
         group = choose_group(config, hello.extension(SupportedGroups))
         # RFC 7627 §5.3: a session without the extended master secret can never be resumed,
-        # so none is made (no ticket, no session ID), and the client does not offer it back.
+        # so none is kept: no ticket, and nothing cached (finish.py). Its ServerHello still
+        # names a fresh session ID, as for a cached one: the client meets a cache miss if it
+        # offers it back, and no two ServerHellos share an ID (one empty ID, repeated, reads
+        # as a broken random source: tlsfuzzer's test-ecdhe-rsa-key-share-random).
         issue_ticket = (
             ems and config.ticket_keys is not None and hello.extension(SessionTicket) is not None
         )
-        cache_session = ems and config.session_cache is not None and not issue_ticket
+        name_session = config.session_cache is not None and not issue_ticket
         negotiated = Negotiated(
             suite=suite,
             client_random=hello.random,
@@ -176,7 +179,7 @@ class ExpectClientHello(State):
             extended_master_secret=ems,
             sni=sni,
             alpn=alpn,
-            session_id=os.urandom(32) if cache_session else b"",
+            session_id=os.urandom(32) if name_session else b"",
             issue_ticket=issue_ticket,
             certified=certified,
             group=group,
