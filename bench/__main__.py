@@ -33,7 +33,7 @@ from pathlib import Path
 import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from trio_tls.certs import load_private_key, make_self_signed
+from trio_tls.ops.certs import load_private_key, make_self_signed
 
 from . import crypto_floor, crypto_threads, idle_many, memory_handshake, procs, scaling
 from .common import IMPLEMENTATIONS, raise_descriptor_limit

@@ -59,10 +59,10 @@ def trio_tls_config(
 ) -> ServerConfig:
     # Imported here, not at the top: the client processes import this module too (see above).
     from trio_tls import CertifiedKey, ServerConfig  # noqa: PLC0415
-    from trio_tls.certs import load_certificate_chain, load_private_key  # noqa: PLC0415
-    from trio_tls.enums import NamedGroup  # noqa: PLC0415
-    from trio_tls.sessions import SessionCache, TicketKeys  # noqa: PLC0415
-    from trio_tls.suites import suite_by_name  # noqa: PLC0415
+    from trio_tls.engine.crypto.suites import suite_by_name  # noqa: PLC0415
+    from trio_tls.engine.sessions import SessionCache, TicketKeys  # noqa: PLC0415
+    from trio_tls.engine.wire.enums import NamedGroup  # noqa: PLC0415
+    from trio_tls.ops.certs import load_certificate_chain, load_private_key  # noqa: PLC0415
 
     chain = load_certificate_chain(certfile)
     return ServerConfig(

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 
 from trio_tls import ServerConfig, ServerConnection
-from trio_tls.certs import make_self_signed
-from trio_tls.codec import Writer
-from trio_tls.enums import ExtensionType, NamedGroup, SignatureScheme
-from trio_tls.events import NEED_DATA
-from trio_tls.messages import ClientHello, UnknownExtension, encode_handshake
+from trio_tls.engine.events import NEED_DATA
+from trio_tls.engine.wire.codec import Writer
+from trio_tls.engine.wire.enums import ExtensionType, NamedGroup, SignatureScheme
+from trio_tls.engine.wire.messages import ClientHello, UnknownExtension, encode_handshake
+from trio_tls.ops.certs import make_self_signed
 
 from .common import trio_tls_config
 

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from trio_tls import ServerConfig, ServerConnection
-from trio_tls.certs import make_self_signed
-from trio_tls.clientauth import ClientAuth
-from trio_tls.events import NEED_DATA
+from trio_tls.engine.clientauth import ClientAuth
+from trio_tls.engine.events import NEED_DATA
+from trio_tls.ops.certs import make_self_signed
 
 from .common import SUITE, client_context, stdlib_server_context, trio_tls_config
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trio_tls.certs import make_self_signed
+from trio_tls.ops.certs import make_self_signed
 
 from .common import HOST, IMPLEMENTATIONS, SUITE
 from .procs import client_command, run

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from trio_tls.certs import make_self_signed
+from trio_tls.ops.certs import make_self_signed
 
 from .common import HOST, SUITE, client_context
 from .procs import (

@@ -2,7 +2,7 @@
 
 A v2 header may be 16 + 65,535 bytes (HAProxy's proxy-protocol.txt §2.2), and a client (or a
 balancer's slow link) decides how it is cut. This feeds serve()'s header reader
-(`trio_tls.server._read_first`) one byte per `receive_some`, inside trio, and reports the
+(`trio_tls.server.lifecycle._read_first`) one byte per `receive_some`, inside trio, and reports the
 median CPU time per header over a few runs, beside two floors: the header in one read, and
 the same reads drained without looking at them (trio's cost per read, which a real socket's
 system call only adds to). The reader's own cost is the difference.
@@ -19,8 +19,8 @@ from typing import Any
 
 import trio
 
-from trio_tls import server
-from trio_tls.proxyproto import Version, encode_v2
+from trio_tls.server import lifecycle
+from trio_tls.server.proxy_protocol import Version, encode_v2
 
 HEADER = encode_v2(("203.0.113.7", 40123), ("198.51.100.1", 443), [(0xE0, bytes(0xFFFF - 15))])
 
@@ -43,7 +43,7 @@ async def cpu_seconds(size: int) -> float:
     stream: Any = Pieces(HEADER, size)
     versions: tuple[Version] = (2,)
     start = time.process_time()
-    _, header = await server._read_first(stream, versions)
+    _, header = await lifecycle._read_first(stream, versions)
     seconds = time.process_time() - start
     assert header is not None and header.source == ("203.0.113.7", 40123)
     return seconds

@@ -29,7 +29,7 @@ from typing import cast
 import trio
 
 from trio_tls import serve as trio_tls_serve
-from trio_tls.plugins import load_handler
+from trio_tls.ops.plugins import load_handler
 
 from . import stdlib_server
 from .common import (

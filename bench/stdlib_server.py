@@ -1,7 +1,7 @@
 """The baseline: trio_tls.serve() rebuilt on trio.SSLStream, i.e. on the stdlib `ssl` module.
 
 This is what a trio user would write without trio-tls, and it is kept deliberately shaped like
-`trio_tls.server.serve` — `trio.open_tcp_listeners`, a capacity limiter, one nursery task per
+`trio_tls.serve` — `trio.open_tcp_listeners`, a capacity limiter, one nursery task per
 connection, the handshake under `trio.fail_after`, the handler, then a shielded and bounded
 `aclose()` and one log call — so that the benchmark compares the TLS implementations and not two
 different server loops. Only the TLS object differs: `trio.SSLStream(transport, ctx,

@@ -107,21 +107,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 # (imported from inside trio_tls, within the block) are left alone, and so is the harness.
 with atheris.instrument_imports(include=["trio_tls"]):
     import trio_tls  # noqa: F401  (the whole package, so every module is instrumented)
-    from trio_tls.clientauth import ClientAuth
-    from trio_tls.codec import Reader, Writer
-    from trio_tls.config import CertifiedKey, ServerConfig
-    from trio_tls.connection import ServerConnection
-    from trio_tls.enums import (
-        TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
-        AlertDescription,
-        AlertLevel,
-        ContentType,
-        ExtensionType,
-        HandshakeType,
-        NamedGroup,
-    )
-    from trio_tls.errors import RemoteProtocolError
-    from trio_tls.events import (
+    from trio_tls.engine.clientauth import ClientAuth
+    from trio_tls.engine.config import CertifiedKey, ServerConfig
+    from trio_tls.engine.connection import ServerConnection
+    from trio_tls.engine.crypto.asymmetric import PrivateKey
+    from trio_tls.engine.crypto.suites import ALL_SUITES, SUITES_BY_ID
+    from trio_tls.engine.events import (
         NEED_DATA,
         AlertReceived,
         ApplicationData,
@@ -131,10 +122,19 @@ with atheris.instrument_imports(include=["trio_tls"]):
         MessageObserved,
         Observation,
     )
-    from trio_tls.kx import PrivateKey
-    from trio_tls.messages import Certificate
-    from trio_tls.sessions import SessionCache, SessionState, TicketKey, TicketKeys
-    from trio_tls.suites import ALL_SUITES, SUITES_BY_ID
+    from trio_tls.engine.sessions import SessionCache, SessionState, TicketKey, TicketKeys
+    from trio_tls.engine.wire.codec import Reader, Writer
+    from trio_tls.engine.wire.enums import (
+        TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
+        AlertDescription,
+        AlertLevel,
+        ContentType,
+        ExtensionType,
+        HandshakeType,
+        NamedGroup,
+    )
+    from trio_tls.engine.wire.errors import RemoteProtocolError
+    from trio_tls.engine.wire.messages import Certificate
 
 OBSERVATION_TYPES = typing.get_args(Observation)
 

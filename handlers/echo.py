@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import trio
 
-from trio_tls.plugins import Handler
+from trio_tls.server.handler import Handler
 
 CHUNK = 256 * 1024
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 import attrs
 import trio
 
-from trio_tls.plugins import Handler
+from trio_tls.server.handler import Handler
 
 from .http11 import (
     DEFAULT_MAX_REQUESTS,

@@ -36,7 +36,7 @@ import attrs
 import h11
 import trio
 
-from trio_tls.printable import printable
+from trio_tls.engine.wire.printable import printable
 
 access_log = logging.getLogger("trio_tls.access")
 

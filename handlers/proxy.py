@@ -10,7 +10,7 @@ Options (`--handler-opt KEY=VALUE`):
 - `alpn-route=PROTOCOL=HOST:PORT` (repeatable): connections that negotiated PROTOCOL in ALPN
   go there, unless an SNI route took them. With no match and no `upstream`, the connection is
   refused. A route that could never match is refused at start (Proxy.check_config).
-- `proxy-protocol=v1|v2`: first send the upstream a PROXY header (proxyproto.py) naming the
+- `proxy-protocol=v1|v2`: first send the upstream a PROXY header (proxy_protocol.py) naming the
   client's real address, and the address it connected to. v2 adds TLVs: PP2_TYPE_ALPN,
   PP2_TYPE_AUTHORITY (the SNI host name) and PP2_TYPE_SSL (TLS version, cipher and, when the
   client presented a certificate that the server verified, its subject's common name).
@@ -31,7 +31,7 @@ Closing, as far as TLS 1.2 allows (RFC 5246 §7.2.1 has no half-close):
   ended its stream and whatever the client got may be incomplete; a close_notify would pass a
   cut-short answer for a whole one.
 - An upstream that refuses, times out, resets or stops reading for UPSTREAM_WRITE_TIMEOUT
-  seconds ends the connection abortively (plugins.AbortConnection: a fatal alert, so the client
+  seconds ends the connection abortively (handler.AbortConnection: a fatal alert, so the client
   never takes a cut-short response for a whole one), logged with the upstream's address. A
   client that disconnects, with or without close_notify, is an ordinary end: no traceback.
 
@@ -53,23 +53,23 @@ import trio
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from trio_tls.addresses import connection_addresses, format_address
-from trio_tls.codec import Reader, Writer
-from trio_tls.config import ServerConfig
-from trio_tls.deadlines import DeadlineStream
-from trio_tls.errors import TLSError
-from trio_tls.events import ConnectionInfo
-from trio_tls.messages import ServerName
-from trio_tls.plugins import AbortConnection, Handler, option_values
-from trio_tls.proxyproto import (
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.crypto.suites import suite_by_name
+from trio_tls.engine.events import ConnectionInfo
+from trio_tls.engine.wire.codec import Reader, Writer
+from trio_tls.engine.wire.errors import TLSError
+from trio_tls.engine.wire.messages import ServerName
+from trio_tls.server.addresses import connection_addresses, format_address
+from trio_tls.server.deadlines import DeadlineStream
+from trio_tls.server.handler import AbortConnection, Handler, option_values
+from trio_tls.server.proxy_protocol import (
     PP2_TYPE_ALPN,
     PP2_TYPE_AUTHORITY,
     encode_v1,
     encode_v2,
     ssl_tlv,
 )
-from trio_tls.stream import TLSStream
-from trio_tls.suites import suite_by_name
+from trio_tls.server.stream import TLSStream
 
 log = logging.getLogger("trio_tls")
 

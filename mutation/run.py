@@ -37,11 +37,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MUTANTS = ROOT / "mutants"
 # The modules in scope, as reported: a folder groups its modules under one score.
 MODULES = (
-    "trio_tls/connection.py",
-    "trio_tls/states/",
-    "trio_tls/records.py",
-    "trio_tls/protection.py",
-    "trio_tls/sessions.py",
+    "trio_tls/engine/connection.py",
+    "trio_tls/engine/handshake/",
+    "trio_tls/engine/record/framing.py",
+    "trio_tls/engine/record/protection.py",
+    "trio_tls/engine/sessions.py",
 )
 # mutmut's exit codes (mutmut.stats.status_by_exit_code), folded into what a score needs.
 # Killed: a test failed (1), pytest failed inside (3), a time limit (36, 24, -24, 152, 255), a

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import (
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from trio_tls.clientauth import ClientAuth, Mode
+from trio_tls.engine.clientauth import ClientAuth, Mode
 
 NOW = datetime.datetime.now(datetime.UTC)
 

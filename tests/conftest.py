@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import NameOID
 
-from trio_tls.config import CertifiedKey, ServerConfig
-from trio_tls.kx import PrivateKey
+from trio_tls.engine.config import CertifiedKey, ServerConfig
+from trio_tls.engine.crypto.asymmetric import PrivateKey
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ import ssl
 
 import trustme
 
-from trio_tls.connection import ServerConnection
-from trio_tls.events import NEED_DATA, ConnectionClosed, Event
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.events import NEED_DATA, ConnectionClosed, Event
 
 
 def client_context(

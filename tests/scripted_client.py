@@ -34,8 +34,11 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from trio_tls.codec import Reader, Writer
-from trio_tls.enums import (
+from trio_tls.engine.crypto.asymmetric import SCHEMES, EphemeralKey, PrivateKey, sign
+from trio_tls.engine.crypto.suites import ALL_SUITES, SUITES_BY_ID, CipherSuite
+from trio_tls.engine.record.protection import RecordProtection
+from trio_tls.engine.wire.codec import Reader, Writer
+from trio_tls.engine.wire.enums import (
     TLS12,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     AlertLevel,
@@ -44,8 +47,7 @@ from trio_tls.enums import (
     HandshakeType,
     NamedGroup,
 )
-from trio_tls.kx import SCHEMES, EphemeralKey, PrivateKey, sign
-from trio_tls.messages import (
+from trio_tls.engine.wire.messages import (
     Certificate,
     CertificateRequest,
     ClientHello,
@@ -53,8 +55,6 @@ from trio_tls.messages import (
     ServerKeyExchange,
     UnknownExtension,
 )
-from trio_tls.protection import RecordProtection
-from trio_tls.suites import ALL_SUITES, SUITES_BY_ID, CipherSuite
 
 DEFAULT_SUITES: tuple[int, ...] = tuple(suite.id for suite in ALL_SUITES)
 DEFAULT_GROUPS: tuple[int, ...] = (NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)

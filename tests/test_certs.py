@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
-from trio_tls.certs import (
+from trio_tls.engine.config import CertificateError, CertifiedKey, ServerConfig, check_key_matches
+from trio_tls.engine.crypto.asymmetric import SCHEMES, sign
+from trio_tls.ops.certs import (
     MAX_DAYS,
-    CertificateError,
     CertificateExistsError,
-    check_key_matches,
     ensure_dev_certificate,
     fingerprint_sha256,
     load_certificate_chain,
@@ -36,8 +36,6 @@ from trio_tls.certs import (
     make_self_signed,
     parse_name,
 )
-from trio_tls.config import CertifiedKey, ServerConfig
-from trio_tls.kx import SCHEMES, sign
 
 KEY_TYPES = [trustme.KeyType.RSA, trustme.KeyType.ECDSA]
 

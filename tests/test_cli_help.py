@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from trio_tls import cli
+from trio_tls.cli.parser import build_parser
 
 from .cli_server import child_env, command
 
@@ -35,7 +36,7 @@ def _documented(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
         yield action
 
 
-PARSERS = {parser.prog: parser for parser in _parsers(cli._build_parser())}
+PARSERS = {parser.prog: parser for parser in _parsers(build_parser())}
 
 
 def test_every_subcommand_is_walked() -> None:
@@ -164,6 +165,6 @@ def test_an_os_error_nobody_foresaw_is_still_one_line(
     def refuse(args: object) -> None:
         raise PermissionError(13, "Permission denied", "/var/lib/somewhere")
 
-    monkeypatch.setattr(cli, "_cmd_handlers", refuse)
+    monkeypatch.setattr(cli, "cmd_handlers", refuse)
     assert cli.main(["handlers"]) == 1
     assert capsys.readouterr().err == "trio-tls: error: /var/lib/somewhere: Permission denied\n"

@@ -30,12 +30,12 @@ import trio
 import trio.testing
 import trustme
 
-from trio_tls.config import ServerConfig
-from trio_tls.enums import AlertDescription, AlertLevel, ContentType, HandshakeType
-from trio_tls.errors import RemoteProtocolError
-from trio_tls.events import AlertReceived
-from trio_tls.plugins import load_handler
-from trio_tls.stream import PeerAlert, PeerClosed, TLSStream
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.events import AlertReceived
+from trio_tls.engine.wire.enums import AlertDescription, AlertLevel, ContentType, HandshakeType
+from trio_tls.engine.wire.errors import RemoteProtocolError
+from trio_tls.ops.plugins import load_handler
+from trio_tls.server.stream import PeerAlert, PeerClosed, TLSStream
 
 from .cli_server import running_server
 from .openssl_peer import client_context

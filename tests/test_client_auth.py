@@ -21,15 +21,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trio_tls.clientauth import subject_text
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import AlertDescription, ExtensionType, HandshakeType
-from trio_tls.errors import RemoteProtocolError, TLSError, UnsupportedCertificate
-from trio_tls.events import NEED_DATA, Decision, MessageObserved, Observation
-from trio_tls.kx import CLIENT_SCHEMES
-from trio_tls.messages import CertificateRequest
-from trio_tls.sessions import SessionCache, SessionState, TicketKey, TicketKeys
+from trio_tls.engine.clientauth import subject_text
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.crypto.asymmetric import CLIENT_SCHEMES
+from trio_tls.engine.events import NEED_DATA, Decision, MessageObserved, Observation
+from trio_tls.engine.sessions import SessionCache, SessionState, TicketKey, TicketKeys
+from trio_tls.engine.wire.enums import AlertDescription, ExtensionType, HandshakeType
+from trio_tls.engine.wire.errors import RemoteProtocolError, TLSError, UnsupportedCertificate
+from trio_tls.engine.wire.messages import CertificateRequest
 
 from .client_certs import (
     ALICE,

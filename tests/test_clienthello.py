@@ -8,10 +8,15 @@ import pathlib
 import pytest
 
 from trio_tls import inspect_client_hello
-from trio_tls.codec import Reader
-from trio_tls.errors import DecodeError, UnexpectedMessage
-from trio_tls.iana import is_grease
-from trio_tls.messages import ClientHello, SupportedGroups, UnknownExtension, encode_handshake
+from trio_tls.engine.wire.codec import Reader
+from trio_tls.engine.wire.errors import DecodeError, UnexpectedMessage
+from trio_tls.engine.wire.messages import (
+    ClientHello,
+    SupportedGroups,
+    UnknownExtension,
+    encode_handshake,
+)
+from trio_tls.observe.iana import is_grease
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "clienthellos"
 CAPTURED = sorted(path.stem for path in FIXTURES.glob("*.bin"))

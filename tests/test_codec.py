@@ -1,7 +1,7 @@
 import pytest
 
-from trio_tls.codec import Reader, Writer
-from trio_tls.errors import DecodeError
+from trio_tls.engine.wire.codec import Reader, Writer
+from trio_tls.engine.wire.errors import DecodeError
 
 
 def test_writer_prefixed_round_trip() -> None:

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from trio_tls.config import CertifiedKey, ServerConfig
-from trio_tls.enums import NamedGroup
+from trio_tls.engine.config import CertifiedKey, ServerConfig
+from trio_tls.engine.wire.enums import NamedGroup
 
 from .conftest import certified_key
 

@@ -10,12 +10,9 @@ import attrs
 import pytest
 import trustme
 
-from trio_tls.codec import Reader
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import AlertDescription, AlertLevel, ContentType, ExtensionType
-from trio_tls.errors import LocalProtocolError, RemoteProtocolError
-from trio_tls.events import (
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.events import (
     NEED_DATA,
     AlertObserved,
     AlertReceived,
@@ -29,7 +26,10 @@ from trio_tls.events import (
     SecretsEstablished,
     SignatureNeeded,
 )
-from trio_tls.messages import ChangeCipherSpec, ClientKeyExchange, ServerKeyExchange
+from trio_tls.engine.wire.codec import Reader
+from trio_tls.engine.wire.enums import AlertDescription, AlertLevel, ContentType, ExtensionType
+from trio_tls.engine.wire.errors import LocalProtocolError, RemoteProtocolError
+from trio_tls.engine.wire.messages import ChangeCipherSpec, ClientKeyExchange, ServerKeyExchange
 
 from .openssl_peer import OpenSSLClient, client_context
 from .scripted_client import ParsedServerHello, ScriptedClient, derive_keys

@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 import trio
 
-from trio_tls.connlog import connection_line, describe_failure, handshake_line
-from trio_tls.deadlines import IdleTimeout, WriteTimeout
-from trio_tls.enums import AlertDescription, AlertLevel
-from trio_tls.errors import RemoteProtocolError, UnexpectedMessage
-from trio_tls.events import AlertReceived, ConnectionInfo
-from trio_tls.stream import PeerAlert, PeerClosed
+from trio_tls.engine.events import AlertReceived, ConnectionInfo
+from trio_tls.engine.wire.enums import AlertDescription, AlertLevel
+from trio_tls.engine.wire.errors import RemoteProtocolError, UnexpectedMessage
+from trio_tls.server.connection_log import connection_line, describe_failure, handshake_line
+from trio_tls.server.deadlines import IdleTimeout, WriteTimeout
+from trio_tls.server.stream import PeerAlert, PeerClosed
 
 
 def broken_by(cause: BaseException) -> trio.BrokenResourceError:
@@ -98,7 +98,7 @@ def test_the_outermost_known_cause_wins() -> None:
 
 def test_the_line_shows_what_the_peer_chose_escaped() -> None:
     """SNI, ALPN, the client's subject and an outcome quoting the peer cannot break the line
-    or reach the terminal raw (printable.py)."""
+    or reach the terminal raw (engine/wire/printable.py)."""
     hostile = "x\n2026-12-07 10:00:00 INFO forged\x1b[2J"
     info = ConnectionInfo(
         version="TLSv1.2",

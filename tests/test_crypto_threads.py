@@ -12,14 +12,14 @@ import pytest
 import trio
 import trustme
 
-import trio_tls.server
-import trio_tls.states.hello
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import AlertDescription
-from trio_tls.errors import TLSError
-from trio_tls.events import NEED_DATA, HandshakeComplete, SignatureNeeded
-from trio_tls.plugins import load_handler
+import trio_tls.engine.handshake.hello
+import trio_tls.server.listen
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.events import NEED_DATA, HandshakeComplete, SignatureNeeded
+from trio_tls.engine.wire.enums import AlertDescription
+from trio_tls.engine.wire.errors import TLSError
+from trio_tls.ops.plugins import load_handler
 
 from .openssl_peer import OpenSSLClient, client_context
 from .test_server import connect, http_get, start
@@ -119,7 +119,7 @@ async def test_serve_signs_on_worker_threads(
     signers: set[int] = set()
     running = peak = 0
     lock = threading.Lock()
-    real_sign: Callable[..., bytes] = trio_tls.states.hello.sign
+    real_sign: Callable[..., bytes] = trio_tls.engine.handshake.hello.sign
 
     def counting_sign(*args: object) -> bytes:
         nonlocal running, peak
@@ -133,7 +133,7 @@ async def test_serve_signs_on_worker_threads(
             with lock:
                 running -= 1
 
-    monkeypatch.setattr(trio_tls.states.hello, "sign", counting_sign)
+    monkeypatch.setattr(trio_tls.engine.handshake.hello, "sign", counting_sign)
     port = await start(server_nursery, load_handler("hello"), rsa_config, crypto_threads=2)
 
     async def one_client() -> None:
@@ -150,7 +150,9 @@ async def test_serve_signs_on_worker_threads(
 
 def test_crypto_threads_must_not_be_negative(rsa_config: ServerConfig) -> None:
     async def main() -> None:
-        await trio_tls.server.serve(load_handler("hello"), rsa_config, port=0, crypto_threads=-1)
+        await trio_tls.server.listen.serve(
+            load_handler("hello"), rsa_config, port=0, crypto_threads=-1
+        )
 
     with pytest.raises(ValueError, match="crypto_threads must be 0 or more"):
         trio.run(main)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
-from trio_tls.deadlines import DeadlineStream, IdleTimeout, WriteTimeout
+from trio_tls.server.deadlines import DeadlineStream, IdleTimeout, WriteTimeout
 
 SMALL_BUFFER = 16 * 1024
 

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from trio_tls.config import CertifiedKey, ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import ExtensionType
-from trio_tls.events import NEED_DATA, Decision, Observation
-from trio_tls.sessions import SessionCache, SessionState, TicketKey, TicketKeys
+from trio_tls.engine.config import CertifiedKey, ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.events import NEED_DATA, Decision, Observation
+from trio_tls.engine.sessions import SessionCache, SessionState, TicketKey, TicketKeys
+from trio_tls.engine.wire.enums import ExtensionType
 
 from .conftest import certified_key
 from .scripted_client import ScriptedClient, extension

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from trio_tls.proxyproto import parse_header
+from trio_tls.server.proxy_protocol import parse_header
 
 from .cli_server import running_server
 

@@ -18,10 +18,8 @@ from ja3 import ja3 as salesforce_ja3
 from ja4plus.fingerprinters.ja4 import generate_ja4, get_raw_fingerprint
 from ja4plus.utils.tls_utils import parse_tls_handshake
 
-from trio_tls import fingerprint
-from trio_tls.clienthello import inspect_client_hello
-from trio_tls.codec import Reader
-from trio_tls.messages import (
+from trio_tls.engine.wire.codec import Reader
+from trio_tls.engine.wire.messages import (
     AnyExtension,
     ApplicationLayerProtocolNegotiation,
     ClientHello,
@@ -36,6 +34,8 @@ from trio_tls.messages import (
     UnknownExtension,
     encode_handshake,
 )
+from trio_tls.observe import fingerprint
+from trio_tls.observe.clienthello import inspect_client_hello
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "clienthellos"
 GREASE_SUITE, GREASE_EXTENSION, GREASE_GROUP = 0x0A0A, 0x1A1A, 0x2A2A

@@ -21,10 +21,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trio_tls.codec import Reader
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import (
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.crypto.suites import ALL_SUITES, SUITES_BY_ID, CipherSuite
+from trio_tls.engine.events import (
+    NEED_DATA,
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    Event,
+    HandshakeComplete,
+)
+from trio_tls.engine.wire.codec import Reader
+from trio_tls.engine.wire.enums import (
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     AlertDescription,
     AlertLevel,
@@ -33,22 +42,13 @@ from trio_tls.enums import (
     HandshakeType,
     NamedGroup,
 )
-from trio_tls.errors import LocalProtocolError, RemoteProtocolError
-from trio_tls.events import (
-    NEED_DATA,
-    AlertReceived,
-    ApplicationData,
-    ConnectionClosed,
-    Event,
-    HandshakeComplete,
-)
-from trio_tls.messages import (
+from trio_tls.engine.wire.errors import LocalProtocolError, RemoteProtocolError
+from trio_tls.engine.wire.messages import (
     ClientHello,
     ExtendedMasterSecret,
     RenegotiationInfo,
     SupportedGroups,
 )
-from trio_tls.suites import ALL_SUITES, SUITES_BY_ID, CipherSuite
 
 from .client_certs import ALICE, BOB_RSA, T61_V3, client_auth
 from .scripted_client import ScriptedClient, split_handshake, split_records

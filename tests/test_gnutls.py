@@ -22,8 +22,8 @@ import attrs
 import pytest
 import trustme
 
-from trio_tls.kx import SUPPORTED_GROUPS
-from trio_tls.suites import ALL_SUITES, CipherSuite
+from trio_tls.engine.crypto.asymmetric import SUPPORTED_GROUPS
+from trio_tls.engine.crypto.suites import ALL_SUITES, CipherSuite
 
 from .cli_server import Server, running_server
 from .conftest import issue_p384

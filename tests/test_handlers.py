@@ -12,8 +12,8 @@ import trio
 import trio.testing
 from trio_tls_handlers import echo, hello
 
-from trio_tls import plugins
-from trio_tls.plugins import PluginError
+from trio_tls.ops import plugins
+from trio_tls.ops.plugins import PluginError
 
 BODY = b"Hello from Python TLS!\n"
 

@@ -18,9 +18,19 @@ from typing import Any, Literal
 import attrs
 import pytest
 
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import (
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.crypto.suites import ALL_SUITES
+from trio_tls.engine.events import (
+    NEED_DATA,
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    Event,
+    HandshakeComplete,
+)
+from trio_tls.engine.sessions import SessionCache, SessionState, TicketKeys
+from trio_tls.engine.wire.enums import (
     TLS_FALLBACK_SCSV,
     AlertDescription,
     AlertLevel,
@@ -29,17 +39,7 @@ from trio_tls.enums import (
     HandshakeType,
     NamedGroup,
 )
-from trio_tls.errors import LocalProtocolError, RemoteProtocolError
-from trio_tls.events import (
-    NEED_DATA,
-    AlertReceived,
-    ApplicationData,
-    ConnectionClosed,
-    Event,
-    HandshakeComplete,
-)
-from trio_tls.sessions import SessionCache, SessionState, TicketKeys
-from trio_tls.suites import ALL_SUITES
+from trio_tls.engine.wire.errors import LocalProtocolError, RemoteProtocolError
 
 from .client_certs import (
     ALICE,

@@ -11,11 +11,11 @@ import pytest
 import trio
 import trustme
 
-from trio_tls import server
-from trio_tls.addresses import connection_addresses
-from trio_tls.config import ServerConfig
-from trio_tls.proxyproto import V2_SIGNATURE, encode_v1, encode_v2
-from trio_tls.stream import TLSStream
+from trio_tls.engine.config import ServerConfig
+from trio_tls.server import lifecycle
+from trio_tls.server.addresses import connection_addresses
+from trio_tls.server.proxy_protocol import V2_SIGNATURE, encode_v1, encode_v2
+from trio_tls.server.stream import TLSStream
 
 from .openssl_peer import client_context
 from .test_proxy import logged, read_to_eof
@@ -154,7 +154,7 @@ async def test_a_header_sent_byte_by_byte_is_parsed_once(
     calls: Counter[str] = Counter()
 
     def counted(name: str) -> Callable[..., object]:
-        original = getattr(server, name)
+        original = getattr(lifecycle, name)
 
         def call(*args: object) -> object:
             calls[name] += 1
@@ -163,10 +163,10 @@ async def test_a_header_sent_byte_by_byte_is_parsed_once(
         return call
 
     for name in ("parse_header", "header_size"):
-        monkeypatch.setattr(server, name, counted(name), raising=False)
+        monkeypatch.setattr(lifecycle, name, counted(name), raising=False)
     stream: Any = Dribble(header + b"\x16\x03\x01")
     with trio.fail_after(20):
-        first, parsed = await server._read_first(stream, (1, 2))
+        first, parsed = await lifecycle._read_first(stream, (1, 2))
     assert parsed is not None and parsed.source == CLIENT
     assert first == b"\x16"
     assert calls["parse_header"] == 1

@@ -19,9 +19,7 @@ import trio
 import trio.testing
 from trio_tls_handlers import inspect
 
-from trio_tls import plugins
-from trio_tls.codec import Reader
-from trio_tls.events import (
+from trio_tls.engine.events import (
     AlertObserved,
     ConnectionInfo,
     Decision,
@@ -30,7 +28,8 @@ from trio_tls.events import (
     Observation,
     RecordObserved,
 )
-from trio_tls.messages import (
+from trio_tls.engine.wire.codec import Reader
+from trio_tls.engine.wire.messages import (
     ChangeCipherSpec,
     ClientHello,
     ClientKeyExchange,
@@ -40,7 +39,9 @@ from trio_tls.messages import (
     UnknownExtension,
     encode_handshake,
 )
-from trio_tls.plugins import PluginError
+from trio_tls.ops import plugins
+from trio_tls.ops.plugins import PluginError
+from trio_tls.server.handler import HandlerTraits
 
 from .cli_server import running_server
 from .test_handlers import get_response, request
@@ -298,8 +299,7 @@ async def test_the_report_is_built_and_rendered_once_per_connection(
 
 def test_handler_declares_what_it_needs() -> None:
     handler = plugins.load_handler("inspect")
-    assert getattr(handler, "records_handshake", False) is True
-    assert plugins.handler_alpn(handler) == (b"http/1.1",)
+    assert HandlerTraits.of(handler) == HandlerTraits((b"http/1.1",), records_handshake=True)
     assert inspect.make_handler({"max-requests": "2"}) == inspect.Inspect(2)
     with pytest.raises(PluginError, match=r"inspect: unknown option 'x' \(options: max-requests\)"):
         plugins.load_handler("inspect", {"x": "1"})

@@ -22,7 +22,7 @@ import pytest
 from ja4plus.fingerprinters.ja4 import generate_ja4
 from ja4plus.utils.tls_utils import parse_tls_handshake
 
-from trio_tls.iana import is_grease
+from trio_tls.observe.iana import is_grease
 
 from .cli_server import running_server
 from .test_fingerprint import ja3_by_salesforce, record

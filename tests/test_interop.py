@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
-from trio_tls.config import CertifiedKey
+from trio_tls.engine.config import CertifiedKey
 
 from .cli_server import Server, running_server
 from .conftest import issue_p384

@@ -17,12 +17,12 @@ import trio
 import trustme
 from trio_tls_handlers import hello
 
-import trio_tls.server
-from trio_tls.config import ServerConfig
-from trio_tls.events import Observation, Observer
-from trio_tls.plugins import load_handler
-from trio_tls.proxyproto import encode_v1
-from trio_tls.stream import TLSStream
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.events import Observation, Observer
+from trio_tls.ops.plugins import load_handler
+from trio_tls.server import lifecycle
+from trio_tls.server.proxy_protocol import encode_v1
+from trio_tls.server.stream import TLSStream
 
 from .openssl_peer import client_context
 from .test_server import http_get, start
@@ -71,13 +71,13 @@ def failing_observer() -> Callable[[str], Observer]:
 
 # (step, what to patch on which object, serve() options the step needs)
 STEPS: list[tuple[str, object, str, dict[str, object]]] = [
-    ("reading the first bytes", trio_tls.server, "_read_first", {}),
-    ("the PROXY header", trio_tls.server, "parse_header", {"proxy_protocol": (1,)}),
+    ("reading the first bytes", lifecycle, "_read_first", {}),
+    ("the PROXY header", lifecycle, "parse_header", {"proxy_protocol": (1,)}),
     ("the handshake", TLSStream, "do_handshake", {}),
-    ("the handshake's debug line", trio_tls.server, "handshake_line", {}),
+    ("the handshake's debug line", lifecycle, "handshake_line", {}),
     ("the handler", hello, "serve_http", {}),
     ("the close", TLSStream, "aclose", {}),
-    ("the log line", trio_tls.server, "connection_line", {}),
+    ("the log line", lifecycle, "connection_line", {}),
 ]
 
 

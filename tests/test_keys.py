@@ -17,15 +17,9 @@ import trustme
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.events import (
-    HandshakeComplete,
-    MessageObserved,
-    Observation,
-    SecretsEstablished,
-)
-from trio_tls.keys import (
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.crypto.key_schedule import (
     MASTER_SECRET_LENGTH,
     VERIFY_DATA_LENGTH,
     Transcript,
@@ -35,9 +29,15 @@ from trio_tls.keys import (
     prf,
     verify_data,
 )
-from trio_tls.messages import ServerHello, encode_handshake
-from trio_tls.protection import Buffer
-from trio_tls.suites import ALL_SUITES, CipherSuite, suite_by_name
+from trio_tls.engine.crypto.suites import ALL_SUITES, CipherSuite, suite_by_name
+from trio_tls.engine.events import (
+    HandshakeComplete,
+    MessageObserved,
+    Observation,
+    SecretsEstablished,
+)
+from trio_tls.engine.record.protection import Buffer
+from trio_tls.engine.wire.messages import ServerHello, encode_handshake
 
 from .openssl_peer import OpenSSLClient, client_context
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import pytest
 
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import (
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.events import AlertReceived, ApplicationData, HandshakeComplete
+from trio_tls.engine.wire.enums import (
     TLS12,
     AlertDescription,
     AlertLevel,
     ContentType,
     SignatureScheme,
 )
-from trio_tls.events import AlertReceived, ApplicationData, HandshakeComplete
-from trio_tls.messages import ClientHello
+from trio_tls.engine.wire.messages import ClientHello
 
 from .scripted_client import (
     DEFAULT_SUITES,

@@ -21,8 +21,8 @@ import attrs
 import trio
 import trustme
 
-from trio_tls.config import ServerConfig
-from trio_tls.plugins import load_handler
+from trio_tls.engine.config import ServerConfig
+from trio_tls.ops.plugins import load_handler
 
 from .client_certs import STRANGER, client_auth
 from .openssl_peer import client_context

@@ -17,10 +17,15 @@ from typing import TypeVar
 import attrs
 import pytest
 
-from trio_tls.codec import Reader, Writer
-from trio_tls.enums import TLS12, TLS13, AlertDescription, HandshakeType
-from trio_tls.errors import DecodeError, IllegalParameter, LocalProtocolError, UnexpectedMessage
-from trio_tls.messages import (
+from trio_tls.engine.wire.codec import Reader, Writer
+from trio_tls.engine.wire.enums import TLS12, TLS13, AlertDescription, HandshakeType
+from trio_tls.engine.wire.errors import (
+    DecodeError,
+    IllegalParameter,
+    LocalProtocolError,
+    UnexpectedMessage,
+)
+from trio_tls.engine.wire.messages import (
     Alert,
     AnyExtension,
     ApplicationLayerProtocolNegotiation,

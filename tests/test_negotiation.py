@@ -9,11 +9,11 @@ import ssl
 import pytest
 import trustme
 
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import AlertDescription
-from trio_tls.errors import RemoteProtocolError
-from trio_tls.suites import ALL_SUITES, CipherSuite
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.crypto.suites import ALL_SUITES, CipherSuite
+from trio_tls.engine.wire.enums import AlertDescription
+from trio_tls.engine.wire.errors import RemoteProtocolError
 
 from .conftest import certified_key
 from .openssl_peer import OpenSSLClient, client_context

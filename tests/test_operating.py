@@ -27,8 +27,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from trio_tls import cli, pidfile, privileges
-from trio_tls.settings import UsageError
+from trio_tls.cli.serve import _listen_error
+from trio_tls.ops import pidfile, privileges
+from trio_tls.ops.settings import UsageError
 
 from .cli_server import child_env, command, running_server
 
@@ -263,7 +264,7 @@ def test_a_port_under_1024_names_the_ways_out(site: Path) -> None:
 
 @pytest.mark.parametrize("port", [80, 8443])
 def test_the_ways_out_only_for_a_privileged_port(port: int) -> None:
-    error = cli._listen_error("127.0.0.1", port, OSError(errno.EACCES, "Permission denied"))
+    error = _listen_error("127.0.0.1", port, OSError(errno.EACCES, "Permission denied"))
     assert ("CAP_NET_BIND_SERVICE" in str(error)) == (port < 1024)
 
 

@@ -10,18 +10,18 @@ import pytest
 import trio
 import trustme
 
-from trio_tls import cli
-from trio_tls.addresses import ConnectionAddresses
-from trio_tls.config import ServerConfig
-from trio_tls.peerlimit import (
+from trio_tls.cli.serve import _warn_about_per_ip_limit
+from trio_tls.engine.config import ServerConfig
+from trio_tls.server.addresses import ConnectionAddresses
+from trio_tls.server.peerlimit import (
     PerAddressLimit,
     TooManyConnections,
     client_key,
     default_limit,
     risk_warning,
 )
-from trio_tls.proxyproto import encode_v1
-from trio_tls.stream import TLSStream
+from trio_tls.server.proxy_protocol import encode_v1
+from trio_tls.server.stream import TLSStream
 
 from .openssl_peer import client_context
 from .test_proxy import logged
@@ -175,7 +175,7 @@ def test_serve_warns_at_start_up_with_the_limit_it_will_apply(
         hosts=["10.0.0.11"],
         proxy_protocol=None,
     )
-    cli._warn_about_per_ip_limit(args, [])
+    _warn_about_per_ip_limit(args, [])
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     expected = ["--max-connections-per-ip 100 on 10.0.0.11, a private address, without"]
     assert [m[: len(expected[0])] for m in messages] == (expected if warned else [])

@@ -21,16 +21,16 @@ import trio
 import trustme
 
 from trio_tls import ConnectionInfo, ServerConfig, TLSStream, serve
-from trio_tls.plugins import (
+from trio_tls.ops.plugins import (
     ENTRY_POINT_GROUP,
     HandlerInfo,
     PluginError,
     UnknownHandlerError,
-    handler_alpn,
     installed_handlers,
     load_handler,
     parse_handler_options,
 )
+from trio_tls.server.handler import HandlerTraits
 
 from . import readme
 
@@ -101,8 +101,8 @@ def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         textwrap.dedent(f"""\
             [{ENTRY_POINT_GROUP}]
             missing-module = trio_tls_no_such_module:make_handler
-            missing-attr = trio_tls.plugins:no_such_factory
-            not-callable = trio_tls.plugins:ENTRY_POINT_GROUP
+            missing-attr = trio_tls.ops.plugins:no_such_factory
+            not-callable = trio_tls.ops.plugins:ENTRY_POINT_GROUP
             returns-dict = builtins:dict
             """)
     )
@@ -115,8 +115,14 @@ def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     ("name", "message"),
     [
         ("missing-module", "cannot load handler 'missing-module' (trio_tls_no_such_module:"),
-        ("missing-attr", "cannot load handler 'missing-attr' (trio_tls.plugins:no_such_factory)"),
-        ("not-callable", "handler 'not-callable' (trio_tls.plugins:ENTRY_POINT_GROUP) is not a"),
+        (
+            "missing-attr",
+            "cannot load handler 'missing-attr' (trio_tls.ops.plugins:no_such_factory)",
+        ),
+        (
+            "not-callable",
+            "handler 'not-callable' (trio_tls.ops.plugins:ENTRY_POINT_GROUP) is not a",
+        ),
         ("returns-dict", "handler 'returns-dict' factory returned dict, not a callable"),
     ],
 )
@@ -195,8 +201,8 @@ async def test_readme_plugin_serves_with_its_alpn_and_cleans_up_at_shutdown(
     )
     assert {"echo", "hello", "shout"} <= set(installed_handlers())
     handler = load_handler("shout", {"suffix": "!!"})
-    assert handler_alpn(handler) == (b"shout",)
-    config = attrs.evolve(rsa_config, alpn_protocols=handler_alpn(handler))
+    assert HandlerTraits.of(handler).alpn_protocols == (b"shout",)
+    config = attrs.evolve(rsa_config, alpn_protocols=HandlerTraits.of(handler).alpn_protocols)
     caplog.set_level(logging.INFO, logger="trio_tls_shout")
     shutdown = trio.Event()
     grace = 0.5

@@ -1,4 +1,4 @@
-"""The one escaping rule for peer text (printable.py)."""
+"""The one escaping rule for peer text (engine/wire/printable.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_tls.printable import printable
+from trio_tls.engine.wire.printable import printable
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,11 @@ import trio
 import trustme
 from trio_tls_handlers.proxy import make_handler
 
-from trio_tls import plugins
-from trio_tls.config import ServerConfig
-from trio_tls.plugins import HandlerOptions, PluginError, load_handler
-from trio_tls.proxyproto import (
+from trio_tls.engine.config import ServerConfig
+from trio_tls.ops import plugins
+from trio_tls.ops.plugins import PluginError, load_handler
+from trio_tls.server.handler import HandlerOptions
+from trio_tls.server.proxy_protocol import (
     PP2_CLIENT_CERT_CONN,
     PP2_CLIENT_SSL,
     PP2_SUBTYPE_SSL_CIPHER,

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from trio_tls.proxyproto import (
+from trio_tls.server.proxy_protocol import (
     PP2_SUBTYPE_SSL_CN,
     PP2_TYPE_ALPN,
     V2_SIGNATURE,

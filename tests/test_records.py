@@ -12,8 +12,16 @@ from functools import partial
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from trio_tls.enums import AlertDescription
-from trio_tls.errors import (
+from trio_tls.engine.crypto.suites import SUITES_BY_ID, CipherSuite
+from trio_tls.engine.record.framing import HandshakeAssembler, RecordReader, write_records
+from trio_tls.engine.record.protection import (
+    ExplicitNonceAEAD,
+    NullProtection,
+    RecordProtection,
+    XorNonceAEAD,
+)
+from trio_tls.engine.wire.enums import AlertDescription
+from trio_tls.engine.wire.errors import (
     BadRecordMac,
     DecodeError,
     InternalError,
@@ -22,15 +30,7 @@ from trio_tls.errors import (
     RecordOverflow,
     UnexpectedMessage,
 )
-from trio_tls.messages import ClientHello, ClientKeyExchange, ClientMessage, Finished
-from trio_tls.protection import (
-    ExplicitNonceAEAD,
-    NullProtection,
-    RecordProtection,
-    XorNonceAEAD,
-)
-from trio_tls.records import HandshakeAssembler, RecordReader, write_records
-from trio_tls.suites import SUITES_BY_ID, CipherSuite
+from trio_tls.engine.wire.messages import ClientHello, ClientKeyExchange, ClientMessage, Finished
 
 HANDSHAKE, CCS, ALERT, APPLICATION_DATA = 22, 20, 21, 23
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import AlertLevel
-from trio_tls.errors import RemoteProtocolError
-from trio_tls.events import AlertObserved, Observation
-from trio_tls.sessions import SessionCache, SessionState
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.events import AlertObserved, Observation
+from trio_tls.engine.sessions import SessionCache, SessionState
+from trio_tls.engine.wire.enums import AlertLevel
+from trio_tls.engine.wire.errors import RemoteProtocolError
 
 from .scripted_client import ScriptedClient
 from .test_hostile import TABLE, ConfigName, advance, configs, drain
@@ -26,7 +26,7 @@ __all__ = ["configs"]  # the hostile table's configurations, a fixture
 ROWS = {row.id: row for row in TABLE}
 
 MESSAGES = {
-    # the record layer (records.py, protection.py)
+    # the record layer (record/framing.py, record/protection.py)
     "unknown-content-type-99": "unknown record content type 99",
     "record-version-tls10-after-server-hello": "record version 0x0301",
     "record-length-0xffff": "record of 65535 bytes",
@@ -43,7 +43,7 @@ MESSAGES = {
     "alert-of-3-bytes": "alert record is not exactly one alert",
     "five-warning-alerts-after-hello": "too many warning alerts in a row",
     "five-renegotiations-in-a-row": "too many renegotiation attempts in a row",
-    # the states (states/)
+    # the states (engine/handshake/)
     "change-cipher-spec-first": "ChangeCipherSpec in state ExpectClientHello",
     "second-change-cipher-spec": "ChangeCipherSpec in state ExpectFinished",
     "supported-versions-only-tls13": "supported_versions does not list TLS 1.2",

@@ -18,10 +18,10 @@ import attrs
 import pytest
 import trustme
 
-from trio_tls import reload as reload_module
-from trio_tls.config import ServerConfig
-from trio_tls.reload import ConfigHolder
-from trio_tls.sessions import SessionCache
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.sessions import SessionCache
+from trio_tls.ops import reload as reload_module
+from trio_tls.ops.reload import ConfigHolder
 
 from .cli_server import Server, child_env, command, running_server
 from .conftest import certified_key
@@ -103,6 +103,8 @@ def test_sighup_swaps_the_certificate_for_new_handshakes_only(
         assert served_by(server.port) == fingerprint(new)
         assert server.stop() == 0
         assert "Traceback" not in server.stderr
+        # Said once at start: not again by each worker, nor by a reload (its log line names them).
+        assert server.stdout.count("SHA-256 fingerprint") == 1, server.stdout
 
 
 def test_sighup_under_load_fails_no_request(tmp_path: Path, ca: trustme.CA) -> None:

@@ -13,12 +13,12 @@ import ssl
 import pytest
 import trustme
 
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.events import MessageObserved, Observation, SecretsEstablished
-from trio_tls.messages import Certificate, ClientHello, SessionTicket
-from trio_tls.sessions import SessionCache, SessionState, TicketKey, TicketKeys
-from trio_tls.suites import suite_by_name
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.crypto.suites import suite_by_name
+from trio_tls.engine.events import MessageObserved, Observation, SecretsEstablished
+from trio_tls.engine.sessions import SessionCache, SessionState, TicketKey, TicketKeys
+from trio_tls.engine.wire.messages import Certificate, ClientHello, SessionTicket
 
 from .conftest import certified_key
 from .openssl_peer import OpenSSLClient, client_context

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from trio_tls import secretfiles
-from trio_tls.certs import CertificateError, load_private_key, make_self_signed
-from trio_tls.keylog import KeyLogFile
-from trio_tls.secretfiles import (
+from trio_tls.engine.config import CertificateError
+from trio_tls.ops import secretfiles
+from trio_tls.ops.certs import load_private_key, make_self_signed
+from trio_tls.ops.keylog import KeyLogFile
+from trio_tls.ops.secretfiles import (
     MAX_FILE_SIZE,
     SecretFileError,
     create,
@@ -30,8 +31,8 @@ from trio_tls.secretfiles import (
     replace,
     will_run_as,
 )
-from trio_tls.settings import Settings, ticket_keys
-from trio_tls.ticketfile import KeyFile, TicketKeyFileError, read_key_file, write_key_file
+from trio_tls.ops.settings import Settings, ticket_keys
+from trio_tls.ops.ticketfile import KeyFile, TicketKeyFileError, read_key_file, write_key_file
 
 from .cli_server import child_env, command, running_server
 from .test_workers import worker_pids
@@ -252,7 +253,7 @@ def test_the_owner_never_makes_the_file_through_a_dangling_link(tmp_path: Path) 
     link = tmp_path / "tickets.keys"
     link.symlink_to(tmp_path / "elsewhere.keys")
     with pytest.raises(TicketKeyFileError, match="symbolic link"):
-        ticket_keys(Settings(ticket_key_file=str(link)))
+        ticket_keys(Settings(ticket_key_file=str(link)), [])
     assert not (tmp_path / "elsewhere.keys").exists()
 
 

@@ -12,9 +12,10 @@ import trio
 import trio.testing
 import trustme
 
-from trio_tls.config import ServerConfig
-from trio_tls.plugins import Handler, load_handler
-from trio_tls.server import serve
+from trio_tls.engine.config import ServerConfig
+from trio_tls.ops.plugins import load_handler
+from trio_tls.server.handler import Handler
+from trio_tls.server.listen import serve
 
 from .openssl_peer import client_context
 

@@ -16,9 +16,9 @@ import trio
 import trio.testing
 import trustme
 
-from trio_tls.config import ServerConfig
-from trio_tls.plugins import load_handler
-from trio_tls.stream import TLSStream
+from trio_tls.engine.config import ServerConfig
+from trio_tls.ops.plugins import load_handler
+from trio_tls.server.stream import TLSStream
 
 from .cli_server import Server, running_server
 from .drippers import Dripper

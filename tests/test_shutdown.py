@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from trio_tls import workers
-from trio_tls.cli import SHUTDOWN_GRACE
+from trio_tls.cli.serve import SHUTDOWN_GRACE
+from trio_tls.ops import workers
 
 from .cli_server import (
     EXIT_TIMEOUT,

@@ -10,11 +10,11 @@ import trio
 import trio.testing
 import trustme
 
-from trio_tls.config import ServerConfig
-from trio_tls.deadlines import DeadlineStream, IdleTimeout, RecordTimeout
-from trio_tls.enums import AlertDescription, AlertLevel, ContentType
-from trio_tls.errors import TLSError
-from trio_tls.stream import PeerAlert, TLSStream
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.wire.enums import AlertDescription, AlertLevel, ContentType
+from trio_tls.engine.wire.errors import TLSError
+from trio_tls.server.deadlines import DeadlineStream, IdleTimeout, RecordTimeout
+from trio_tls.server.stream import PeerAlert, TLSStream
 
 from .openssl_peer import client_context
 from .scripted_client import ScriptedClient

@@ -20,12 +20,12 @@ import trio
 import trustme
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from trio_tls import ticketfile
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.sessions import SEAL_LIMIT, SessionState, TicketKey, TicketKeys
-from trio_tls.settings import Settings, ticket_keys
-from trio_tls.ticketfile import (
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.sessions import SEAL_LIMIT, SessionState, TicketKey, TicketKeys
+from trio_tls.ops import ticketfile
+from trio_tls.ops.settings import Notice, Settings, ticket_keys
+from trio_tls.ops.ticketfile import (
     RELOAD_SLACK,
     FileTicketKeys,
     KeyFile,
@@ -454,10 +454,10 @@ async def test_the_owner_makes_its_private_directory_again_but_never_an_operator
 
 def test_the_owner_makes_the_file_and_readers_follow_it(tmp_path: Path) -> None:
     path = tmp_path / "tickets.keys"
-    owner = ticket_keys(Settings(ticket_key_file=str(path)))
+    owner = ticket_keys(Settings(ticket_key_file=str(path)), [])
     assert isinstance(owner, FileTicketKeys)
     assert path.stat().st_mode & 0o777 == 0o600
-    reader = ticket_keys(Settings(ticket_key_file=str(path), ticket_key_rotation="external"))
+    reader = ticket_keys(Settings(ticket_key_file=str(path), ticket_key_rotation="external"), [])
     assert isinstance(reader, FileTicketKeys)
     now = time.time()
     rotated = rotate_key_file(path, now, lifetime=LIFETIME)
@@ -468,20 +468,20 @@ def test_the_owner_makes_the_file_and_readers_follow_it(tmp_path: Path) -> None:
 def test_a_reader_never_makes_the_file(tmp_path: Path) -> None:
     path = tmp_path / "tickets.keys"
     with pytest.raises(TicketKeyFileError, match="cannot read ticket key file"):
-        ticket_keys(Settings(ticket_key_file=str(path), ticket_key_rotation="external"))
+        ticket_keys(Settings(ticket_key_file=str(path), ticket_key_rotation="external"), [])
     assert not path.exists()
 
 
-def test_a_reader_warns_when_nobody_rotates(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_reader_warns_when_nobody_rotates(tmp_path: Path) -> None:
     path = tmp_path / "tickets.keys"
     write_key_file(path, KeyFile.fresh(time.time() - 30 * 86400))
     settings = Settings(ticket_key_file=str(path), ticket_key_rotation="external")
-    with caplog.at_level(logging.WARNING, "trio_tls"):
-        ticket_keys(settings)
-    assert "is 720 hours old" in caplog.text
-    assert f"trio-tls ticket-keys rotate {path}" in caplog.text
+    notices: list[Notice] = []
+    ticket_keys(settings, notices)
+    (notice,) = notices
+    assert notice.warning
+    assert "is 720 hours old" in notice.text
+    assert f"trio-tls ticket-keys rotate {path}" in notice.text
 
 
 def test_ticket_keys_rotate_command(tmp_path: Path) -> None:

@@ -34,13 +34,13 @@ from tlslite.extensions import SignatureAlgorithmsExtension, SupportedGroupsExte
 from tlslite.keyexchange import KeyExchange
 from tlslite.messages import Certificate
 
-from trio_tls.config import ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import AlertDescription
-from trio_tls.events import AlertReceived, ApplicationData, ConnectionInfo, HandshakeComplete
-from trio_tls.kx import SUPPORTED_GROUPS
-from trio_tls.sessions import SessionCache, SessionState, TicketKeys
-from trio_tls.suites import ALL_SUITES, CipherSuite
+from trio_tls.engine.config import ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.crypto.asymmetric import SUPPORTED_GROUPS
+from trio_tls.engine.crypto.suites import ALL_SUITES, CipherSuite
+from trio_tls.engine.events import AlertReceived, ApplicationData, ConnectionInfo, HandshakeComplete
+from trio_tls.engine.sessions import SessionCache, SessionState, TicketKeys
+from trio_tls.engine.wire.enums import AlertDescription
 
 from .client_certs import ALICE, client_auth
 from .tlslite_peer import (

@@ -11,15 +11,15 @@ from pathlib import Path
 import attrs
 import pytest
 
-from trio_tls.codec import Reader
-from trio_tls.config import CertifiedKey, ServerConfig
-from trio_tls.connection import ServerConnection
-from trio_tls.enums import ExtensionType
-from trio_tls.events import KeyDerived, Observation, SecretsEstablished
-from trio_tls.messages import ClientHello, UnknownExtension, encode_handshake
-from trio_tls.observe import HandshakeRecorder, combine
-from trio_tls.sessions import SessionCache
-from trio_tls.trace import HandshakeTrace, describe_message
+from trio_tls.engine.config import CertifiedKey, ServerConfig
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.events import KeyDerived, Observation, SecretsEstablished
+from trio_tls.engine.sessions import SessionCache
+from trio_tls.engine.wire.codec import Reader
+from trio_tls.engine.wire.enums import ExtensionType
+from trio_tls.engine.wire.messages import ClientHello, UnknownExtension, encode_handshake
+from trio_tls.observe.recorder import HandshakeRecorder, combine
+from trio_tls.observe.trace import HandshakeTrace, describe_message
 
 from .client_certs import T61_V3
 from .scripted_client import ScriptedClient, extension

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from trio_tls.sessions import TicketKey
-from trio_tls.ticketfile import RELOAD_INTERVAL, KeyFile, KeyLine, read_key_file, write_key_file
-from trio_tls.workers import HEALTHY_RUN, RESTART_DELAY, Backoff
+from trio_tls.engine.sessions import TicketKey
+from trio_tls.ops.ticketfile import RELOAD_INTERVAL, KeyFile, KeyLine, read_key_file, write_key_file
+from trio_tls.ops.workers import HEALTHY_RUN, RESTART_DELAY, Backoff
 
 from .cli_server import EXIT_TIMEOUT, Server, child_env, command, running_server
 

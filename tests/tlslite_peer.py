@@ -67,10 +67,10 @@ from tlslite.messagesocket import MessageSocket
 from tlslite.utils.codec import Parser
 from tlslite.utils.cryptomath import getRandomBytes
 
-from trio_tls import events
-from trio_tls.connection import ServerConnection
-from trio_tls.errors import RemoteProtocolError
-from trio_tls.events import NEED_DATA, ConnectionClosed, Event
+from trio_tls.engine import events
+from trio_tls.engine.connection import ServerConnection
+from trio_tls.engine.events import NEED_DATA, ConnectionClosed, Event
+from trio_tls.engine.wire.errors import RemoteProtocolError
 
 TLS12 = (3, 3)
 ECDHE_SUITES = (

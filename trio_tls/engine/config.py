@@ -1,0 +1,174 @@
+"""ServerConfig: everything a connection needs to negotiate, validated once and shared.
+
+A config is frozen and made once per server, so per-connection work is only lookups: the
+Certificate message of each chain is encoded here, once, and reused by every handshake.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import PublicKeyAlgorithmOID
+
+from .clientauth import ClientAuth
+from .crypto.asymmetric import (
+    CURVE_GROUPS,
+    MIN_RSA_BITS,
+    SUPPORTED_GROUPS,
+    PrivateKey,
+    schemes_for_key,
+)
+from .crypto.suites import DEFAULT_SUITES, AuthKind, CipherSuite
+from .sessions import SessionCache, TicketKeys
+from .wire.messages import Certificate, encode_handshake
+
+
+class CertificateError(Exception):
+    """A certificate or key problem, worded as one line for the person running the server."""
+
+
+def check_key_matches(certificate: x509.Certificate, key: PrivateKey) -> None:
+    """Fail early if the key cannot sign for the certificate.
+
+    Otherwise every handshake would fail at the client with an opaque decrypt or signature
+    error. Comparing the encoded SubjectPublicKeyInfo covers both RSA and EC keys in one way.
+    """
+    spki = PublicFormat.SubjectPublicKeyInfo
+    der = Encoding.DER
+    if certificate.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        subject = certificate.subject.rfc4514_string() or "(empty subject)"
+        raise CertificateError(f"private key does not match the certificate for {subject}")
+
+
+def _dns_names(certificate: x509.Certificate) -> tuple[str, ...]:
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(name.lower() for name in san.value.get_values_for_type(x509.DNSName))
+
+
+@attrs.frozen
+class CertifiedKey:
+    """A certificate chain (leaf first) and the private key of its leaf."""
+
+    chain: tuple[x509.Certificate, ...]
+    key: PrivateKey = attrs.field(repr=False)
+    auth: AuthKind = attrs.field(init=False)
+    dns_names: tuple[str, ...] = attrs.field(init=False)
+    # RFC 8422 §5.1: an ECDSA certificate's curve must be one the client lists.
+    curve: int | None = attrs.field(init=False)
+    # What the key signs with, in our preference order; every one of them works with it.
+    signature_schemes: tuple[int, ...] = attrs.field(init=False)
+    certificate: Certificate = attrs.field(init=False, repr=False)
+    certificate_message: bytes = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.chain:
+            raise ValueError("a certificate chain needs at least the leaf certificate")
+        if not isinstance(self.key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise TypeError("only RSA and ECDSA keys are supported")
+        if isinstance(self.key, rsa.RSAPrivateKey) and self.key.key_size < MIN_RSA_BITS:
+            raise ValueError(
+                f"the RSA key has {self.key.key_size} bits; use one of at least {MIN_RSA_BITS}"
+            )
+        if self.chain[0].public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
+            # Such a key may only make rsa_pss_pss_* signatures (RFC 8446 §4.2.3, RFC 4055),
+            # which we do not offer; signing with rsa_pss_rsae_* or PKCS#1 would be refused.
+            raise ValueError(
+                "the certificate's key is RSASSA-PSS only (id-RSASSA-PSS); use an RSA key "
+                "of type rsaEncryption (openssl genpkey -algorithm RSA) or an ECDSA key"
+            )
+        check_key_matches(self.chain[0], self.key)
+        der = tuple(cert.public_bytes(Encoding.DER) for cert in self.chain)
+        object.__setattr__(
+            self, "auth", "rsa" if isinstance(self.key, rsa.RSAPrivateKey) else "ecdsa"
+        )
+        object.__setattr__(self, "dns_names", _dns_names(self.chain[0]))
+        curve = None
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            curve = CURVE_GROUPS.get(self.key.curve.name)
+            if curve is None:
+                raise ValueError(f"unsupported ECDSA curve {self.key.curve.name}")
+        object.__setattr__(self, "curve", curve)
+        object.__setattr__(self, "signature_schemes", schemes_for_key(self.key))
+        object.__setattr__(self, "certificate", Certificate(der))
+        object.__setattr__(self, "certificate_message", encode_handshake(self.certificate))
+
+    def matches(self, host_name: str) -> bool:
+        """RFC 6125 §6.4: exact match, or a wildcard standing for exactly the leftmost label."""
+        parent = host_name.split(".", 1)[1] if "." in host_name else None
+        return any(
+            name == host_name or (name.startswith("*.") and name[2:] == parent)
+            for name in self.dns_names
+        )
+
+
+# Explicit converters, so type checkers see what the constructor accepts.
+def _certificates(value: Iterable[CertifiedKey]) -> tuple[CertifiedKey, ...]:
+    return tuple(value)
+
+
+def _suites(value: Iterable[CipherSuite]) -> tuple[CipherSuite, ...]:
+    return tuple(value)
+
+
+def _ints(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(value)
+
+
+def _protocols(value: Iterable[bytes]) -> tuple[bytes, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class ServerConfig:
+    certificates: tuple[CertifiedKey, ...] = attrs.field(converter=_certificates)
+    cipher_suites: tuple[CipherSuite, ...] = attrs.field(default=DEFAULT_SUITES, converter=_suites)
+    groups: tuple[int, ...] = attrs.field(default=SUPPORTED_GROUPS, converter=_ints)
+    alpn_protocols: tuple[bytes, ...] = attrs.field(default=(), converter=_protocols)
+    # RFC 6066 §3: refuse (unrecognized_name) a host name no certificate is for.
+    strict_sni: bool = False
+    session_cache: SessionCache | None = None
+    ticket_keys: TicketKeys | None = None
+    # Ask clients for certificates (RFC 5246 §7.4.4); None: never.
+    client_auth: ClientAuth | None = None
+    # Sessions age by this clock; tests replace it to travel in time.
+    clock: Callable[[], float] = time.time
+
+    @certificates.validator
+    def _check_certificates(self, _: object, value: tuple[CertifiedKey, ...]) -> None:
+        if not value:
+            raise ValueError("a server needs at least one certificate")
+
+    @groups.validator
+    def _check_groups(self, _: object, value: tuple[int, ...]) -> None:
+        unknown = set(value) - set(SUPPORTED_GROUPS)
+        if unknown or not value:
+            raise ValueError(f"unsupported groups: {sorted(unknown)}")
+
+    @cipher_suites.validator
+    def _check_suites(self, _: object, value: tuple[CipherSuite, ...]) -> None:
+        if not value:
+            raise ValueError("at least one cipher suite is needed")
+
+    def certificates_for(self, host_name: str | None) -> tuple[CertifiedKey, ...]:
+        """Certificates in the order to try for this SNI host: those it names first.
+
+        With strict SNI only those: answering a known name with another host's certificate
+        would tell the client which other names live here.
+        """
+        if host_name is None:
+            return self.certificates
+        named = tuple(c for c in self.certificates if c.matches(host_name))
+        if self.strict_sni:
+            return named
+        return named + tuple(c for c in self.certificates if c not in named)
+
+    def knows_host(self, host_name: str) -> bool:
+        return any(c.matches(host_name) for c in self.certificates)

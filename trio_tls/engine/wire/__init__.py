@@ -1,0 +1,8 @@
+"""The bytes on the wire.
+
+enums      the registries' numbers (unknown values kept)
+codec      bounded Reader, length-prefixed Writer
+errors     the one error->alert map
+messages   one frozen class per RFC 5246 struct, with its encode and decode
+printable  peer text escaped for a log line, a trace or a terminal
+"""
