@@ -116,12 +116,15 @@ class ClientAuth:
     def _verify(self, chain: Sequence[bytes], now: float) -> tuple[x509.Certificate, ...]:
         certificates = [x509.load_der_x509_certificate(der) for der in chain]
         leaf, intermediates = certificates[0], certificates[1:]
+        # The key's type is its OID's, read before the key: a type we do not know is then
+        # unsupported_certificate whatever cryptography raises for it (ValueError in older
+        # releases, UnsupportedAlgorithm in newer). An RSASSA-PSS-only key (RFC 4055), which
+        # cryptography loads as a plain RSA key, may sign rsa_pss_pss_* only: not offered.
+        algorithm = leaf.public_key_algorithm_oid
+        if algorithm not in _KEY_ALGORITHMS:
+            raise UnsupportedCertificate(f"the client's key is of type {algorithm.dotted_string}")
         key = leaf.public_key()
-        # An RSASSA-PSS-only key (RFC 4055) may sign rsa_pss_pss_* only, which we do not offer;
-        # cryptography loads it as a plain RSA key, so the certificate's OID must decide.
-        if leaf.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS or not _acceptable(
-            key
-        ):
+        if not _acceptable(key):
             raise UnsupportedCertificate(f"the client's key is a {type(key).__name__}")
         moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
         verifier = (
@@ -159,6 +162,12 @@ def _check_key_usage(leaf: x509.Certificate) -> None:
         return
     if not usage.digital_signature:
         raise UnsupportedCertificate("the client's certificate does not allow digitalSignature")
+
+
+# Key types a client certificate may have: RSA (PKCS#1 v1.5 and PSS signatures alike) and ECDSA.
+_KEY_ALGORITHMS = frozenset(
+    {PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5, PublicKeyAlgorithmOID.EC_PUBLIC_KEY}
+)
 
 
 def _acceptable(key: object) -> bool:
