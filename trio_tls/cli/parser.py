@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -44,40 +45,29 @@ def _seconds(text: str) -> float:
     return seconds
 
 
-def _count(text: str) -> int:
-    """A count of 0 or more (0: no limit)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not 0 or more")
-    return value
+def _integer(least: int, most: int | None = None) -> Callable[[str], int]:
+    """A parser for a whole number from `least` to `most` (no bound when None), such as a
+    count where 0 means "no limit", or one that must be 1 or more (--max-connections 0 would
+    never accept)."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+        if most is not None and not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"{value} is not between {least} and {most}")
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is not {least} or more")
+        return value
 
-def _at_least_one(text: str) -> int:
-    """A count that must be 1 or more (--max-connections 0 would never accept)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
-    return value
+    return parse
 
 
 MAX_CRYPTO_THREADS = 64
-
-
-def _thread_count(text: str) -> int:
-    """0 (sign on the event loop) to MAX_CRYPTO_THREADS."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if not 0 <= value <= MAX_CRYPTO_THREADS:
-        raise argparse.ArgumentTypeError(f"{value} is not between 0 and {MAX_CRYPTO_THREADS}")
-    return value
+_count = _integer(0)
+_at_least_one = _integer(1)
+_thread_count = _integer(0, MAX_CRYPTO_THREADS)  # 0: sign on the event loop
 
 
 class _Parser(argparse.ArgumentParser):
