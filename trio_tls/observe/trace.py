@@ -50,7 +50,7 @@ from ..engine.wire.messages import (
     SignatureAlgorithms,
     SupportedGroups,
 )
-from ..engine.wire.printable import printable
+from ..engine.wire.printable import byte_count, printable
 from . import iana
 
 # The RFC section that defines each message, shown beside it.
@@ -124,22 +124,24 @@ def describe_message(message: object) -> str:
         if flags:
             parts.append("offers " + ", ".join(flags))
         if message.session_id:
-            parts.append(f"session_id of {len(message.session_id)} bytes")
+            parts.append(f"session_id of {byte_count(len(message.session_id))}")
         return "; ".join(parts)
     if isinstance(message, ServerHello):
         extensions = _names(tuple(e.extension_type for e in message.extensions), iana.extension)
-        session = f"; session_id of {len(message.session_id)} bytes" if message.session_id else ""
+        sent = message.session_id
+        session = f"; session_id of {byte_count(len(sent))}" if sent else ""
         suite = iana.cipher_suite(message.cipher_suite).name
         return f"{suite}; extensions: {extensions or 'none'}{session}"
     if isinstance(message, Certificate):
         return f"{len(message.certificate_list)} certificate(s), " + ", ".join(
-            f"{len(der)} bytes" for der in message.certificate_list
+            byte_count(len(der)) for der in message.certificate_list
         )
     if isinstance(message, ServerKeyExchange):
         return (
-            f"{iana.group(message.named_curve).name} public key of {len(message.public)} bytes, "
+            f"{iana.group(message.named_curve).name} public key of "
+            f"{byte_count(len(message.public))}, "
             f"signed with {iana.signature_scheme(message.signature_scheme).name} "
-            f"({len(message.signature)} bytes) over both randoms and the parameters"
+            f"({byte_count(len(message.signature))}) over both randoms and the parameters"
         )
     if isinstance(message, CertificateRequest):
         return (
@@ -148,16 +150,18 @@ def describe_message(message: object) -> str:
             f"{len(message.certificate_authorities)} CA name(s)"
         )
     if isinstance(message, ClientKeyExchange):
-        return f"the client's ECDHE public key, {len(message.public)} bytes"
+        return f"the client's ECDHE public key, {byte_count(len(message.public))}"
     if isinstance(message, CertificateVerify):
         scheme = iana.signature_scheme(message.signature_scheme).name
         return f"{scheme} signature over every handshake message so far"
     if isinstance(message, NewSessionTicket):
-        return f"ticket of {len(message.ticket)} bytes, lifetime hint {message.lifetime_hint} s"
+        size = byte_count(len(message.ticket))
+        return f"ticket of {size}, lifetime hint {message.lifetime_hint} s"
     if isinstance(message, ChangeCipherSpec):
         return "every record after this one is protected with the new keys"
     if isinstance(message, Finished):
-        return f"verify_data of {len(message.verify_data)} bytes (PRF over the transcript hash)"
+        size = byte_count(len(message.verify_data))
+        return f"verify_data of {size} (PRF over the transcript hash)"
     return "empty"
 
 
@@ -248,7 +252,7 @@ class HandshakeTrace:
         kind = entry["event"]
         if kind == "message":
             tag = entry["arrow"]
-            body = f"{entry['message']} ({entry['bytes']} bytes): {entry['details']}"
+            body = f"{entry['message']} ({byte_count(entry['bytes'])}): {entry['details']}"
         elif kind == "decision":
             tag = "why"
             body = f"{entry['topic']}: {entry['choice']} — {entry['reason']}"
@@ -260,7 +264,7 @@ class HandshakeTrace:
             tag = "record"
             aad = entry["additional_data"]
             body = (
-                f"first application record {entry['direction']}: {entry['length']} bytes, "
+                f"first application record {entry['direction']}: {byte_count(entry['length'])}, "
                 f"seq {entry['sequence']}, nonce {entry['nonce']} (explicit part "
                 f"{entry['explicit_nonce'] or 'none: iv xor seq'}), AAD seq {aad[:16]} type "
                 f"0x{aad[16:18]} version 0x{aad[18:22]} length 0x{aad[22:26]}, tag "

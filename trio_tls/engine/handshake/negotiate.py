@@ -43,6 +43,7 @@ from ..wire.messages import (
     SupportedGroups,
     SupportedVersions,
 )
+from ..wire.printable import byte_count
 from .base import (
     HandshakeContext,
     Negotiated,
@@ -267,10 +268,6 @@ def explain_full_handshake(
     )
 
 
-def _byte_count(count: int) -> str:
-    return f"{count} byte" if count == 1 else f"{count} bytes"
-
-
 # RFC 8446 §4.1.2 and Appendix D.4: a client that offers TLS 1.3 fills legacy_session_id with
 # 32 random bytes, so that middleboxes see what looks like a TLS 1.2 resumption attempt.
 COMPATIBILITY_ID_LENGTH = 32
@@ -282,7 +279,7 @@ def why_not_resumed(hello: ClientHello) -> tuple[str, str]:
     ticket = (hello.extension(SessionTicket) or SessionTicket()).ticket
     versions = hello.extension(SupportedVersions)
     if ticket:
-        offered = f"a ticket of {_byte_count(len(ticket))}"
+        offered = f"a ticket of {byte_count(len(ticket))}"
     elif not hello.session_id:
         return "the client offers no session to resume", "RFC 5246 §7.3"
     elif (
@@ -297,7 +294,7 @@ def why_not_resumed(hello: ClientHello) -> tuple[str, str]:
             "RFC 8446 §4.1.2, App. D.4",
         )
     else:
-        offered = f"a session ID of {_byte_count(len(hello.session_id))}"
+        offered = f"a session ID of {byte_count(len(hello.session_id))}"
     return (
         f"the session offered ({offered}) cannot be resumed (unknown, expired, or another SNI, "
         "suite or client-auth setting)",

@@ -32,3 +32,9 @@ def _escape(char: str) -> str:
     if code <= 0xFF:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def byte_count(count: int) -> str:
+    """A size as a sentence says it: "1 byte", "32 bytes" (the trace and the decisions both
+    name sizes a peer chose, a one-byte session ID or ChangeCipherSpec among them)."""
+    return f"{count} byte" if count == 1 else f"{count} bytes"
