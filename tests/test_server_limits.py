@@ -70,12 +70,11 @@ async def test_an_idle_connection_is_closed_cleanly_and_logged(
     # Timed from before the handshake: the server's idle clock starts when its side of the
     # handshake ends, which can be a moment before the client's side does.
     start_time = trio.current_time()
-    client = await connect(ca, port)
-    with trio.fail_after(3):
-        # A keep-alive connection that sends nothing: close_notify after the idle timeout.
-        assert await client.receive_some() == b""
-    assert trio.current_time() - start_time >= 0.3
-    await client.aclose()
+    async with await connect(ca, port) as client:
+        with trio.fail_after(3):
+            # A keep-alive connection that sends nothing: close_notify after the idle timeout.
+            assert await client.receive_some() == b""
+        assert trio.current_time() - start_time >= 0.3
     await trio.testing.wait_all_tasks_blocked()
     assert any("idle timeout (no data from the peer for 0.3 s)" in m for m in outcomes(caplog))
 
