@@ -32,7 +32,7 @@ from ..observe.recorder import HandshakeRecorder, combine
 from .addresses import CURRENT, ConnectionAddresses, format_address
 from .connection_log import connection_line, describe_failure, handshake_line
 from .deadlines import DeadlineStream
-from .handler import AbortConnection, Handler, HandlerTraits
+from .handler import AbortConnection, Handler
 from .peerlimit import PerAddressLimit, TooManyConnections
 from .proxy_protocol import ProxyHeader, ProxyProtocolError, Version, header_size, parse_header
 from .stream import TLSStream
@@ -105,17 +105,17 @@ class Accepted:
 
 @attrs.frozen
 class Observers:
-    """What watches each connection: a shared observer and a per-connection factory."""
+    """What watches each connection: a shared observer, a per-connection factory, and whether
+    the handler wants each handshake recorded (its traits, read once for the server)."""
 
     shared: Observer | None
     per_connection: Callable[[str], Observer] | None
+    record: bool = False
 
-    def for_connection(
-        self, peer: str, record: bool
-    ) -> tuple[Observer | None, HandshakeRecorder | None]:
+    def for_connection(self, peer: str) -> tuple[Observer | None, HandshakeRecorder | None]:
         """The connection's observer, and its handshake record if the handler wants one."""
         traced = self.per_connection(peer) if self.per_connection is not None else None
-        recorder = HandshakeRecorder() if record else None
+        recorder = HandshakeRecorder() if self.record else None
         return combine(self.shared, traced, recorder), recorder
 
 
@@ -152,7 +152,7 @@ async def serve_connection(
             first, header, addresses = await _arrive(guarded, policy, addresses, counted)
             peer = _peer_name(addresses)
             CURRENT.set(addresses)
-            watch = observers.for_connection(peer, HandlerTraits.of(handler).records_handshake)
+            watch = observers.for_connection(peer)
             opened = await _open_tls(
                 guarded, first, header, config(), watch, peer, shutdown, policy
             )

@@ -26,7 +26,7 @@ import trio
 from ..engine.config import ServerConfig
 from ..engine.events import Observer
 from .addresses import CURRENT, format_address
-from .handler import Handler
+from .handler import Handler, HandlerTraits
 from .lifecycle import Accepted, ConnectionPolicy, Counted, Observers, serve_connection
 from .peerlimit import PerAddressLimit, default_limit
 from .proxy_protocol import Version
@@ -234,6 +234,8 @@ async def serve(
     if listeners is None:
         listeners = await trio.open_tcp_listeners(port, host=host)
     limiter = trio.CapacityLimiter(max_connections)
+    records_handshake = HandlerTraits.of(handler).records_handshake
+    observers = Observers(observer, connection_observer, records_handshake)
     for listener in listeners:
         _set_connection_options(listener)
         sockname = listener.socket.getsockname()
@@ -251,7 +253,7 @@ async def serve(
                         handler,
                         current_config,
                         policy,
-                        Observers(observer, connection_observer),
+                        observers,
                         shutting_down,
                     )
                 await shutting_down.wait()
