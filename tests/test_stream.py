@@ -268,6 +268,49 @@ async def test_whole_records_never_meet_the_record_timeout(
         assert await server.receive_some() == b"x"
 
 
+async def test_each_record_has_its_own_record_timeout(
+    ca: trustme.CA, rsa_config: ServerConfig, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A steady upload whose every read ends inside the next record (as TCP segments fall) is
+    never cut, however long it runs: each record that finishes in time starts the next one's
+    budget afresh."""
+    to_server, server_in = trio.testing.MemorySendStream(), trio.testing.MemoryReceiveStream()
+    to_client, client_in = trio.testing.MemorySendStream(), trio.testing.MemoryReceiveStream()
+
+    async def pump_to_client() -> None:
+        trio.testing.memory_stream_pump(to_client, client_in)
+
+    async def pump_to_server() -> None:
+        trio.testing.memory_stream_pump(to_server, server_in)
+
+    to_client.send_all_hook, to_server.send_all_hook = pump_to_client, pump_to_server
+    client = trio.SSLStream(
+        trio.StapledStream(to_server, client_in), client_context(ca), server_hostname="localhost"
+    )
+    server = TLSStream(trio.StapledStream(to_client, server_in), rsa_config, record_timeout=1.0)
+    await handshake_both(client, server)
+    to_server.send_all_hook = None  # from here on, the test decides how the bytes arrive
+    for _ in range(6):
+        await client.send_all(b"a" * 100)
+    wire = to_server.get_data_nowait()
+    record = len(wire) // 6
+    cuts = [record * n + record // 2 for n in range(6)] + [len(wire)]
+
+    async def trickle() -> None:
+        start = 0
+        for end in cuts:  # 0.6 s apart: 3.6 s of waiting in all, under 1 s for each record
+            await trio.sleep(0.6)
+            server_in.put_data(wire[start:end])
+            start = end
+
+    received = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trickle)
+        while len(received) < 600:
+            received += await server.receive_some()
+    assert received == b"a" * 600
+
+
 # -- events met while records are gathered (TLSStream._take_buffered) ---------------------------
 
 

@@ -193,10 +193,12 @@ class ServerConnection:
         return bool(self._outgoing)
 
     @property
-    def in_record(self) -> bool:
-        """Whether part of a record is buffered, waiting for the rest: after NEED_DATA, the
-        peer has begun a record and not finished it (the runtime's record timeout)."""
-        return self._reader.buffered() > 0
+    def record_bytes_buffered(self) -> int:
+        """How much of a record is buffered, waiting for the rest: after NEED_DATA, more than
+        0 means the peer has begun a record and not finished it (the runtime's record
+        timeout). Bytes that came since without this number growing by as many finished a
+        record on the way: a new one has begun."""
+        return self._reader.buffered()
 
     def data_to_send(self) -> bytes:
         out = b"".join(self._outgoing)

@@ -165,6 +165,7 @@ class TLSStream(trio.abc.Stream):
         self._receive_size = receive_size
         self._record_timeout = record_timeout
         self._record_waited = 0.0  # seconds spent waiting for the rest of the current record
+        self._same_record = 0  # what record_bytes_buffered will be if it is still that record
         self._linger = linger
         self._state = _State.OK
         self._info: ConnectionInfo | None = None
@@ -249,15 +250,19 @@ class TLSStream(trio.abc.Stream):
                 if self._connection.has_data_to_send():
                     await self._flush()
                 self._transport_reads += 1
-                if self._connection.in_record:
+                partial = self._connection.record_bytes_buffered
+                if partial != self._same_record:  # none begun, or a new one since the last read
+                    self._record_waited = 0.0
+                if partial:
                     data = await self._receive_rest_of_record()
                 else:
-                    self._record_waited = 0.0
                     data = await self.transport_stream.receive_some(self._receive_size)
             except _TRANSPORT_ERRORS as exc:
                 self._idle_expired = isinstance(exc.__cause__, IdleTimeout)
                 raise await self._fail(exc) from exc
             self._connection.receive_data(data)
+            # What the buffer will hold if these bytes finish no record: still the same one.
+            self._same_record = partial + len(data)
 
     async def _receive_rest_of_record(self) -> bytes | bytearray:
         """A receive while a record is half here, under what is left of the record timeout."""
