@@ -527,7 +527,7 @@ class ScriptedClient:
         for rec in split_records(data):
             assert rec.version == TLS12, f"server record version {rec.version:#06x}"
             if self._read is not None:
-                plaintext = bytes(self._read.open(rec.content_type, rec.version, rec.fragment))
+                plaintext = bytes(self._read.open(rec.content_type, rec.version, rec.fragment)[1])
             else:
                 plaintext = rec.fragment
             out.append((rec.content_type, plaintext))

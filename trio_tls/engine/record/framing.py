@@ -71,7 +71,7 @@ class RecordReader:
             return None
         self._pos = end
         fragment = memoryview(data)[pos + HEADER_LENGTH : end]
-        return content_type, self.protection.open(content_type, version, fragment)
+        return self.protection.open(content_type, version, fragment)
 
     def _next_carried_record(self) -> tuple[int, Buffer] | None:
         """The record that begins in `_carry`, completed from `_data` (copying only its rest)."""
@@ -85,7 +85,7 @@ class RecordReader:
             return None
         fragment = bytes(carry[HEADER_LENGTH:end])
         del carry[:end]
-        return content_type, self.protection.open(content_type, version, fragment)
+        return self.protection.open(content_type, version, fragment)
 
     def _move_to_carry(self, wanted: int) -> bool:
         """Move up to `wanted` bytes from `_data` to `_carry`; whether all of them were there."""

@@ -50,8 +50,10 @@ class RecordProtection(Protocol):
         than the encryption for bulk data."""
         ...
 
-    def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
-        """Return the plaintext of a record's fragment, or raise the matching alert."""
+    def open(self, content_type: int, version: int, fragment: Buffer) -> tuple[int, Buffer]:
+        """Return the content type and plaintext of a record's fragment, or raise the matching
+        alert. The type is the header's in TLS 1.2; TLS 1.3 hides the real one inside the
+        encrypted record (RFC 8446 §5.2), so only the protection can say what a record is."""
         ...
 
 
@@ -61,10 +63,10 @@ class NullProtection:
     def seal_into(self, out: list[bytes], content_type: int, plaintext: Buffer) -> None:
         out.append(_HEADER.pack(content_type, TLS12, len(plaintext)) + plaintext)
 
-    def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
+    def open(self, content_type: int, version: int, fragment: Buffer) -> tuple[int, Buffer]:
         if len(fragment) > MAX_PLAINTEXT:
             raise RecordOverflow(f"plaintext record of {len(fragment)} bytes")
-        return fragment
+        return content_type, fragment
 
 
 class _AEADRecords:
@@ -125,12 +127,12 @@ class ExplicitNonceAEAD(_AEADRecords):
         out.append(_HEADER.pack(content_type, TLS12, 8 + len(ciphertext)) + explicit)
         out.append(ciphertext)
 
-    def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
+    def open(self, content_type: int, version: int, fragment: Buffer) -> tuple[int, Buffer]:
         sequence = self._next_sequence()
         length = self._plaintext_length(fragment, 8 + TAG_LENGTH)
         aad = _AAD.pack(sequence, content_type, version, length)
         view = memoryview(fragment)
-        return self._decrypt(self._salt + bytes(view[:8]), view[8:], aad)
+        return content_type, self._decrypt(self._salt + bytes(view[:8]), view[8:], aad)
 
 
 class XorNonceAEAD(_AEADRecords):
@@ -156,8 +158,8 @@ class XorNonceAEAD(_AEADRecords):
         out.append(_HEADER.pack(content_type, TLS12, len(ciphertext)))
         out.append(ciphertext)
 
-    def open(self, content_type: int, version: int, fragment: Buffer) -> Buffer:
+    def open(self, content_type: int, version: int, fragment: Buffer) -> tuple[int, Buffer]:
         sequence = self._next_sequence()
         length = self._plaintext_length(fragment, TAG_LENGTH)
         aad = _AAD.pack(sequence, content_type, version, length)
-        return self._decrypt(self._nonce(sequence), fragment, aad)
+        return content_type, self._decrypt(self._nonce(sequence), fragment, aad)
