@@ -22,7 +22,7 @@ import attrs
 import pytest
 import trustme
 
-from trio_tls.engine.crypto.asymmetric import SUPPORTED_GROUPS
+from trio_tls.engine.crypto.asymmetric import TLS12_GROUPS
 from trio_tls.engine.crypto.suites import ALL_SUITES, CipherSuite
 
 from .cli_server import Server, running_server
@@ -291,7 +291,7 @@ def gnutls_cipher(suite: CipherSuite) -> str:
     return name
 
 
-@pytest.mark.parametrize("group", [group.name for group in SUPPORTED_GROUPS])
+@pytest.mark.parametrize("group", [group.name for group in TLS12_GROUPS])
 @pytest.mark.parametrize("suite", ALL_SUITES, ids=[suite.name for suite in ALL_SUITES])
 def test_every_suite_and_group(
     server: Server, ca_file: Path, suite: CipherSuite, group: str

@@ -23,7 +23,7 @@ from cryptography import x509
 
 from ..engine.clientauth import ClientAuth
 from ..engine.config import CertificateError, CertifiedKey, ServerConfig
-from ..engine.crypto.asymmetric import SUPPORTED_GROUPS
+from ..engine.crypto.asymmetric import TLS12_GROUPS
 from ..engine.crypto.suites import DEFAULT_SUITES, CipherSuite, suite_by_name
 from ..engine.sessions import SessionCache, TicketKeys
 from ..engine.wire.enums import NamedGroup
@@ -308,7 +308,7 @@ def build_config(
     config = ServerConfig(
         certified,
         cipher_suites=suites,
-        groups=parse_groups(settings.groups) if settings.groups is not None else SUPPORTED_GROUPS,
+        groups=parse_groups(settings.groups) if settings.groups is not None else TLS12_GROUPS,
         alpn_protocols=alpn,
         strict_sni=settings.strict_sni,
         session_cache=cache,

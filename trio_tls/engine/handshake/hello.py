@@ -20,6 +20,7 @@ from ..crypto.suites import SUITES_BY_ID
 from ..events import SecretsEstablished
 from ..wire.enums import (
     TLS12,
+    TLS13,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     ECPointFormat,
 )
@@ -56,12 +57,15 @@ from .negotiate import (
     choose_alpn,
     choose_group,
     choose_suite,
+    choose_version,
     explain_full_handshake,
     explain_version,
     find_session,
     server_name,
+    server_random,
     why_not_resumed,
 )
+from .tls13.hello import start_tls13
 
 
 def _server_hello_extensions(
@@ -123,8 +127,11 @@ class ExpectClientHello(State):
             return super().handle_handshake(ctx, message, raw)
         hello = message
         config = ctx.config
+        version = choose_version(config, hello)
+        explain_version(ctx, hello, version)
+        if version == TLS13:
+            return start_tls13(ctx, hello, raw)
         check_hello(hello)
-        explain_version(ctx, hello)
         sni = server_name(config, hello)
         ems = hello.extension(ExtendedMasterSecret) is not None
         alpn = choose_alpn(config, hello.extension(ApplicationLayerProtocolNegotiation))
@@ -175,7 +182,7 @@ class ExpectClientHello(State):
         negotiated = Negotiated(
             suite=suite,
             client_random=hello.random,
-            server_random=os.urandom(32),
+            server_random=server_random(config),
             extended_master_secret=ems,
             sni=sni,
             alpn=alpn,
@@ -212,7 +219,7 @@ class ExpectClientHello(State):
         negotiated = Negotiated(
             suite=SUITES_BY_ID[session.suite_id],
             client_random=hello.random,
-            server_random=os.urandom(32),
+            server_random=server_random(ctx.config),
             extended_master_secret=session.extended_master_secret,
             sni=session.sni,
             alpn=alpn,

@@ -6,6 +6,7 @@ what it was on the wire; these IntEnums compare equal to those ints and name the
 
 from enum import IntEnum
 
+TLS10 = 0x0301
 TLS12 = 0x0303
 TLS13 = 0x0304
 
