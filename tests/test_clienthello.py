@@ -10,12 +10,8 @@ import pytest
 from trio_tls import inspect_client_hello
 from trio_tls.engine.wire.codec import Reader
 from trio_tls.engine.wire.errors import DecodeError, UnexpectedMessage
-from trio_tls.engine.wire.messages import (
-    ClientHello,
-    SupportedGroups,
-    UnknownExtension,
-    encode_handshake,
-)
+from trio_tls.engine.wire.extensions import SupportedGroups, UnknownExtension
+from trio_tls.engine.wire.messages import ClientHello, encode_handshake
 from trio_tls.observe.iana import is_grease
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "clienthellos"

@@ -19,10 +19,9 @@ from ja4plus.fingerprinters.ja4 import generate_ja4, get_raw_fingerprint
 from ja4plus.utils.tls_utils import parse_tls_handshake
 
 from trio_tls.engine.wire.codec import Reader
-from trio_tls.engine.wire.messages import (
+from trio_tls.engine.wire.extensions import (
     AnyExtension,
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
     ECPointFormats,
     ExtendedMasterSecret,
     RenegotiationInfo,
@@ -32,8 +31,8 @@ from trio_tls.engine.wire.messages import (
     SupportedGroups,
     SupportedVersions,
     UnknownExtension,
-    encode_handshake,
 )
+from trio_tls.engine.wire.messages import ClientHello, encode_handshake
 from trio_tls.observe import fingerprint
 from trio_tls.observe.clienthello import inspect_client_hello
 

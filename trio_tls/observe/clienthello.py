@@ -27,11 +27,10 @@ from ..engine.record.protection import NullProtection
 from ..engine.wire.codec import Reader, Writer
 from ..engine.wire.enums import ContentType, HandshakeType
 from ..engine.wire.errors import DecodeError, UnexpectedMessage
-from ..engine.wire.messages import (
+from ..engine.wire.extensions import (
     KNOWN_EXTENSIONS,
     AnyExtension,
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
     ECPointFormats,
     ExtendedMasterSecret,
     RenegotiationInfo,
@@ -42,6 +41,7 @@ from ..engine.wire.messages import (
     SupportedVersions,
     UnknownExtension,
 )
+from ..engine.wire.messages import ClientHello
 from . import fingerprint, iana
 from .iana import Code
 
@@ -326,7 +326,7 @@ def _encoded(extension: AnyExtension) -> bytes:
 
 
 def _summary_of_known(extension: AnyExtension) -> str:
-    """One line for an extension the server decodes (messages.KNOWN_EXTENSIONS)."""
+    """One line for an extension the server decodes (extensions.KNOWN_EXTENSIONS)."""
     match extension:
         case ServerName(host_name=host_name):
             return host_name or "empty"

@@ -32,9 +32,8 @@ from ..wire.errors import (
     ProtocolVersionError,
     UnrecognizedName,
 )
-from ..wire.messages import (
+from ..wire.extensions import (
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
     ECPointFormats,
     RenegotiationInfo,
     ServerName,
@@ -43,6 +42,7 @@ from ..wire.messages import (
     SupportedGroups,
     SupportedVersions,
 )
+from ..wire.messages import ClientHello
 from ..wire.printable import byte_count
 from .base import (
     HandshakeContext,
