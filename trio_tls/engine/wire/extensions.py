@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import ClassVar, Protocol, Self, TypeVar
 
 import attrs
@@ -41,6 +41,22 @@ def decode_u16_vector(reader: Reader) -> tuple[int, ...]:
 def encode_u16_vector(writer: Writer, values: tuple[int, ...]) -> None:
     with writer.prefixed(2):
         writer.u16_list(values)
+
+
+def decode_distinguished_names(reader: Reader, minimum: int) -> tuple[bytes, ...]:
+    """DistinguishedName authorities<minimum..2^16-1>, each opaque<1..2^16-1> (DER): the CAs a
+    CertificateRequest names, in TLS 1.2's message (RFC 5246 §7.4.4) and TLS 1.3's extension."""
+    names = reader.vec16(minimum=minimum)
+    authorities = []
+    while not names.at_end():
+        authorities.append(names.opaque16(minimum=1))
+    return tuple(authorities)
+
+
+def encode_distinguished_names(writer: Writer, authorities: tuple[bytes, ...]) -> None:
+    with writer.prefixed(2):
+        for name in authorities:
+            writer.opaque16(name)
 
 
 @attrs.frozen
@@ -149,10 +165,8 @@ class ApplicationLayerProtocolNegotiation:
 
 
 @attrs.frozen
-class ExtendedMasterSecret:
-    """RFC 7627 §5.1: empty in both directions."""
-
-    extension_type: ClassVar[int] = ExtensionType.extended_master_secret
+class _Empty:
+    """An extension whose presence is the message: extension_data is empty."""
 
     @classmethod
     def decode(cls, reader: Reader) -> Self:
@@ -160,6 +174,13 @@ class ExtendedMasterSecret:
 
     def encode(self, writer: Writer) -> None:
         pass
+
+
+@attrs.frozen
+class ExtendedMasterSecret(_Empty):
+    """RFC 7627 §5.1: empty in both directions."""
+
+    extension_type: ClassVar[int] = ExtensionType.extended_master_secret
 
 
 @attrs.frozen
@@ -209,6 +230,248 @@ class SupportedVersions:
 
 
 @attrs.frozen
+class KeyShareEntry:
+    """RFC 8446 §4.2.8: a group and its public value, key_exchange<1..2^16-1>."""
+
+    group: int
+    key_exchange: bytes
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.u16(), reader.opaque16(minimum=1))
+
+    def encode(self, writer: Writer) -> None:
+        writer.u16(self.group)
+        writer.opaque16(self.key_exchange)
+
+
+@attrs.frozen
+class KeyShare:
+    """RFC 8446 §4.2.8, ClientHello form: client_shares<0..2^16-1>, in the client's order of
+    preference. A group offered twice is illegal_parameter (the RFC's "MUST NOT"; OpenSSL
+    answers the same), so share_for has one answer."""
+
+    extension_type: ClassVar[int] = ExtensionType.key_share
+    shares: tuple[KeyShareEntry, ...]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        entries = reader.vec16()
+        shares: list[KeyShareEntry] = []
+        groups: set[int] = set()
+        while not entries.at_end():
+            share = KeyShareEntry.decode(entries)
+            if share.group in groups:
+                raise IllegalParameter(f"key_share offers group {share.group:#06x} twice")
+            groups.add(share.group)
+            shares.append(share)
+        return cls(tuple(shares))
+
+    def encode(self, writer: Writer) -> None:
+        with writer.prefixed(2):
+            for share in self.shares:
+                share.encode(writer)
+
+    def share_for(self, group: int) -> bytes | None:
+        """The client's public value for `group`, or None if it sent none for it."""
+        for share in self.shares:
+            if share.group == group:
+                return share.key_exchange
+        return None
+
+
+@attrs.frozen
+class KeyShareServer:
+    """RFC 8446 §4.2.8, ServerHello form: the one share the server answers with."""
+
+    extension_type: ClassVar[int] = ExtensionType.key_share
+    entry: KeyShareEntry
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(KeyShareEntry.decode(reader))
+
+    def encode(self, writer: Writer) -> None:
+        self.entry.encode(writer)
+
+
+@attrs.frozen
+class KeyShareRetry:
+    """RFC 8446 §4.2.8, HelloRetryRequest form: the group the client should send a share for."""
+
+    extension_type: ClassVar[int] = ExtensionType.key_share
+    selected_group: int
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.u16())
+
+    def encode(self, writer: Writer) -> None:
+        writer.u16(self.selected_group)
+
+
+@attrs.frozen
+class SelectedVersion:
+    """RFC 8446 §4.2.1, ServerHello and HelloRetryRequest form: the version chosen."""
+
+    extension_type: ClassVar[int] = ExtensionType.supported_versions
+    version: int
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.u16())
+
+    def encode(self, writer: Writer) -> None:
+        writer.u16(self.version)
+
+
+@attrs.frozen
+class PskIdentity:
+    """RFC 8446 §4.2.11: a ticket (identity<1..2^16-1>) and its obfuscated age."""
+
+    identity: bytes
+    obfuscated_ticket_age: int
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.opaque16(minimum=1), reader.u32())
+
+    def encode(self, writer: Writer) -> None:
+        writer.opaque16(self.identity)
+        writer.u32(self.obfuscated_ticket_age)
+
+
+@attrs.frozen
+class PreSharedKey:
+    """RFC 8446 §4.2.11, ClientHello form (OfferedPsks): identities<7..2^16-1> and their
+    binders<33..2^16-1>, each PskBinderEntry<32..255>.
+
+    `binders_length` is the bytes the binders take at the end of the ClientHello, their 2-byte
+    length included: the hello the binders sign is the message without them (§4.2.11.2),
+    raw[:-binders_length]. Decoding checks there is one binder per identity (illegal_parameter
+    otherwise: well formed, but not what §4.2.11 allows), so the handshake may pair them by
+    index. That the extension comes last in the hello is the handshake's check: it needs the
+    block, not the extension."""
+
+    extension_type: ClassVar[int] = ExtensionType.pre_shared_key
+    identities: tuple[PskIdentity, ...]
+    binders: tuple[bytes, ...]
+    binders_length: int = attrs.field()
+
+    @binders_length.default
+    def _binders_length(self) -> int:
+        return 2 + sum(1 + len(binder) for binder in self.binders)
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        entries = reader.vec16(minimum=7)
+        identities = []
+        while not entries.at_end():
+            identities.append(PskIdentity.decode(entries))
+        binders_length = reader.remaining()
+        vector = reader.vec16(minimum=33)
+        binders = []
+        while not vector.at_end():
+            binders.append(vector.opaque8(minimum=32))
+        if len(binders) != len(identities):
+            raise IllegalParameter(
+                f"pre_shared_key has {len(identities)} identities but {len(binders)} binders"
+            )
+        return cls(tuple(identities), tuple(binders), binders_length)
+
+    def encode(self, writer: Writer) -> None:
+        with writer.prefixed(2):
+            for identity in self.identities:
+                identity.encode(writer)
+        with writer.prefixed(2):
+            for binder in self.binders:
+                writer.opaque8(binder)
+
+
+@attrs.frozen
+class SelectedIdentity:
+    """RFC 8446 §4.2.11, ServerHello form: the index of the PSK the server accepted."""
+
+    extension_type: ClassVar[int] = ExtensionType.pre_shared_key
+    index: int
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.u16())
+
+    def encode(self, writer: Writer) -> None:
+        writer.u16(self.index)
+
+
+@attrs.frozen
+class PskKeyExchangeModes:
+    """RFC 8446 §4.2.9: ke_modes<1..255>, PskKeyExchangeMode values."""
+
+    extension_type: ClassVar[int] = ExtensionType.psk_key_exchange_modes
+    modes: tuple[int, ...]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.vec8(minimum=1).u8_list())
+
+    def encode(self, writer: Writer) -> None:
+        writer.opaque8(bytes(self.modes))
+
+
+@attrs.frozen
+class EarlyData(_Empty):
+    """RFC 8446 §4.2.10, ClientHello and EncryptedExtensions form: empty."""
+
+    extension_type: ClassVar[int] = ExtensionType.early_data
+
+
+@attrs.frozen
+class Cookie:
+    """RFC 8446 §4.2.2: cookie<1..2^16-1>, sent in a HelloRetryRequest and echoed back."""
+
+    extension_type: ClassVar[int] = ExtensionType.cookie
+    cookie: bytes
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(reader.opaque16(minimum=1))
+
+    def encode(self, writer: Writer) -> None:
+        writer.opaque16(self.cookie)
+
+
+@attrs.frozen
+class PostHandshakeAuth(_Empty):
+    """RFC 8446 §4.2.6: the client would answer a CertificateRequest after the handshake."""
+
+    extension_type: ClassVar[int] = ExtensionType.post_handshake_auth
+
+
+@attrs.frozen
+class SignatureAlgorithmsCert(SignatureAlgorithms):
+    """RFC 8446 §4.2.3: the schemes accepted in certificates, when they differ from those
+    accepted in CertificateVerify; same form as signature_algorithms."""
+
+    extension_type: ClassVar[int] = ExtensionType.signature_algorithms_cert
+
+
+@attrs.frozen
+class CertificateAuthorities:
+    """RFC 8446 §4.2.4: the distinguished names (DER) of the CAs the sender trusts,
+    authorities<3..2^16-1>; the server sends it in its CertificateRequest."""
+
+    extension_type: ClassVar[int] = ExtensionType.certificate_authorities
+    names: tuple[bytes, ...]
+
+    @classmethod
+    def decode(cls, reader: Reader) -> Self:
+        return cls(decode_distinguished_names(reader, minimum=3))
+
+    def encode(self, writer: Writer) -> None:
+        encode_distinguished_names(writer, self.names)
+
+
+@attrs.frozen
 class UnknownExtension:
     """Any extension we do not interpret, kept byte for byte."""
 
@@ -217,6 +480,10 @@ class UnknownExtension:
 
     def encode(self, writer: Writer) -> None:
         writer.raw(self.data)
+
+
+def _registry(*classes: type[Extension]) -> Mapping[int, type[Extension]]:
+    return {cls.extension_type: cls for cls in classes}
 
 
 KNOWN_EXTENSIONS: dict[int, type[Extension]] = {
@@ -231,8 +498,32 @@ KNOWN_EXTENSIONS: dict[int, type[Extension]] = {
         RenegotiationInfo,
         SessionTicket,
         SupportedVersions,
+        KeyShare,
+        PreSharedKey,
+        PskKeyExchangeModes,
+        EarlyData,
+        Cookie,
+        PostHandshakeAuth,
+        SignatureAlgorithmsCert,
+        CertificateAuthorities,
     )
 }
+# What a client decodes in the server's messages: the server forms of the extensions whose
+# form differs by direction, and none of those it never reads (an empty server_name
+# acknowledgement stays raw). Tests and the scripted test client use these; the server never
+# decodes a server message.
+_SERVER_BOTH = (
+    ApplicationLayerProtocolNegotiation,
+    ExtendedMasterSecret,
+    RenegotiationInfo,
+    ECPointFormats,
+    SessionTicket,
+)
+SERVER_HELLO_EXTENSIONS = _registry(
+    *_SERVER_BOTH, SelectedVersion, KeyShareServer, SelectedIdentity
+)
+HELLO_RETRY_REQUEST_EXTENSIONS = _registry(SelectedVersion, KeyShareRetry, Cookie)
+ENCRYPTED_EXTENSIONS = _registry(SupportedGroups, ApplicationLayerProtocolNegotiation, EarlyData)
 
 AnyExtension = Extension | UnknownExtension
 E = TypeVar("E", bound=Extension)
@@ -273,20 +564,33 @@ class Extensions:
         return cls(items, known)
 
     @classmethod
-    def decode(cls, reader: Reader) -> Extensions:
-        """Absent means none. Duplicates are a decode_error, malformed known extensions their
-        own alerts, in the order sent; unknown ones are only delimited."""
+    def decode(
+        cls, reader: Reader, registry: Mapping[int, type[Extension]] = KNOWN_EXTENSIONS
+    ) -> Extensions:
+        """A hello's block, which may be absent (RFC 5246 §7.4.1.2): absent means none."""
         if reader.at_end():
             return NO_EXTENSIONS
-        block = reader.vec16().rest()
+        return cls.decode_vector(reader, registry)
+
+    @classmethod
+    def decode_vector(
+        cls,
+        reader: Reader,
+        registry: Mapping[int, type[Extension]] = KNOWN_EXTENSIONS,
+        minimum: int = 0,
+    ) -> Extensions:
+        """A block that is always there (TLS 1.3's messages), extensions<minimum..2^16-1>.
+        Duplicates are a decode_error, malformed extensions of `registry` their own alerts, in
+        the order sent; the others are only delimited."""
+        block = reader.vec16(minimum=minimum).rest()
         types, starts = _walk(block)
         present = set(types)
         if len(present) != len(types):
             raise DecodeError("an extension appears twice")
         known: dict[int, Extension] = {}
-        for index in sorted(types.index(t) for t in present & KNOWN_EXTENSIONS.keys()):
+        for index in sorted(types.index(t) for t in present & registry.keys()):
             extension_type, body = _entry_at(block, starts[index])
-            known[extension_type] = _decode_known(KNOWN_EXTENSIONS[extension_type], body)
+            known[extension_type] = _decode_known(registry[extension_type], body)
         return cls(None, known, block, len(types))
 
     def get(self, cls: type[E]) -> E | None:
@@ -294,12 +598,15 @@ class Extensions:
         return found if isinstance(found, cls) else None
 
     def encode(self, writer: Writer) -> None:
-        """The block as received, byte for byte; or each extension given, encoded."""
+        """A hello's block: nothing at all when there are no extensions."""
+        if len(self):
+            self.encode_vector(writer)
+
+    def encode_vector(self, writer: Writer) -> None:
+        """The block as received, byte for byte; or each extension given, encoded. Always with
+        its length, as TLS 1.3's messages need even for none."""
         if self._items is None:
-            if self._count:
-                writer.opaque16(self._block)
-            return
-        if not self._items:
+            writer.opaque16(self._block)
             return
         with writer.prefixed(2):
             for extension in self._items:

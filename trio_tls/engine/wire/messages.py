@@ -16,17 +16,22 @@ import attrs
 from .codec import Reader, Writer
 from .enums import (
     CURVE_TYPE_NAMED_CURVE,
+    HELLO_RETRY_REQUEST_RANDOM,
     AlertLevel,
     HandshakeType,
     alert_name,
 )
 from .errors import IllegalParameter, UnexpectedMessage
 from .extensions import (
+    HELLO_RETRY_REQUEST_EXTENSIONS,
     NO_EXTENSIONS,
+    SERVER_HELLO_EXTENSIONS,
     E,
     Extensions,
     as_extensions,
+    decode_distinguished_names,
     decode_u16_vector,
+    encode_distinguished_names,
     encode_u16_vector,
 )
 
@@ -91,7 +96,10 @@ class ClientHello:
 
 @attrs.frozen
 class ServerHello:
-    """RFC 5246 §7.4.1.3."""
+    """RFC 5246 §7.4.1.3; in TLS 1.3 (RFC 8446 §4.1.3) server_version stays legacy 0x0303,
+    and a HelloRetryRequest is a ServerHello whose random is HELLO_RETRY_REQUEST_RANDOM.
+    Decoding (for tests and test clients: the server never decodes one) reads the server forms
+    of the extensions, those of a HelloRetryRequest for one."""
 
     handshake_type: ClassVar[int] = HandshakeType.server_hello
     server_version: int
@@ -108,7 +116,9 @@ class ServerHello:
         session_id = reader.opaque8(maximum=MAX_SESSION_ID)
         cipher_suite = reader.u16()
         compression_method = reader.u8()
-        extensions = Extensions.decode(reader)
+        retry = random == HELLO_RETRY_REQUEST_RANDOM
+        registry = HELLO_RETRY_REQUEST_EXTENSIONS if retry else SERVER_HELLO_EXTENSIONS
+        extensions = Extensions.decode(reader, registry)
         return cls(server_version, random, session_id, cipher_suite, compression_method, extensions)
 
     def encode(self, writer: Writer) -> None:
@@ -195,23 +205,17 @@ class CertificateRequest:
     def decode(cls, reader: Reader) -> Self:
         types = reader.vec8(minimum=1).u8_list()
         schemes = decode_u16_vector(reader)
-        names = reader.vec16()
-        authorities = []
-        while not names.at_end():
-            authorities.append(names.opaque16(minimum=1))
-        return cls(types, schemes, tuple(authorities))
+        return cls(types, schemes, decode_distinguished_names(reader, minimum=0))
 
     def encode(self, writer: Writer) -> None:
         writer.opaque8(bytes(self.certificate_types))
         encode_u16_vector(writer, self.supported_signature_algorithms)
-        with writer.prefixed(2):
-            for name in self.certificate_authorities:
-                writer.opaque16(name)
+        encode_distinguished_names(writer, self.certificate_authorities)
 
 
 @attrs.frozen
 class CertificateVerify:
-    """RFC 5246 §7.4.8: the client's signature over every handshake message before this one."""
+    """RFC 5246 §7.4.8, RFC 8446 §4.4.3 (same form): a signature over the handshake so far."""
 
     handshake_type: ClassVar[int] = HandshakeType.certificate_verify
     max_length: ClassVar[int] = 2 + 2 + 1024  # scheme, length, up to an RSA-8192 signature
