@@ -58,7 +58,7 @@ from trio_tls.engine.crypto.suites import suite_by_name
 from trio_tls.engine.events import ConnectionInfo
 from trio_tls.engine.wire.codec import Reader, Writer
 from trio_tls.engine.wire.errors import TLSError
-from trio_tls.engine.wire.messages import ServerName
+from trio_tls.engine.wire.extensions import ServerName
 from trio_tls.server.addresses import connection_addresses, format_address
 from trio_tls.server.deadlines import DeadlineStream
 from trio_tls.server.handler import AbortConnection, Handler, option_values

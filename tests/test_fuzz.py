@@ -43,12 +43,8 @@ from trio_tls.engine.wire.enums import (
     NamedGroup,
 )
 from trio_tls.engine.wire.errors import LocalProtocolError, RemoteProtocolError
-from trio_tls.engine.wire.messages import (
-    ClientHello,
-    ExtendedMasterSecret,
-    RenegotiationInfo,
-    SupportedGroups,
-)
+from trio_tls.engine.wire.extensions import ExtendedMasterSecret, RenegotiationInfo, SupportedGroups
+from trio_tls.engine.wire.messages import ClientHello
 
 from .client_certs import ALICE, BOB_RSA, T61_V3, client_auth
 from .scripted_client import ScriptedClient, split_handshake, split_records

@@ -29,14 +29,13 @@ from trio_tls.engine.events import (
     RecordObserved,
 )
 from trio_tls.engine.wire.codec import Reader
+from trio_tls.engine.wire.extensions import ExtendedMasterSecret, UnknownExtension
 from trio_tls.engine.wire.messages import (
     ChangeCipherSpec,
     ClientHello,
     ClientKeyExchange,
-    ExtendedMasterSecret,
     Finished,
     ServerHello,
-    UnknownExtension,
     encode_handshake,
 )
 from trio_tls.ops import plugins

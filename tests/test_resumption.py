@@ -18,7 +18,8 @@ from trio_tls.engine.connection import ServerConnection
 from trio_tls.engine.crypto.suites import suite_by_name
 from trio_tls.engine.events import MessageObserved, Observation, SecretsEstablished
 from trio_tls.engine.sessions import SessionCache, SessionState, TicketKey, TicketKeys
-from trio_tls.engine.wire.messages import Certificate, ClientHello, SessionTicket
+from trio_tls.engine.wire.extensions import SessionTicket
+from trio_tls.engine.wire.messages import Certificate, ClientHello
 
 from .conftest import certified_key
 from .openssl_peer import OpenSSLClient, client_context

@@ -60,13 +60,13 @@ from .wire.errors import (
     TLSError,
     UnexpectedMessage,
 )
+from .wire.extensions import ServerName
 from .wire.messages import (
     Alert,
     ChangeCipherSpec,
     ClientHello,
     ClientMessage,
     HandshakeMessage,
-    ServerName,
     encode_body,
     encode_handshake,
 )

@@ -27,14 +27,14 @@ from __future__ import annotations
 import hashlib
 
 from ..engine.wire.enums import ExtensionType
-from ..engine.wire.messages import (
+from ..engine.wire.extensions import (
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
     ECPointFormats,
     SignatureAlgorithms,
     SupportedGroups,
     SupportedVersions,
 )
+from ..engine.wire.messages import ClientHello
 from .iana import is_grease
 
 # JA4.md, "TLS and DTLS Version"; any other value is "00".

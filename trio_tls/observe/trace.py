@@ -30,25 +30,27 @@ from ..engine.events import (
     Observer,
     RecordObserved,
 )
-from ..engine.wire.messages import (
+from ..engine.wire.extensions import (
     ApplicationLayerProtocolNegotiation,
+    ExtendedMasterSecret,
+    RenegotiationInfo,
+    ServerName,
+    SessionTicket,
+    SignatureAlgorithms,
+    SupportedGroups,
+)
+from ..engine.wire.messages import (
     Certificate,
     CertificateRequest,
     CertificateVerify,
     ChangeCipherSpec,
     ClientHello,
     ClientKeyExchange,
-    ExtendedMasterSecret,
     Finished,
     NewSessionTicket,
-    RenegotiationInfo,
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
-    ServerName,
-    SessionTicket,
-    SignatureAlgorithms,
-    SupportedGroups,
 )
 from ..engine.wire.printable import byte_count, printable
 from . import iana

@@ -24,21 +24,23 @@ from ..wire.enums import (
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     ECPointFormat,
 )
-from ..wire.messages import (
+from ..wire.extensions import (
     AnyExtension,
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
     ECPointFormats,
     ExtendedMasterSecret,
-    Finished,
-    HandshakeMessage,
     RenegotiationInfo,
-    ServerHello,
-    ServerHelloDone,
-    ServerKeyExchange,
     ServerName,
     SessionTicket,
     SupportedGroups,
+)
+from ..wire.messages import (
+    ClientHello,
+    Finished,
+    HandshakeMessage,
+    ServerHello,
+    ServerHelloDone,
+    ServerKeyExchange,
 )
 from .base import (
     AwaitingSignature,

@@ -37,9 +37,8 @@ from ..wire.errors import (
     ProtocolVersionError,
     UnrecognizedName,
 )
-from ..wire.messages import (
+from ..wire.extensions import (
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
     ECPointFormats,
     RenegotiationInfo,
     ServerName,
@@ -48,6 +47,7 @@ from ..wire.messages import (
     SupportedGroups,
     SupportedVersions,
 )
+from ..wire.messages import ClientHello
 from ..wire.printable import byte_count
 from .base import (
     HandshakeContext,

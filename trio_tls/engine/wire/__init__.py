@@ -3,6 +3,7 @@
 enums      the registries' numbers (unknown values kept)
 codec      bounded Reader, length-prefixed Writer
 errors     the one error->alert map
+extensions one frozen class per extension struct, and the Extensions block that holds them
 messages   one frozen class per RFC 5246 struct, with its encode and decode
 printable  peer text escaped for a log line, a trace or a terminal
 """

@@ -130,6 +130,18 @@ class InappropriateFallback(LocalProtocolError):
     alert = AlertDescription.inappropriate_fallback
 
 
+class MissingExtension(LocalProtocolError):
+    """RFC 8446 §4.2: a TLS 1.3 handshake lacks an extension it requires."""
+
+    alert = AlertDescription.missing_extension
+
+
+class CertificateRequired(LocalProtocolError):
+    """RFC 8446 §4.4.2.4: we require a client certificate and the client sent none."""
+
+    alert = AlertDescription.certificate_required
+
+
 class InternalError(LocalProtocolError):
     """Our own limit or invariant, not the peer's fault (sequence numbers exhausted, ...)."""
 
