@@ -168,6 +168,11 @@ def _add_serve_options(run: argparse.ArgumentParser) -> None:
         help="environment variable holding the key's password (default: the key is not encrypted)",
     )
     run.add_argument(
+        "--tls-versions",
+        metavar="LIST",
+        help="protocol versions to serve, e.g. 1.2,1.3 (default: 1.2)",
+    )
+    run.add_argument(
         "--ciphers",
         metavar="LIST",
         help="cipher suites in preference order, IANA or OpenSSL names, ':'-separated "

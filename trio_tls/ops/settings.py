@@ -23,10 +23,10 @@ from cryptography import x509
 
 from ..engine.clientauth import ClientAuth
 from ..engine.config import CertificateError, CertifiedKey, ServerConfig
-from ..engine.crypto.asymmetric import TLS12_GROUPS
+from ..engine.crypto.keyshare import TLS13_GROUPS
 from ..engine.crypto.suites import DEFAULT_SUITES, CipherSuite, suite_by_name
 from ..engine.sessions import SessionCache, TicketKeys
-from ..engine.wire.enums import NamedGroup
+from ..engine.wire.enums import TLS12, TLS13, NamedGroup
 from .certs import (
     ensure_dev_certificate,
     fingerprint_sha256,
@@ -48,6 +48,7 @@ _GROUP_ALIASES = {
     "p-256": NamedGroup.secp256r1,
     "secp384r1": NamedGroup.secp384r1,
     "p-384": NamedGroup.secp384r1,
+    "x25519mlkem768": NamedGroup.X25519MLKEM768,
 }
 
 
@@ -68,6 +69,7 @@ class Settings:
     certfiles: Sequence[str] = ()
     keyfiles: Sequence[str] = ()
     keyfile_password_env: str | None = None
+    tls_versions: str | None = None
     ciphers: str | None = None
     groups: str | None = None
     alpn: str | None = None
@@ -106,6 +108,23 @@ def parse_suites(text: str) -> list[CipherSuite]:
     if not suites:
         raise UsageError("--ciphers names no cipher suite; leave it out for the defaults")
     return suites
+
+
+_VERSIONS = {"1.2": TLS12, "1.3": TLS13}
+DEFAULT_VERSIONS = frozenset({TLS12})
+
+
+def parse_versions(text: str) -> frozenset[int]:
+    """--tls-versions: "1.2", "1.3" or both, in any order."""
+    versions = set()
+    for name in _split(text):
+        version = _VERSIONS.get(name.removeprefix("TLSv").removeprefix("tls"))
+        if version is None:
+            raise UsageError(f"--tls-versions: unknown version {name!r} (known: 1.2, 1.3)")
+        versions.add(version)
+    if not versions:
+        raise UsageError("--tls-versions names no version; leave it out for the defaults")
+    return frozenset(versions)
 
 
 def parse_groups(text: str) -> list[int]:
@@ -305,10 +324,14 @@ def build_config(
     if settings.ciphers is not None:
         suites = tuple(parse_suites(settings.ciphers))
         _check_suites_fit(suites, certified, notices)
+    versions = DEFAULT_VERSIONS
+    if settings.tls_versions is not None:
+        versions = parse_versions(settings.tls_versions)
     config = ServerConfig(
         certified,
+        versions=versions,
         cipher_suites=suites,
-        groups=parse_groups(settings.groups) if settings.groups is not None else TLS12_GROUPS,
+        groups=parse_groups(settings.groups) if settings.groups is not None else TLS13_GROUPS,
         alpn_protocols=alpn,
         strict_sni=settings.strict_sni,
         session_cache=cache,
