@@ -360,6 +360,24 @@ TABLE = [
     Hostile("extended-master-secret-not-empty", hello_replacing_extension(
                 ExtensionType.extended_master_secret, b"\x00"),
             A.decode_error),
+    # ---- TLS 1.3 extensions, decoded from every ClientHello (RFC 8446 §4.2)
+    Hostile("key-share-group-twice", hello_with_extra_extension(
+                ExtensionType.key_share, b"\x00\x0a" + b"\x00\x1d\x00\x01\x01" * 2),
+            A.illegal_parameter),
+    Hostile("key-share-empty-body", hello_with_extra_extension(ExtensionType.key_share, b""),
+            A.decode_error),
+    Hostile("key-share-empty-key", hello_with_extra_extension(
+                ExtensionType.key_share, b"\x00\x04\x00\x1d\x00\x00"),
+            A.decode_error),
+    Hostile("pre-shared-key-two-identities-one-binder", hello_with_extra_extension(
+                ExtensionType.pre_shared_key,
+                b"\x00\x0e" + (b"\x00\x01t" + bytes(4)) * 2 + b"\x00\x21\x20" + bytes(32)),
+            A.illegal_parameter),
+    Hostile("psk-key-exchange-modes-empty", hello_with_extra_extension(
+                ExtensionType.psk_key_exchange_modes, b"\x00"),
+            A.decode_error),
+    Hostile("cookie-empty", hello_with_extra_extension(ExtensionType.cookie, b"\x00\x00"),
+            A.decode_error),
     Hostile("extension-length-overruns-block", lambda c: c.client_hello(
                 body=c.client_hello_body(extensions=[])
                 + b"\x00\x06" + b"\x00\x0a\x00\x08\x00\x02"),

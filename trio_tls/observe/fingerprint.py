@@ -1,8 +1,8 @@
 """JA3 and JA4: fingerprints of a client, computed from its ClientHello as it was sent.
 
-Both read only what the decoded ClientHello keeps in wire order (messages.py leaves GREASE and
-unknown extensions in place), and both leave GREASE (RFC 8701) out, because clients choose it at
-random per connection.
+Both read only what the decoded ClientHello keeps in wire order (wire/extensions.py leaves
+GREASE and unknown extensions in place), and both leave GREASE (RFC 8701) out, because clients
+choose it at random per connection.
 
 JA3 (Salesforce, 2017; the reference is salesforce/ja3's ja3.py): the five fields
 `SSLVersion,Ciphers,Extensions,EllipticCurves,EllipticCurvePointFormats`, each a `-`-joined list
