@@ -104,6 +104,7 @@ class NamedGroup(IntEnum):
     secp256r1 = 23
     secp384r1 = 24
     x25519 = 29
+    X25519MLKEM768 = 0x11EC
 
 
 class SignatureScheme(IntEnum):
