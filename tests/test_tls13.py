@@ -132,16 +132,19 @@ def test_every_secret_matches_openssls_key_log(
     }
 
 
-@pytest.mark.parametrize("curve", ["secp256r1", "secp384r1", "X25519"])
+@pytest.mark.parametrize(
+    ("curve", "group"),
+    [("prime256v1", "secp256r1"), ("secp384r1", "secp384r1"), ("X25519", "x25519")],
+)
 def test_each_classic_group_is_taken_from_the_clients_share(
-    ca: trustme.CA, rsa_config: ServerConfig, curve: str
+    ca: trustme.CA, rsa_config: ServerConfig, curve: str, group: str
 ) -> None:
     ctx = tls13_context(ca)
-    ctx.set_ecdh_curve(curve)
+    ctx.set_ecdh_curve(curve)  # OpenSSL then offers this group alone, and its share
     observed: list[Observation] = []
     client = connect(serve13(rsa_config), ctx, observed)
     info = client.server.info
-    assert info is not None and info.group == curve.lower()
+    assert info is not None and info.group == group
     assert len(sent(observed, ServerHello)) == 1  # the share was used: no HelloRetryRequest
 
 
@@ -179,7 +182,9 @@ def test_tls13_ticket_resumes_with_openssl(ca: trustme.CA, rsa_config: ServerCon
     assert not sent(observed, Certificate13)
 
 
-def test_a_tls12_client_sees_the_downgrade_sentinel(ca: trustme.CA, rsa_config: ServerConfig) -> None:
+def test_a_tls12_client_sees_the_downgrade_sentinel(
+    ca: trustme.CA, rsa_config: ServerConfig
+) -> None:
     ctx = tls13_context(ca)
     ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     observed: list[Observation] = []

@@ -154,7 +154,9 @@ class ServerConfig:
     versions: frozenset[int] = attrs.field(default=frozenset({TLS12}), converter=_versions)
     # TLS 1.2 suites; TLS 1.3 has its own (RFC 8446 §B.4), which name no key exchange.
     cipher_suites: tuple[CipherSuite, ...] = attrs.field(default=DEFAULT_SUITES, converter=_suites)
-    tls13_suites: tuple[Tls13Suite, ...] = attrs.field(default=TLS13_SUITES, converter=_tls13_suites)
+    tls13_suites: tuple[Tls13Suite, ...] = attrs.field(
+        default=TLS13_SUITES, converter=_tls13_suites
+    )
     # Key exchange groups in preference order. X25519MLKEM768 exists in TLS 1.3 only; a TLS 1.2
     # handshake skips it.
     groups: tuple[int, ...] = attrs.field(default=TLS13_GROUPS, converter=_ints)

@@ -40,7 +40,6 @@ from .events import (
 from .handshake.base import AwaitingSignature, State
 from .handshake.hello import ExpectClientHello
 from .record.framing import HandshakeAssembler, RecordReader, write_records
-from .record.protection13 import SKIPPED, Tls13Protection
 from .record.protection import (
     MAX_PLAINTEXT,
     TAG_LENGTH,
@@ -50,6 +49,7 @@ from .record.protection import (
     RecordProtection,
     XorNonceAEAD,
 )
+from .record.protection13 import SKIPPED, Tls13Protection
 from .wire.codec import Reader
 from .wire.enums import AlertDescription, AlertLevel, ContentType
 from .wire.errors import (
@@ -300,7 +300,9 @@ class ServerConnection:
             self._observer(AlertObserved("received", alert.level, alert.description))
         if self._tls13:
             self._handle_tls13_alert(alert.description)
-        elif alert.level == AlertLevel.warning and alert.description != AlertDescription.close_notify:
+        elif (
+            alert.level == AlertLevel.warning and alert.description != AlertDescription.close_notify
+        ):
             self._count_warning("warning alerts")
         elif alert.description == AlertDescription.close_notify:
             # RFC 5246 §7.2.1: answer with our own close_notify, discarding pending writes;

@@ -142,7 +142,9 @@ def sign(key: PrivateKey, scheme: int, data: bytes) -> bytes:
 # (RFC 9155 §2), offered in CertificateRequest and nothing else accepted.
 CLIENT_SCHEMES: tuple[int, ...] = tuple(SCHEMES)
 # In TLS 1.3: no PKCS#1 v1.5 (RFC 8446 §4.4.3).
-TLS13_CLIENT_SCHEMES: tuple[int, ...] = tuple(s for s, i in SCHEMES.items() if i.kind != "rsa_pkcs1")
+TLS13_CLIENT_SCHEMES: tuple[int, ...] = tuple(
+    s for s, i in SCHEMES.items() if i.kind != "rsa_pkcs1"
+)
 
 
 def verify(key: PublicKey, scheme: int, data: bytes, signature: bytes) -> None:

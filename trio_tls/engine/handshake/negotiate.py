@@ -71,7 +71,9 @@ def choose_version(config: ServerConfig, hello: ClientHello) -> int:
     if versions is not None:
         if hello.client_version < TLS10:
             raise ProtocolVersionError(f"legacy_version {hello.client_version:#06x}")
-        chosen = next((v for v in (TLS13, TLS12) if v in config.versions and v in versions.versions), None)
+        chosen = next(
+            (v for v in (TLS13, TLS12) if v in config.versions and v in versions.versions), None
+        )
         if chosen is None:
             raise ProtocolVersionError("supported_versions lists no version this server speaks")
     elif hello.client_version < TLS12 or TLS12 not in config.versions:

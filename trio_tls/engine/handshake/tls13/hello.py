@@ -26,9 +26,9 @@ from ...crypto.key_schedule13 import (
     message_hash,
 )
 from ...crypto.keyshare import exchange_key_share
+from ...crypto.suites import Tls13Suite
 from ...record.protection import NullProtection, RecordProtection
 from ...record.protection13 import SkipEarlyData
-from ...crypto.suites import Tls13Suite
 from ...wire.enums import HELLO_RETRY_REQUEST_RANDOM, TLS12, TLS13, NamedGroup, SignatureScheme
 from ...wire.errors import IllegalParameter
 from ...wire.extensions import (
@@ -49,7 +49,7 @@ from ...wire.messages import (
     HandshakeMessage,
     ServerHello,
 )
-from ...wire.messages13 import CertificateRequest13, EncryptedExtensions, Finished13
+from ...wire.messages13 import EncryptedExtensions, Finished13
 from ..base import AwaitingSignature, HandshakeContext, State, accepting, explain, wire_name
 from ..negotiate import choose_alpn, choose_version, server_name
 from .base import HandshakeSecrets, Negotiated13, derive, observe_secret
@@ -191,7 +191,9 @@ def _retry(
         ctx.send_change_cipher_spec()
     if hello.extension(EarlyData) is not None:
         # §4.2.10: after a retry, every encrypted record before the next hello is early data.
-        ctx.set_read_protection(SkipEarlyData(NullProtection(), MAX_SKIPPED_EARLY_DATA, trial=False))
+        ctx.set_read_protection(
+            SkipEarlyData(NullProtection(), MAX_SKIPPED_EARLY_DATA, trial=False)
+        )
     return ExpectSecondClientHello(hello, transcript, _Retry(suite, group, bool(hello.session_id)))
 
 
