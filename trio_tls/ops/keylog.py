@@ -3,9 +3,10 @@
 Each TLS 1.2 handshake appends `CLIENT_RANDOM <client random hex> <master secret hex>`; each TLS
 1.3 handshake five lines, one per traffic secret and the exporter secret, each under its label.
 The file is opened for append, so several servers (or a client and a server) can share one,
-under the rules of secretfiles: never through a symbolic link, created 0600 with O_EXCL, and refused if it exists
-with access for other users or belongs to another user. Anyone holding this file can decrypt the
-recorded traffic: it is for debugging only, and the CLI warns at start-up whenever it is on.
+under the rules of secretfiles: never through a symbolic link, created 0600 with O_EXCL, and
+refused if it exists with access for other users or belongs to another user. Anyone holding this
+file can decrypt the recorded traffic: it is for debugging only, and the CLI warns at start-up
+whenever it is on.
 """
 
 from __future__ import annotations
