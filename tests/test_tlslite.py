@@ -36,7 +36,7 @@ from tlslite.messages import Certificate
 
 from trio_tls.engine.config import ServerConfig
 from trio_tls.engine.connection import ServerConnection
-from trio_tls.engine.crypto.asymmetric import SUPPORTED_GROUPS
+from trio_tls.engine.crypto.asymmetric import TLS12_GROUPS
 from trio_tls.engine.crypto.suites import ALL_SUITES, CipherSuite
 from trio_tls.engine.events import AlertReceived, ApplicationData, ConnectionInfo, HandshakeComplete
 from trio_tls.engine.sessions import SessionCache, SessionState, TicketKeys
@@ -60,7 +60,7 @@ TLSLITE_CIPHERS = {
     "AES_256_GCM": "aes256gcm",
     "CHACHA20_POLY1305": "chacha20-poly1305",
 }
-GROUP_NAMES = [group.name for group in SUPPORTED_GROUPS]
+GROUP_NAMES = [group.name for group in TLS12_GROUPS]
 
 
 def tlslite_cipher(suite: CipherSuite) -> str:
