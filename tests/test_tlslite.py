@@ -344,13 +344,13 @@ def test_ems_session_offered_without_ems_is_refused(rsa_config: ServerConfig, by
 
 @pytest.mark.parametrize("by", ["ticket", "session_id"])
 def test_a_handshake_without_ems_makes_no_session(rsa_config: ServerConfig, by: str) -> None:
-    """RFC 7627 §5.3: such a session could never be resumed, so none is kept (no ticket,
-    nothing cached under the session ID it names), and its next connection is a full
-    handshake."""
+    """RFC 7627 §5.3: such a session could never be resumed, so none is kept (an empty
+    ticket, RFC 5077 §3.3's "no ticket this time"; nothing cached under the session ID it
+    names), and its next connection is a full handshake."""
     config = resumable(rsa_config, by)
     first, loop = connect(ServerConnection(config), useExtendedMasterSecret=False)
     assert not first.extendedMasterSecret
-    assert not first.session.tls_1_0_tickets
+    assert all(not ticket.ticket for ticket in first.session.tls_1_0_tickets)
     assert config.session_cache is None or len(config.session_cache) == 0
     connection_data_flows(first, loop)
     again, loop = connect(

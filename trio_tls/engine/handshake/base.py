@@ -14,6 +14,7 @@ from typing import ClassVar, Protocol
 
 import attrs
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..clientauth import subject_text
 from ..config import CertifiedKey, ServerConfig
@@ -193,6 +194,16 @@ def describe(
         client_certificate=client_chain,
         client_subject=subject_text(client_chain[0]) if client_chain else None,
     )
+
+
+def kept_identity(
+    config: ServerConfig, client_chain: tuple[x509.Certificate, ...] | None
+) -> tuple[tuple[bytes, ...], bytes]:
+    """What a session keeps of the client's identity: its leaf alone (the chain was verified
+    now, and a resumption is re-checked against the same settings, negotiate.py, so tickets
+    stay small) and the client-auth settings' epoch it was verified under."""
+    leaf = (client_chain[0].public_bytes(Encoding.DER),) if client_chain else ()
+    return leaf, config.client_auth.epoch if config.client_auth is not None else b""
 
 
 def wire_name(enum: type[NamedGroup] | type[SignatureScheme], value: int | None) -> str | None:

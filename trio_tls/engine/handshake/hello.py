@@ -173,13 +173,11 @@ class ExpectClientHello(State):
         suite, certified, scheme = choose_suite(config, hello, sni)
         group = choose_group(config, hello.extension(SupportedGroups))
         # RFC 7627 §5.3: a session without the extended master secret can never be resumed,
-        # so none is kept: no ticket, and nothing cached (finish.py). Its ServerHello still
-        # names a fresh session ID, as for a cached one: the client meets a cache miss if it
-        # offers it back, and no two ServerHellos share an ID (one empty ID, repeated, reads
+        # so none is kept: an empty ticket, and nothing cached (finish.py). Its ServerHello
+        # still names a fresh session ID, as for a cached one: the client meets a cache miss if
+        # it offers it back, and no two ServerHellos share an ID (one empty ID, repeated, reads
         # as a broken random source: tlsfuzzer's test-ecdhe-rsa-key-share-random).
-        issue_ticket = (
-            ems and config.ticket_keys is not None and hello.extension(SessionTicket) is not None
-        )
+        issue_ticket = config.ticket_keys is not None and hello.extension(SessionTicket) is not None
         name_session = config.session_cache is not None and not issue_ticket
         negotiated = Negotiated(
             suite=suite,

@@ -13,7 +13,6 @@ import hmac
 import os
 
 import attrs
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ...clientauth import ClientAuth, client_public_key, subject_text
 from ...crypto.asymmetric import verify_tls13
@@ -24,7 +23,7 @@ from ...wire.enums import TLS13
 from ...wire.errors import CertificateRequired, DecodeError, DecryptError, IllegalParameter
 from ...wire.messages import CertificateVerify, HandshakeMessage
 from ...wire.messages13 import Certificate13, Finished13, NewSessionTicket13
-from ..base import HandshakeContext, State, accepting, explain
+from ..base import HandshakeContext, State, accepting, explain, kept_identity
 from .base import HandshakeSecrets, Negotiated13, derive
 from .traffic import Traffic
 
@@ -130,18 +129,15 @@ class ExpectClientFinished(_ClientFlight):
         )
         nonce = b"\x00"  # one ticket per connection: the nonce only has to differ within it
         age_add = int.from_bytes(os.urandom(4), "big")
+        client_chain, auth_epoch = kept_identity(config, negotiated.client_chain)
         state = SessionState(
             suite_id=negotiated.suite.id,
             master_secret=resumption_psk(hash_name, resumption_master, nonce),
             extended_master_secret=True,
             sni=negotiated.sni,
             created=config.clock(),
-            client_chain=(
-                (negotiated.client_chain[0].public_bytes(Encoding.DER),)
-                if negotiated.client_chain
-                else ()
-            ),
-            auth_epoch=config.client_auth.epoch if config.client_auth is not None else b"",
+            client_chain=client_chain,
+            auth_epoch=auth_epoch,
             version=TLS13,
             age_add=age_add,
         )
