@@ -43,7 +43,12 @@ RFCS = {
     "signature scheme": "RFC 5246 §7.4.1.4.1",
     "group": "RFC 8422 §5.1.1",
 }
-VERSION = ("version", "TLS 1.2", "the client's version is 0x0303, and 1.2 is ours")
+VERSION = (
+    "version",
+    "TLS 1.2",
+    "the client sends no supported_versions: it speaks at most TLS 1.2 (its version is 0x0303); "
+    "this server speaks TLS 1.2",
+)
 EMS = ("master secret", "extended (session hash)", "the client offers extended_master_secret")
 NO_EMS = (
     "master secret",
@@ -162,7 +167,8 @@ def test_supported_versions_and_an_unnamed_certificate_explained(unnamed: Server
         (
             "version",
             "TLS 1.2",
-            "supported_versions lists 0x0304, 0x0303; this server speaks TLS 1.2 only",
+            "the highest both speak: supported_versions lists 0x0304, 0x0303; this server speaks "
+            "TLS 1.2",
         ),
         EMS,
         NO_SESSION,

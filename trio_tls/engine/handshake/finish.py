@@ -76,9 +76,9 @@ class ExpectFinished(Keyed):
     def _remember_session(self, ctx: HandshakeContext) -> None:
         """RFC 5077 §3.3: a ticket goes out before our ChangeCipherSpec; or cache by ID.
 
-        A session without the extended master secret is never resumed (RFC 7627 §5.3), so it
-        is not kept: a client that asked for a ticket gets an empty one, RFC 5077 §3.3's "no
-        ticket this time", rather than one that would only get it a full handshake again."""
+        A session without the extended master secret is never resumed (negotiate.py's
+        find_session), so the cache does not keep one; but a client that asks for a ticket gets
+        one, as RFC 5077 says, and meets a full handshake when it offers it back."""
         config = ctx.config
         negotiated = self.negotiated
         client_chain, auth_epoch = kept_identity(config, negotiated.client_chain)
@@ -91,12 +91,16 @@ class ExpectFinished(Keyed):
             client_chain=client_chain,
             auth_epoch=auth_epoch,
         )
-        keep = negotiated.extended_master_secret
         if negotiated.issue_ticket and config.ticket_keys is not None:
-            sealed = config.ticket_keys.seal(state) if keep else b""
-            ticket = NewSessionTicket(int(config.ticket_keys.lifetime) if sealed else 0, sealed)
+            ticket = NewSessionTicket(
+                int(config.ticket_keys.lifetime), config.ticket_keys.seal(state)
+            )
             self.transcript.update(ctx.send_handshake(ticket))
-        elif negotiated.session_id and keep and config.session_cache is not None:
+        elif (
+            negotiated.session_id
+            and negotiated.extended_master_secret
+            and config.session_cache is not None
+        ):
             config.session_cache.store(negotiated.session_id, state)
 
 

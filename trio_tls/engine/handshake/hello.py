@@ -172,13 +172,14 @@ class ExpectClientHello(State):
         config = ctx.config
         suite, certified, scheme = choose_suite(config, hello, sni)
         group = choose_group(config, hello.extension(SupportedGroups))
-        # RFC 7627 §5.3: a session without the extended master secret can never be resumed,
-        # so none is kept: an empty ticket, and nothing cached (finish.py). Its ServerHello
-        # still names a fresh session ID, as for a cached one: the client meets a cache miss if
-        # it offers it back, and no two ServerHellos share an ID (one empty ID, repeated, reads
-        # as a broken random source: tlsfuzzer's test-ecdhe-rsa-key-share-random).
+        # A server that resumes names a fresh session ID in every full handshake, kept in the
+        # cache only when the session goes there (finish.py: not when a ticket carries it, nor
+        # without the extended master secret, RFC 7627 §5.3). A client offering a ticket can
+        # then tell a full handshake from a resumption by the ID (RFC 5077 §3.4; an empty ID
+        # echoed back reads as one to tlslite-ng), and no two ServerHellos share an ID (one
+        # empty ID, repeated, reads as a broken random source: tlsfuzzer's
+        # test-ecdhe-rsa-key-share-random).
         issue_ticket = config.ticket_keys is not None and hello.extension(SessionTicket) is not None
-        name_session = config.session_cache is not None and not issue_ticket
         negotiated = Negotiated(
             suite=suite,
             client_random=hello.random,
@@ -186,7 +187,7 @@ class ExpectClientHello(State):
             extended_master_secret=ems,
             sni=sni,
             alpn=alpn,
-            session_id=os.urandom(32) if name_session else b"",
+            session_id=os.urandom(32) if issue_ticket or config.session_cache is not None else b"",
             issue_ticket=issue_ticket,
             certified=certified,
             group=group,

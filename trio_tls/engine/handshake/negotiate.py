@@ -190,12 +190,12 @@ def find_session(
     offer — means a full handshake. A client that offers a session but not its cipher suite
     breaks RFC 5246 §7.4.1.2's MUST (illegal_parameter, as OpenSSL and NSS answer). And a
     session resumes only if it was made with the extended master secret and the client
-    offers it again (RFC 7627 §5.3, handshake_failure where it says to abort): an EMS session
-    offered without EMS is a downgrade (MUST abort); a session without EMS is never resumed,
-    with a full handshake for a client that now offers EMS (MUST NOT resume, SHOULD do a full
-    handshake) and an abort for one that does not (SHOULD abort; OpenSSL resumes it, as
-    "legacy insecure resumption"). This server makes no such session (see hello.py's
-    _full_handshake), so one only comes from an older server sharing the ticket keys.
+    offers it again (RFC 7627 §5.3): an EMS session offered without EMS is a downgrade (MUST
+    abort, handshake_failure); a session without EMS is never resumed, with a full handshake
+    whether the client now offers EMS (MUST NOT resume, SHOULD do a full handshake) or not
+    (SHOULD abort; OpenSSL resumes it, as "legacy insecure resumption"). Not the abort: the
+    ticket came from this server (hello.py's _full_handshake), and a client must not fail for
+    offering back what it was given.
     """
     now = config.clock()
     state = None
@@ -213,8 +213,6 @@ def find_session(
     if state.extended_master_secret and not ems:
         raise HandshakeFailure("resuming an extended-master-secret session without it")
     if not state.extended_master_secret:
-        if not ems:
-            raise HandshakeFailure("resuming a session without the extended master secret")
         return None
     return with_identity(config, state, now)
 
@@ -248,9 +246,11 @@ def explain_version(ctx: HandshakeContext, hello: ClientHello, version: int) -> 
         )
     else:
         listed = ", ".join(f"{v:#06x}" for v in versions.versions)
-        reason = f"the highest both speak: supported_versions lists {listed}; this server {ours}"
+        reason = (
+            f"the highest both speak: supported_versions lists {listed}; this server speaks {ours}"
+        )
     chosen = "TLS 1.3" if version == TLS13 else "TLS 1.2"
-    explain(ctx, "version", chosen, reason, "RFC 8446 §4.2.1, RFC 5246 App. E.1")
+    explain(ctx, "version", chosen, reason, "RFC 5246 App. E.1, RFC 8446 §4.2.1")
 
 
 def explain_full_handshake(
