@@ -24,7 +24,7 @@ from trio_tls.engine.events import (
     Observation,
     SecretsEstablished,
 )
-from trio_tls.engine.sessions import TicketKeys
+from trio_tls.engine.sessions import SessionState, TicketKeys
 from trio_tls.engine.wire.enums import TLS12, TLS13, TLS13_DOWNGRADE_TLS12, NamedGroup
 from trio_tls.engine.wire.messages import ServerHello
 from trio_tls.engine.wire.messages13 import Certificate13, NewSessionTicket13
@@ -200,3 +200,30 @@ def test_a_tls12_only_server_sends_no_sentinel(ca: trustme.CA, rsa_config: Serve
     client = connect(attrs.evolve(rsa_config, versions={TLS12}), ctx, observed)
     assert client.ssl.version() == "TLSv1.2"
     assert not sent(observed, ServerHello)[0].random.endswith(TLS13_DOWNGRADE_TLS12)
+
+
+def test_a_ticket_sealed_before_tls13_still_opens_as_a_tls12_session() -> None:
+    """Tickets a server sealed before TLS 1.3 existed (format 2: no version, a 48-byte master
+    secret) open after an upgrade as TLS 1.2 sessions, so clients keep resuming."""
+    old = b"".join(
+        (
+            b"\x02",  # the format
+            (0xC02F).to_bytes(2, "big"),
+            (1_700_000_000).to_bytes(4, "big"),
+            b"\x01",  # extended master secret
+            bytes(range(48)),
+            b"\x09localhost",
+            b"\x00",  # no client-auth epoch
+        )
+    )
+    state = SessionState.decode(old)
+    assert state is not None
+    assert (state.version, state.suite_id, state.sni) == (TLS12, 0xC02F, "localhost")
+    assert state.master_secret == bytes(range(48)) and state.extended_master_secret
+
+
+def test_a_session_keeps_its_version_and_secret_length() -> None:
+    state = SessionState(0x1302, bytes(48), True, None, 1.0, version=TLS13, age_add=7)
+    assert SessionState.decode(state.encode()) == state
+    short = attrs.evolve(state, suite_id=0x1301, master_secret=bytes(32))
+    assert SessionState.decode(short.encode()) == short
