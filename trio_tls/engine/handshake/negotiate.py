@@ -71,18 +71,24 @@ def choose_version(config: ServerConfig, hello: ClientHello) -> int:
     if versions is not None:
         if hello.client_version < TLS10:
             raise ProtocolVersionError(f"legacy_version {hello.client_version:#06x}")
-        chosen = next(
-            (v for v in (TLS13, TLS12) if v in config.versions and v in versions.versions), None
-        )
+        offered = (v for v in (TLS13, TLS12) if v in config.versions and v in versions.versions)
+        chosen = next(offered, None)
         if chosen is None:
-            raise ProtocolVersionError("supported_versions lists no version this server speaks")
-    elif hello.client_version < TLS12 or TLS12 not in config.versions:
-        raise ProtocolVersionError(f"client version {hello.client_version:#06x} is not served")
+            served = " or ".join(_version_name(v) for v in (TLS13, TLS12) if v in config.versions)
+            raise ProtocolVersionError(f"supported_versions does not list {served}")
+    elif hello.client_version < TLS12:
+        raise ProtocolVersionError(f"client version {hello.client_version:#06x} is below TLS 1.2")
+    elif TLS12 not in config.versions:
+        raise ProtocolVersionError("a TLS 1.2 client (no supported_versions); only 1.3 is served")
     else:
         chosen = TLS12
     if chosen == TLS12 and TLS13 in config.versions and TLS_FALLBACK_SCSV in hello.cipher_suites:
         raise InappropriateFallback("TLS_FALLBACK_SCSV from a TLS 1.2 client; TLS 1.3 is served")
     return chosen
+
+
+def _version_name(version: int) -> str:
+    return f"TLS 1.{(version & 0xFF) - 1}"
 
 
 def server_random(config: ServerConfig) -> bytes:
@@ -237,7 +243,7 @@ def explain_version(ctx: HandshakeContext, hello: ClientHello, version: int) -> 
     if ctx.observer is None:
         return
     config = ctx.config
-    ours = " and ".join(f"TLS 1.{(v & 0xFF) - 1}" for v in sorted(config.versions, reverse=True))
+    ours = " and ".join(_version_name(v) for v in sorted(config.versions, reverse=True))
     versions = hello.extension(SupportedVersions)
     if versions is None:
         reason = (
@@ -249,8 +255,7 @@ def explain_version(ctx: HandshakeContext, hello: ClientHello, version: int) -> 
         reason = (
             f"the highest both speak: supported_versions lists {listed}; this server speaks {ours}"
         )
-    chosen = "TLS 1.3" if version == TLS13 else "TLS 1.2"
-    explain(ctx, "version", chosen, reason, "RFC 5246 App. E.1, RFC 8446 §4.2.1")
+    explain(ctx, "version", _version_name(version), reason, "RFC 5246 App. E.1, RFC 8446 §4.2.1")
 
 
 def explain_full_handshake(
