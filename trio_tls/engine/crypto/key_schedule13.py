@@ -48,8 +48,10 @@ def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
 
 
 def _hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
-    """RFC 5869 §2.3. TLS 1.3 never asks for more than one block but the Finished key's
-    HashLen, so one HMAC is the usual case."""
+    """RFC 5869 §2.3. TLS 1.3 never asks for more than one block (at most HashLen bytes), so
+    that case is a single HMAC; the loop is there for completeness."""
+    if length <= hash_length(hash_name):
+        return hmac.digest(prk, info + b"\x01", hash_name)[:length]
     output = b""
     block = b""
     counter = 1
@@ -60,14 +62,18 @@ def _hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
     return output[:length]
 
 
+@functools.cache
+def _label_info(length: int, label: bytes) -> bytes:
+    """HkdfLabel (§7.1) up to its context: the same few labels, encoded once."""
+    full_label = _LABEL_PREFIX + label
+    return struct.pack("!HB", length, len(full_label)) + full_label
+
+
 def hkdf_expand_label(
     hash_name: str, secret: bytes, label: bytes, context: bytes, length: int
 ) -> bytes:
     """HKDF-Expand-Label (§7.1); `label` without its b"tls13 " prefix."""
-    full_label = _LABEL_PREFIX + label
-    info = (
-        struct.pack("!HB", length, len(full_label)) + full_label + bytes((len(context),)) + context
-    )
+    info = _label_info(length, label) + bytes((len(context),)) + context
     return _hkdf_expand(hash_name, secret, info, length)
 
 
@@ -80,12 +86,30 @@ def _derived(hash_name: str, secret: bytes) -> bytes:
     return derive_secret(hash_name, secret, b"derived", empty_transcript_hash(hash_name))
 
 
+@functools.cache
+def _early_secret_without_psk(hash_name: str) -> bytes:
+    return hkdf_extract(hash_name, b"", bytes(hash_length(hash_name)))
+
+
+@functools.cache
+def _derived_without_psk(hash_name: str) -> bytes:
+    return _derived(hash_name, _early_secret_without_psk(hash_name))
+
+
 def early_secret(hash_name: str, psk: bytes | None) -> bytes:
-    return hkdf_extract(hash_name, b"", psk if psk is not None else bytes(hash_length(hash_name)))
+    """Without a PSK the Early Secret, and the salt it gives the next step, are constants:
+    computed once, and recognised by identity in handshake_secret."""
+    if psk is None:
+        return _early_secret_without_psk(hash_name)
+    return hkdf_extract(hash_name, b"", psk)
 
 
 def handshake_secret(hash_name: str, early: bytes, shared_secret: bytes) -> bytes:
-    return hkdf_extract(hash_name, _derived(hash_name, early), shared_secret)
+    if early is _early_secret_without_psk(hash_name):
+        salt = _derived_without_psk(hash_name)
+    else:
+        salt = _derived(hash_name, early)
+    return hkdf_extract(hash_name, salt, shared_secret)
 
 
 def master_secret(hash_name: str, handshake: bytes) -> bytes:

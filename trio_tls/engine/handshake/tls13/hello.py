@@ -302,7 +302,8 @@ def _send_finished(
     server_secret = derive(
         ctx, negotiated, master, b"s ap traffic", flight_hash, "SERVER_TRAFFIC_SECRET_0"
     )
-    derive(ctx, negotiated, master, b"exp master", flight_hash, "EXPORTER_SECRET")
+    if ctx.observer is not None:  # no exporter API: the secret is only ever logged
+        derive(ctx, negotiated, master, b"exp master", flight_hash, "EXPORTER_SECRET")
     ctx.set_write_protection(negotiated.suite.make_protection(server_secret))
     secrets = HandshakeSecrets(keys.client, master, client_secret, server_secret)
     if ctx.config.client_auth is not None and not negotiated.resumed:
