@@ -24,10 +24,17 @@ from trio_tls.engine.events import (
     Observation,
     SecretsEstablished,
 )
+from trio_tls.engine.record import protection13
 from trio_tls.engine.sessions import SessionState, TicketKeys
-from trio_tls.engine.wire.enums import TLS12, TLS13, TLS13_DOWNGRADE_TLS12, NamedGroup
+from trio_tls.engine.wire.enums import (
+    TLS12,
+    TLS13,
+    TLS13_DOWNGRADE_TLS12,
+    KeyUpdateRequest,
+    NamedGroup,
+)
 from trio_tls.engine.wire.messages import ServerHello
-from trio_tls.engine.wire.messages13 import Certificate13, NewSessionTicket13
+from trio_tls.engine.wire.messages13 import Certificate13, KeyUpdate, NewSessionTicket13
 
 from .openssl_peer import OpenSSLClient
 
@@ -227,3 +234,24 @@ def test_a_session_keeps_its_version_and_secret_length() -> None:
     assert SessionState.decode(state.encode()) == state
     short = attrs.evolve(state, suite_id=0x1301, master_secret=bytes(32))
     assert SessionState.decode(short.encode()) == short
+
+
+def test_our_keys_update_before_the_aead_limit_and_openssl_follows(
+    ca: trustme.CA, rsa_config: ServerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 8446 §5.5: before AES-GCM's record limit our side sends KeyUpdate and moves to the
+    next traffic secret; OpenSSL reads on under the new keys (here the limit is 3 records)."""
+    monkeypatch.setattr(protection13, "AES_GCM_RECORD_LIMIT", 3)
+    observed: list[Observation] = []
+    client = connect(serve13(rsa_config), tls13_context(ca), observed)
+    chunks = [bytes([n]) * 1000 for n in range(8)]
+    for chunk in chunks:
+        client.server.send(chunk)
+        client.pump()
+    got = b""
+    while len(got) < 8000:
+        got += client.ssl.read(65536)
+    assert got == b"".join(chunks)
+    updates = sent(observed, KeyUpdate)
+    assert len(updates) == 2  # at records 3 and 6 of the new keys' sequence: 8 sent
+    assert all(u.request_update == KeyUpdateRequest.update_not_requested for u in updates)
