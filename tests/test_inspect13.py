@@ -106,11 +106,16 @@ def test_python_ssl_gets_tls13_end_to_end(tmp_path: pathlib.Path) -> None:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    args = ("--handler", "inspect", "--tls-versions", "1.2,1.3")
+    args = ("--handler", "inspect", "--tls-versions", "1.2,1.3", "--log-level", "debug")
     with running_server(tmp_path, *args) as server:
         report, _ = get_json(server.port, context)
+        server.wait_for_stderr("closed", 5)
         server.stop()
     check_tls13_json(report)
+    # The connection line keeps its format: a TLS 1.3 suite's name says the version (it names
+    # no key exchange); the debug line says it in words.
+    assert " alpn=- suite=TLS_AES_128_GCM_SHA256 resumed=no in=" in server.stderr
+    assert ": TLSv1.3 TLS_AES_128_GCM_SHA256 group=x25519 signature=" in server.stderr
 
 
 def check_tls13_json(report: Any) -> None:
