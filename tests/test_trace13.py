@@ -8,17 +8,23 @@ import io
 import json
 import re
 import ssl
+from pathlib import Path
 
+import attrs
 import pytest
 import trustme
 
 from trio_tls.engine.config import ServerConfig
 from trio_tls.engine.connection import ServerConnection
 from trio_tls.engine.sessions import TicketKeys
-from trio_tls.engine.wire.enums import KeyUpdateRequest, NamedGroup
+from trio_tls.engine.wire.codec import Reader
+from trio_tls.engine.wire.enums import TLS13, KeyUpdateRequest, NamedGroup
+from trio_tls.engine.wire.extensions import KeyShare, KeyShareEntry, SupportedVersions
+from trio_tls.engine.wire.messages import ClientHello, encode_handshake
 from trio_tls.engine.wire.messages13 import KeyUpdate
 from trio_tls.observe.trace import HandshakeTrace, describe_message
 
+from .client_certs import ALICE, client_auth
 from .openssl_peer import OpenSSLClient
 from .test_tls13 import serve13, tls13_context
 from .test_trace import Ticks, check_golden
@@ -136,3 +142,43 @@ def test_tls13_json_lines_name_the_keys(ca: trustme.CA, rsa_config: ServerConfig
 def test_a_key_update_is_described(request_update: int, said: str) -> None:
     line = describe_message(KeyUpdate(request_update), tls13=True)
     assert line.startswith(said) and "next traffic secret" in line
+
+
+def test_client_authentication_in_tls13(
+    ca: trustme.CA, rsa_config: ServerConfig, tmp_path: Path
+) -> None:
+    config = attrs.evolve(rsa_config, client_auth=client_auth("required"))
+    ctx = tls13_context(ca)
+    ctx.load_cert_chain(*ALICE.write(tmp_path, "client"))
+    ladder = traced13(config, ctx)
+    assert re.search(
+        r"C <- S CertificateRequest \(\d+ bytes, encrypted with the handshake keys\): "
+        r"\d+ signature schemes; 1 CA name\(s\)  \[RFC 8446 §4\.3\.2\]",
+        ladder,
+    ), ladder
+    assert re.search(
+        r"C -> S Certificate \(\d+ bytes, encrypted with the handshake keys\): "
+        r"1 certificate\(s\), \d+ bytes  \[RFC 8446 §4\.4\.2\]",
+        ladder,
+    ), ladder
+    assert re.search(
+        r"C -> S CertificateVerify \(\d+ bytes, encrypted with the handshake keys\): "
+        r"ecdsa_secp256r1_sha256 signature over the transcript hash, in the client's context",
+        ladder,
+    ), ladder
+
+
+def test_a_hello_with_thousands_of_key_shares_is_traced_in_a_bounded_line() -> None:
+    shares = tuple(KeyShareEntry(0x2000 + i, b"k") for i in range(5000))
+    hello = ClientHello(
+        0x0303,
+        bytes(32),
+        b"",
+        (0x1301,),
+        b"\x00",
+        (SupportedVersions((TLS13,)), KeyShare(shares)),
+    )
+    decoded = ClientHello.decode(Reader(encode_handshake(hello)[4:]))
+    line = describe_message(decoded)
+    assert "(1 byte), ... and 4936 more" in line
+    assert len(line) < 3000

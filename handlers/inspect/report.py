@@ -32,9 +32,8 @@ from trio_tls.engine.wire.enums import AlertLevel
 from trio_tls.engine.wire.extensions import KeyShare, KeyShareRetry, KeyShareServer
 from trio_tls.engine.wire.messages import ClientHello, Finished, ServerHello
 from trio_tls.engine.wire.messages13 import Finished13
-from trio_tls.observe import iana
 from trio_tls.observe.clienthello import ClientHelloReport, inspect_client_hello, to_json
-from trio_tls.observe.ladder13 import KEY_STEPS, Epochs, is_tls13_server_hello
+from trio_tls.observe.ladder13 import KEY_STEPS, Epochs, group_name, is_tls13_server_hello
 from trio_tls.observe.trace import (
     alert_section,
     describe_message,
@@ -135,7 +134,7 @@ def build_report(
         decisions=tuple(seen for _, seen in steps if isinstance(seen, Decision)),
         ladder=_ladder(steps),
         handshake_ms=_ms(max(finished)) if finished else None,
-        key_exchange=_key_exchange(steps),
+        key_exchange=_key_exchange(steps, max_entries),
     )
 
 
@@ -173,7 +172,9 @@ def _client_hello(
     return None
 
 
-def _key_exchange(steps: list[tuple[float, Observation]]) -> KeyExchange | None:
+def _key_exchange(
+    steps: list[tuple[float, Observation]], max_entries: int | None
+) -> KeyExchange | None:
     """The key shares each way, read from the hellos (None unless the server chose TLS 1.3)."""
     messages = [seen.message for _, seen in steps if isinstance(seen, MessageObserved)]
     hellos = [m for m in messages if isinstance(m, ClientHello)]
@@ -184,26 +185,23 @@ def _key_exchange(steps: list[tuple[float, Observation]]) -> KeyExchange | None:
     chosen = answers[-1].extensions.get(KeyShareServer)
     server_share = _share(chosen.entry.group, chosen.entry.key_exchange) if chosen else None
     return KeyExchange(
-        offered=_shares(hellos[0]),
-        hello_retry_request=_group(retry.selected_group) if retry else None,
-        offered_again=_shares(hellos[1]) if retry and len(hellos) > 1 else (),
+        offered=_shares(hellos[0], max_entries),
+        hello_retry_request=group_name(retry.selected_group) if retry else None,
+        offered_again=_shares(hellos[1], max_entries) if retry and len(hellos) > 1 else (),
         group=server_share.group if server_share else None,
         server_share=server_share,
     )
 
 
-def _shares(hello: ClientHello) -> tuple[Share, ...]:
+def _shares(hello: ClientHello, max_entries: int | None) -> tuple[Share, ...]:
+    """Its key shares, at most `max_entries` (Your ClientHello counts any left out)."""
     found = hello.extension(KeyShare)
-    return tuple(_share(s.group, s.key_exchange) for s in found.shares) if found else ()
+    shares = found.shares[:max_entries] if found else ()
+    return tuple(_share(share.group, share.key_exchange) for share in shares)
 
 
 def _share(group: int, key_exchange: bytes) -> Share:
-    return Share(_group(group), len(key_exchange))
-
-
-def _group(value: int) -> str:
-    code = iana.group(value)
-    return code.hex if code.grease else code.name
+    return Share(group_name(group), len(key_exchange))
 
 
 def _ladder(steps: list[tuple[float, Observation]]) -> tuple[Rung, ...]:

@@ -18,12 +18,8 @@ from ..engine.wire.enums import HELLO_RETRY_REQUEST_RANDOM, TLS13, KeyUpdateRequ
 from ..engine.wire.extensions import (
     ApplicationLayerProtocolNegotiation,
     CertificateAuthorities,
-    EarlyData,
-    KeyShare,
     KeyShareRetry,
     KeyShareServer,
-    PreSharedKey,
-    PskKeyExchangeModes,
     SelectedIdentity,
     SelectedVersion,
     ServerName,
@@ -101,42 +97,13 @@ def section(message: object) -> str:
     return SECTIONS.get(type(message), "")
 
 
-def _shares(hello: ClientHello) -> str:
-    found = hello.extension(KeyShare)
-    if found is None:
-        return "none"
-    return (
-        ", ".join(
-            f"{_group(share.group)} ({byte_count(len(share.key_exchange))})"
-            for share in found.shares
-        )
-        or "none (it asks the server to choose)"
-    )
-
-
-def _group(value: int) -> str:
-    code = iana.group(value)
+def code_name(code: iana.Code) -> str:
+    """A registry value as the trace names it: GREASE (RFC 8701) with its value."""
     return f"GREASE {code.value:#06x}" if code.grease else code.name
 
 
-def client_hello_parts(hello: ClientHello) -> list[str]:
-    """What a 1.3 ClientHello adds to the 1.2 description: versions, key shares, PSK."""
-    versions = hello.extension(SupportedVersions)
-    assert versions is not None
-    parts = [
-        "supported_versions: " + ", ".join(iana.version(v).name for v in versions.versions),
-        f"key shares: {_shares(hello)}",
-    ]
-    modes = hello.extension(PskKeyExchangeModes)
-    if modes is not None:
-        names = ", ".join(iana.psk_key_exchange_mode(m).name for m in modes.modes)
-        parts.append(f"psk modes: {names}")
-    psk = hello.extension(PreSharedKey)
-    if psk is not None:
-        parts.append(f"pre_shared_key: {len(psk.identities)} identity(ies) with binders")
-    if hello.extension(EarlyData) is not None:
-        parts.append("early_data (refused: skipped)")
-    return parts
+def group_name(value: int) -> str:
+    return code_name(iana.group(value))
 
 
 def describe(message: object, direction: Direction) -> str | None:
@@ -189,15 +156,14 @@ def _server_hello(message: ServerHello) -> str:
     retry = message.extensions.get(KeyShareRetry)
     if retry is not None:
         return (
-            f"{suite}; asks for a {_group(retry.selected_group)} key share: the client sent "
+            f"{suite}; asks for a {group_name(retry.selected_group)} key share: the client sent "
             f"none the server takes; supported_versions TLS 1.3{session}"
         )
     share = message.extensions.get(KeyShareServer)
     parts = [suite, "supported_versions TLS 1.3"]
     if share is not None:
-        parts.append(
-            f"key_share {_group(share.entry.group)} ({byte_count(len(share.entry.key_exchange))})"
-        )
+        entry = share.entry
+        parts.append(f"key_share {group_name(entry.group)} ({byte_count(len(entry.key_exchange))})")
     identity = message.extensions.get(SelectedIdentity)
     if identity is not None:
         parts.append(f"pre_shared_key: identity {identity.index} accepted")
@@ -212,7 +178,7 @@ def _server_extensions(message: EncryptedExtensions) -> str:
         elif isinstance(extension, ServerName):
             parts.append("server_name (the certificate was chosen by the SNI)")
         elif isinstance(extension, SupportedGroups):
-            parts.append("supported_groups " + ", ".join(map(_group, extension.groups)))
+            parts.append("supported_groups " + ", ".join(map(group_name, extension.groups)))
         else:
             parts.append(iana.extension(extension.extension_type).name)
     return ", ".join(parts)

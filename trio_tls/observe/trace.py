@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import IO, Any
 
 from ..engine.events import (
@@ -33,12 +33,17 @@ from ..engine.events import (
 )
 from ..engine.wire.extensions import (
     ApplicationLayerProtocolNegotiation,
+    EarlyData,
     ExtendedMasterSecret,
+    KeyShare,
+    PreSharedKey,
+    PskKeyExchangeModes,
     RenegotiationInfo,
     ServerName,
     SessionTicket,
     SignatureAlgorithms,
     SupportedGroups,
+    SupportedVersions,
 )
 from ..engine.wire.messages import (
     Certificate,
@@ -105,12 +110,37 @@ MAX_NAMES = 64
 
 
 def _names(values: tuple[int, ...], name: Callable[[int], iana.Code]) -> str:
-    named = ", ".join(
-        f"GREASE {code.value:#06x}" if code.grease else code.name
-        for code in map(name, values[:MAX_NAMES])
-    )
+    return _listed([ladder13.code_name(code) for code in map(name, values[:MAX_NAMES])], values)
+
+
+def _listed(labels: list[str], values: Sized) -> str:
+    """The first MAX_NAMES labels of `values`, and how many more there are."""
+    named = ", ".join(labels[:MAX_NAMES])
     more = len(values) - MAX_NAMES
     return f"{named}, ... and {more} more" if more > 0 else named
+
+
+def _tls13_offers(hello: ClientHello) -> list[str]:
+    """What a ClientHello offering TLS 1.3 adds: versions, key shares (§4.2.8), PSK."""
+    versions = hello.extension(SupportedVersions)
+    assert versions is not None
+    parts = [f"supported_versions: {_names(versions.versions, iana.version)}"]
+    found = hello.extension(KeyShare)
+    if found is not None:
+        shares = [
+            f"{ladder13.group_name(share.group)} ({byte_count(len(share.key_exchange))})"
+            for share in found.shares[:MAX_NAMES]
+        ]
+        parts.append(f"key shares: {_listed(shares, found.shares) or 'none (the server picks)'}")
+    modes = hello.extension(PskKeyExchangeModes)
+    if modes is not None:
+        parts.append(f"psk modes: {_names(modes.modes, iana.psk_key_exchange_mode)}")
+    psk = hello.extension(PreSharedKey)
+    if psk is not None:
+        parts.append(f"pre_shared_key: {len(psk.identities)} identity(ies) with binders")
+    if hello.extension(EarlyData) is not None:
+        parts.append("early_data (refused: skipped)")
+    return parts
 
 
 def describe_message(
@@ -132,7 +162,7 @@ def describe_message(
             f"extensions: {_names(types, iana.extension)}",
         ]
         if offers_tls13:
-            parts += ladder13.client_hello_parts(message)
+            parts += _tls13_offers(message)
         groups = message.extension(SupportedGroups)
         if groups is not None:
             parts.append(f"groups: {_names(groups.groups, iana.group)}")
