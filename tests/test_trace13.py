@@ -132,6 +132,24 @@ def test_tls13_json_lines_name_the_keys(ca: trustme.CA, rsa_config: ServerConfig
     ]
 
 
+def test_our_key_update_is_traced(ca: trustme.CA, rsa_config: ServerConfig) -> None:
+    """At the AEAD record limit (§5.5) the server rotates its keys: the KeyUpdate goes out under
+    the application keys, and OpenSSL reads what follows under the next ones."""
+    out = io.StringIO()
+    server = ServerConnection(serve13(rsa_config), HandshakeTrace("p", out, colour=False))
+    client = OpenSSLClient(server, tls13_context(ca))
+    client.handshake()
+    rekey = server._rekey  # the limit is 2^24.5 records for AES-GCM: move it here instead
+    assert rekey is not None
+    rekey.record_limit = rekey.next_sequence
+    server.send(b"after")
+    assert client.receive(5) == b"after"
+    assert (
+        "C <- S KeyUpdate (5 bytes, encrypted with the application keys): update_not_requested: "
+        "the sender's next records use the next traffic secret (§7.2)  [RFC 8446 §4.6.3]"
+    ) in out.getvalue()
+
+
 @pytest.mark.parametrize(
     ("request_update", "said"),
     [
