@@ -62,6 +62,7 @@ def test_a_tls13_handshake_names_its_shares(ca: trustme.CA, rsa_config: ServerCo
     page = render(report)
     assert "<h2>Key exchange (TLS 1.3)</h2>" in page
     assert "no: one of your shares was taken (1-RTT)" in page
+    assert "<dd>built into TLS 1.3 (every secret covers the transcript)</dd>" in page
 
 
 def test_a_hello_retry_request_is_shown(ca: trustme.CA, rsa_config: ServerConfig) -> None:
@@ -99,7 +100,9 @@ def test_chromiums_post_quantum_share_is_named() -> None:
     assert Share("X25519MLKEM768", 1216) in exchange.offered
     assert exchange.server_share == Share("X25519MLKEM768", 1120)
     assert report.to_json()["negotiated"]["group"] == "X25519MLKEM768"  # type: ignore[index]
-    assert "<b>X25519MLKEM768</b> <small>1,216 bytes</small>" in render(report)
+    page = render(report)
+    assert "<b>X25519MLKEM768</b> <small>1,216 bytes</small>" in page
+    assert "<b>GREASE 0x8a8a</b> <small>1 byte</small>" in page
 
 
 def test_python_ssl_gets_tls13_end_to_end(tmp_path: pathlib.Path) -> None:

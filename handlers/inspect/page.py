@@ -118,10 +118,17 @@ def _connection(negotiated: ConnectionSummary) -> str:
     rows = [
         ("Your address", negotiated.peer),
         ("Server name (SNI)", negotiated.sni or "none sent"),
-        ("Extended master secret", "yes" if negotiated.extended_master_secret else "no"),
+        ("Extended master secret", _extended_master_secret(negotiated)),
         ("Client certificate", negotiated.client_certificate or "none"),
     ]
     return _definitions((name, escape(value)) for name, value in rows if value is not None)
+
+
+def _extended_master_secret(negotiated: ConnectionSummary) -> str:
+    """RFC 7627 is a TLS 1.2 extension; TLS 1.3 binds every secret to the transcript anyway."""
+    if negotiated.version == "TLSv1.3":
+        return "built into TLS 1.3 (every secret covers the transcript)"
+    return "yes" if negotiated.extended_master_secret else "no"
 
 
 def _definitions(rows: Iterable[tuple[str, str]]) -> str:
@@ -193,7 +200,9 @@ def _share_list(shares: tuple[Share, ...]) -> str:
     if not shares:
         return "<span class=muted>none</span>"
     return ", ".join(
-        f"<b>{escape(share.group)}</b> <small>{share.length:,} bytes</small>" for share in shares
+        f"<b>{escape(share.group)}</b> <small>{share.length:,} "
+        f"{'byte' if share.length == 1 else 'bytes'}</small>"
+        for share in shares
     )
 
 
