@@ -4,7 +4,9 @@ The engine reports facts as data (events.py: messages with their bytes, decision
 reasons, key schedule steps, the first record each way, alerts); this module only formats
 them, one line per event, prefixed with the peer so that connections running at once stay
 apart. Messages read as the RFC 5246 §7.3 diagram does: `C -> S` for what the client sent,
-`C <- S` for ours, with their key fields named and the RFC section beside each.
+`C <- S` for ours, with their key fields named and the RFC section beside each. Once the server
+has chosen TLS 1.3, the lines follow RFC 8446 instead (ladder13.py): its sections, its message
+names, and the traffic keys that encrypt each message.
 
 Secret values (the pre-master and master secrets, keys, IVs) are shown only when key logging is
 on (`reveal_secrets`): whoever reads such a trace can decrypt the connection, exactly as with
