@@ -255,7 +255,8 @@ def explain_version(ctx: HandshakeContext, hello: ClientHello, version: int) -> 
         reason = (
             f"the highest both speak: supported_versions lists {listed}; this server speaks {ours}"
         )
-    explain(ctx, "version", _version_name(version), reason, "RFC 5246 App. E.1, RFC 8446 §4.2.1")
+    rfc = "RFC 8446 §4.2.1" if version == TLS13 else "RFC 5246 App. E.1, RFC 8446 §4.2.1"
+    explain(ctx, "version", _version_name(version), reason, rfc)
 
 
 def explain_full_handshake(
