@@ -4,8 +4,6 @@ and each kind of malformed share is illegal_parameter.
 
 from __future__ import annotations
 
-import timeit
-
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -112,22 +110,3 @@ def test_hybrid_with_a_small_order_x25519_part() -> None:
 )
 def test_invalid_classical_shares(group: int, share: bytes) -> None:
     raises_exactly(IllegalParameter, group, share)
-
-
-def test_server_work_timing(capsys: pytest.CaptureFixture[str]) -> None:
-    """Not an assertion: prints what the server spends per handshake on each group."""
-    hybrid = HybridClient().share
-    classic = x25519.X25519PrivateKey.generate().public_key().public_bytes_raw()
-    with capsys.disabled():
-        for name, group, share in (
-            ("X25519MLKEM768", HYBRID, hybrid),
-            ("x25519", NamedGroup.x25519, classic),
-        ):
-            best = min(
-                timeit.repeat(
-                    lambda group=group, share=share: exchange_key_share(group, share),
-                    number=200,
-                    repeat=5,
-                )
-            )
-            print(f"\n{name}: {best / 200 * 1e6:.1f} µs per server key share")
