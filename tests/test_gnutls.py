@@ -143,7 +143,8 @@ def priority(
 # -- the server's side of the same connection -------------------------------------------------
 
 HANDSHAKE_LINE = re.compile(
-    r" DEBUG (?P<peer>\S+) handshake in \S+: TLSv1\.2 (?P<suite>\S+) group=(?P<group>\S+) "
+    r" DEBUG (?P<peer>\S+) handshake in \S+: (?P<version>TLSv1\.[23]) (?P<suite>\S+) "
+    r"group=(?P<group>\S+) "
     r"signature=(?P<signature>\S+) sni=(?P<sni>\S+) alpn=(?P<alpn>\S+) resumed=(?P<resumed>\w+) "
     r"extended_master_secret=(?P<ems>\w+)$"
 )

@@ -64,11 +64,14 @@ def server(
         yield running
 
 
-def s_client(port: int, *args: str) -> str:
+def s_client(port: int, *args: str, version: str = "-tls1_2", request: bytes = b"") -> str:
+    """s_client's output; with a `request` it reads until the server closes (-ign_eof), so
+    what the server sends after the handshake (a TLS 1.3 ticket, say) is read too."""
     assert OPENSSL is not None
+    stay = ["-ign_eof"] if request else []
     result = subprocess.run(
-        [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", *args],
-        input=b"",
+        [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", version, *stay, *args],
+        input=request,
         capture_output=True,
         timeout=30,
         check=False,
