@@ -93,6 +93,13 @@ def table_after(dom: str, heading: str) -> list[tuple[str, str]]:
     return re.findall(r"<td><code>(0x[0-9a-f]{4})</code></td><td>([A-Za-z0-9_]+)", section)
 
 
+def json_report(dumped: str) -> Any:
+    """The inspect JSON as Chromium shows it: its DOM wraps the body in a <pre>."""
+    body = re.search(r"<pre[^>]*>(.*)</pre>", dumped, re.DOTALL)
+    assert body is not None, dumped[:500]
+    return json.loads(html.unescape(body.group(1)))
+
+
 def test_chromium_sees_its_own_hello(
     tmp_path: pathlib.Path, record_property: pytest.RecordProperty
 ) -> None:
@@ -131,9 +138,7 @@ def test_chromium_sees_its_own_hello(
 
     # The JSON, from another handshake: its fingerprints against the independent code, on
     # the exact bytes Chromium sent.
-    body = re.search(r"<pre[^>]*>(.*)</pre>", dumped, re.DOTALL)
-    assert body is not None, dumped[:500]
-    report: Any = json.loads(html.unescape(body.group(1)))
+    report = json_report(dumped)
     hello = report["client_hello"]
     wire = record(bytes.fromhex(hello["encoded"]))
     assert hello["fingerprints"]["ja4"] == generate_ja4(parse_tls_handshake(wire))
