@@ -8,13 +8,15 @@ only independent ML-KEM TLS peer on these machines: OpenSSL 3.0 has none.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import pytest
 from tlslite.constants import CipherSuite
 
 from trio_tls.engine.config import ServerConfig
 from trio_tls.engine.connection import ServerConnection
-from trio_tls.engine.crypto.suites import TLS13_SUITES
+from trio_tls.engine.crypto.suites import TLS13_SUITES, Tls13Suite
 from trio_tls.engine.events import Decision, Observation
 from trio_tls.engine.wire.enums import TLS12, TLS13, NamedGroup
 
@@ -29,7 +31,7 @@ def connect13(
     config: ServerConfig,
     group: str,
     observed: list[Observation] | None = None,
-    **overrides: object,
+    **overrides: Any,
 ) -> ServerConnection:
     """A tlslite-ng TLS 1.3 handshake with one share of `group` (unless `overrides` say
     otherwise); data flows both ways after. The server's observations go to `observed`."""
@@ -65,13 +67,12 @@ def test_each_group(rsa_config: ServerConfig, group: str, reported: str) -> None
 
 
 @pytest.mark.parametrize("suite", TLS13_SUITES, ids=lambda suite: suite.name)
-def test_each_suite(full_config: ServerConfig, suite: object) -> None:
-    name = suite.name  # type: ignore[attr-defined]
-    (cipher,) = [tlslite for iana, tlslite in TLSLITE_CIPHERS.items() if f"_{iana}_" in name]
+def test_each_suite(full_config: ServerConfig, suite: Tls13Suite) -> None:
+    (cipher,) = [tlslite for iana, tlslite in TLSLITE_CIPHERS.items() if f"_{iana}_" in suite.name]
     info = connect13(full_config, "x25519", cipherNames=[cipher]).info
     assert info is not None
-    assert (info.version, info.cipher_suite) == ("TLSv1.3", name)
-    assert getattr(CipherSuite, name) == suite.id  # type: ignore[attr-defined]
+    assert (info.version, info.cipher_suite) == ("TLSv1.3", suite.name)
+    assert getattr(CipherSuite, suite.name) == suite.id
 
 
 def test_hello_retry_request_for_the_hybrid(rsa_config: ServerConfig) -> None:
