@@ -36,11 +36,11 @@ from tlslite.messages import Certificate
 
 from trio_tls.engine.config import ServerConfig
 from trio_tls.engine.connection import ServerConnection
-from trio_tls.engine.crypto.asymmetric import SUPPORTED_GROUPS
+from trio_tls.engine.crypto.keyshare import TLS13_GROUPS
 from trio_tls.engine.crypto.suites import ALL_SUITES, CipherSuite
 from trio_tls.engine.events import AlertReceived, ApplicationData, ConnectionInfo, HandshakeComplete
 from trio_tls.engine.sessions import SessionCache, SessionState, TicketKeys
-from trio_tls.engine.wire.enums import AlertDescription
+from trio_tls.engine.wire.enums import AlertDescription, NamedGroup
 
 from .client_certs import ALICE, client_auth
 from .tlslite_peer import (
@@ -60,7 +60,8 @@ TLSLITE_CIPHERS = {
     "AES_256_GCM": "aes256gcm",
     "CHACHA20_POLY1305": "chacha20-poly1305",
 }
-GROUP_NAMES = [group.name for group in SUPPORTED_GROUPS]
+# The groups TLS 1.2 can use: all but the TLS 1.3-only hybrid.
+GROUP_NAMES = [NamedGroup(g).name for g in TLS13_GROUPS if g != NamedGroup.X25519MLKEM768]
 
 
 def tlslite_cipher(suite: CipherSuite) -> str:
