@@ -248,7 +248,9 @@ def explain_version(ctx: HandshakeContext, hello: ClientHello, version: int) -> 
         )
     else:
         listed = ", ".join(f"{v:#06x}" for v in versions.versions)
-        reason = f"the highest both speak: supported_versions lists {listed}; this server {ours}"
+        reason = (
+            f"the highest both speak: supported_versions lists {listed}; this server speaks {ours}"
+        )
     chosen = "TLS 1.3" if version == TLS13 else "TLS 1.2"
     explain(ctx, "version", chosen, reason, "RFC 8446 §4.2.1, RFC 5246 App. E.1")
 
