@@ -316,7 +316,7 @@ def test_serve_answers_curl(dev_server: tuple[Server, Path]) -> None:
     )
     assert verbose.returncode == 0, verbose.stderr
     assert "HTTP/1.1 200 OK" in verbose.stderr
-    assert "TLSv1.2 / ECDHE-RSA-AES128-GCM-SHA256" in verbose.stderr
+    assert "TLSv1.3 / TLS_AES_128_GCM_SHA256" in verbose.stderr
     assert verbose.stdout == HELLO_BODY.decode()
 
 
