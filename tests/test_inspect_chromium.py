@@ -134,7 +134,8 @@ def test_chromium_sees_its_own_hello(
     for field in ("cipher_suites", "extensions", "supported_versions", "supported_groups"):
         assert re.search(rf">0x([0-9a-f])a\1a</span> in {field}\b", dom), field
     assert "X25519MLKEM768" in dom
-    assert "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" in dom.split("</h1>", 1)[1].split("<dl>")[0]
+    summary = dom.split("</h1>", 1)[1].split("<dl>")[0]
+    assert "TLSv1.3 · <b>TLS_AES_128_GCM_SHA256</b> · X25519MLKEM768 ·" in summary, summary
 
     # The JSON, from another handshake: its fingerprints against the independent code, on
     # the exact bytes Chromium sent.

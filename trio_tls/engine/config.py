@@ -151,7 +151,7 @@ def _protocols(value: Iterable[bytes]) -> tuple[bytes, ...]:
 class ServerConfig:
     certificates: tuple[CertifiedKey, ...] = attrs.field(converter=_certificates)
     # The protocol versions served (wire values: TLS12, TLS13).
-    versions: frozenset[int] = attrs.field(default=frozenset({TLS12}), converter=_versions)
+    versions: frozenset[int] = attrs.field(default=frozenset({TLS12, TLS13}), converter=_versions)
     # TLS 1.2 suites; TLS 1.3 has its own (RFC 8446 §B.4), which name no key exchange.
     cipher_suites: tuple[CipherSuite, ...] = attrs.field(default=DEFAULT_SUITES, converter=_suites)
     tls13_suites: tuple[Tls13Suite, ...] = attrs.field(
