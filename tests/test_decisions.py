@@ -35,7 +35,7 @@ TICKET_KEYS = TicketKeys([TicketKey.generate()])
 
 # The section that governs each decision, as the trace cites it.
 RFCS = {
-    "version": "RFC 8446 §4.2.1, RFC 5246 App. E.1",
+    "version": "RFC 5246 App. E.1, RFC 8446 §4.2.1",
     "ALPN": "RFC 7301 §3.2",
     "master secret": "RFC 7627 §5.1",
     "resumption": "RFC 5246 §7.3",

@@ -46,8 +46,8 @@ MESSAGES = {
     # the states (engine/handshake/)
     "change-cipher-spec-first": "ChangeCipherSpec in state ExpectClientHello",
     "second-change-cipher-spec": "ChangeCipherSpec in state ExpectFinished",
-    "supported-versions-only-tls13": "supported_versions lists no version this server speaks",
-    "client-version-tls10": "client version 0x0301 is not served",
+    "supported-versions-only-tls13": "supported_versions does not list TLS 1.2",
+    "client-version-tls10": "client version 0x0301 is below TLS 1.2",
     "compression-without-null": "the client does not offer null compression",
     "renegotiation-info-not-empty": "renegotiation_info is not empty on an initial handshake",
     "ec-point-formats-without-uncompressed": "the client does not accept uncompressed points",
