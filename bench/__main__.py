@@ -20,6 +20,7 @@ load; only ratios within one run mean anything.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import statistics
@@ -35,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from trio_tls.ops.certs import load_private_key, make_self_signed
 
-from . import crypto_floor, crypto_threads, idle_many, memory_handshake, procs, scaling
+from . import common, crypto_floor, crypto_threads, idle_many, memory_handshake, procs, scaling
 from .common import IMPLEMENTATIONS, raise_descriptor_limit
 from .measurements import METRICS, Metric, Row, Settings, in_turn, warm_up
 from .report import TableRow, format_table, machine_lines
@@ -240,7 +241,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="NAME",
         help=f"run only this measurement (repeatable): {', '.join(NAMES)}",
     )
+    parser.add_argument(
+        "--tls13",
+        action="store_true",
+        help="both servers and every client speak TLS 1.3 only (default: TLS 1.2 only)",
+    )
     args = parser.parse_args(argv)
+    if args.tls13 and not common.USE_TLS13:
+        # Every process reads the version from its environment (bench.common): start afresh.
+        os.environ[common.VERSION_VARIABLE] = "1.3"
+        os.execv(sys.executable, [sys.executable, "-m", "bench", *(argv or sys.argv[1:])])
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = Settings.quick() if args.quick else Settings.full()
     placement = procs.Placement.pin()
@@ -260,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(machine_lines(where)))
     mode = "quick" if args.quick else "full"
     print(f"run:         {mode}, {settings.rounds} rounds interleaved, {elapsed:.0f} s")
+    print(f"protocol:    TLS {'1.3' if common.USE_TLS13 else '1.2'}, {common.SUITE}, P-256")
     print_tables(results, settings, notes)
 
 

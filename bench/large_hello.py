@@ -23,7 +23,8 @@ from trio_tls import ServerConfig, ServerConnection
 from trio_tls.engine.events import NEED_DATA
 from trio_tls.engine.wire.codec import Writer
 from trio_tls.engine.wire.enums import ExtensionType, NamedGroup, SignatureScheme
-from trio_tls.engine.wire.messages import ClientHello, UnknownExtension, encode_handshake
+from trio_tls.engine.wire.extensions import UnknownExtension
+from trio_tls.engine.wire.messages import ClientHello, encode_handshake
 from trio_tls.ops.certs import make_self_signed
 
 from .common import trio_tls_config

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .common import HOST, SUITE
+from .common import HOST, SUITE, USE_TLS13
 from .procs import (
     Server,
     client_command,
@@ -147,7 +147,10 @@ def warm_up(server: Server) -> None:
 
 def _s_time(server: Server, mode: str, seconds: int) -> dict[str, float]:
     command = ["openssl", "s_time", "-connect", f"{HOST}:{server.port}", f"-{mode}"]
-    command += ["-tls1_2", "-cipher", SUITE, "-time", str(seconds)]
+    if USE_TLS13:
+        command += ["-tls1_3", "-ciphersuites", SUITE, "-time", str(seconds)]
+    else:
+        command += ["-tls1_2", "-cipher", SUITE, "-time", str(seconds)]
     cpu = cpu_seconds(server.pid)
     start = time.monotonic()
     output = run(command, timeout=seconds + 30)

@@ -54,11 +54,11 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from trio_tls.engine.config import ServerConfig
-from trio_tls.engine.crypto.suites import suite_by_name
+from trio_tls.engine.crypto.suites import TLS13_SUITES, suite_by_name
 from trio_tls.engine.events import ConnectionInfo
 from trio_tls.engine.wire.codec import Reader, Writer
 from trio_tls.engine.wire.errors import TLSError
-from trio_tls.engine.wire.messages import ServerName
+from trio_tls.engine.wire.extensions import ServerName
 from trio_tls.server.addresses import connection_addresses, format_address
 from trio_tls.server.deadlines import DeadlineStream
 from trio_tls.server.handler import AbortConnection, Handler, option_values
@@ -248,7 +248,9 @@ class Proxy:
             tlvs.append((PP2_TYPE_ALPN, info.alpn.encode()))
         if info.sni is not None:
             tlvs.append((PP2_TYPE_AUTHORITY, info.sni.encode()))
-        suite = suite_by_name(info.cipher_suite).openssl_name
+        suite = info.cipher_suite  # a TLS 1.3 suite's OpenSSL name is its IANA name
+        if all(suite != known.name for known in TLS13_SUITES):
+            suite = suite_by_name(suite).openssl_name
         tlvs.append(ssl_tlv(info.version, suite, _common_name(info.client_certificate)))
         return encode_v2(addresses.source, addresses.destination, tlvs)
 

@@ -47,13 +47,13 @@ from trio_tls.engine.wire.enums import (
     HandshakeType,
     NamedGroup,
 )
+from trio_tls.engine.wire.extensions import UnknownExtension
 from trio_tls.engine.wire.messages import (
     Certificate,
     CertificateRequest,
     ClientHello,
     ServerHelloDone,
     ServerKeyExchange,
-    UnknownExtension,
 )
 
 DEFAULT_SUITES: tuple[int, ...] = tuple(suite.id for suite in ALL_SUITES)

@@ -316,7 +316,7 @@ def test_serve_answers_curl(dev_server: tuple[Server, Path]) -> None:
     )
     assert verbose.returncode == 0, verbose.stderr
     assert "HTTP/1.1 200 OK" in verbose.stderr
-    assert "TLSv1.2 / ECDHE-RSA-AES128-GCM-SHA256" in verbose.stderr
+    assert "TLSv1.3 / TLS_AES_128_GCM_SHA256" in verbose.stderr
     assert verbose.stdout == HELLO_BODY.decode()
 
 
@@ -550,6 +550,42 @@ ERROR_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
         ["--ciphers: unknown or unsupported cipher suite", "ECDHE-RSA-AES128-GCM-SHA256"],
     ),
     "unknown-group": (["--groups", "x448"], {}, ["--groups: unknown group 'x448'", "x25519"]),
+    "unknown-tls13-cipher": (
+        ["--ciphers", "TLS_AES_128_CCM_SHA256"],
+        {},
+        ["unknown or unsupported cipher suite 'TLS_AES_128_CCM_SHA256'", "TLS_AES_256_GCM_SHA384"],
+    ),
+    "unknown-version": (
+        ["--tls-versions", "1.1"],
+        {},
+        ["--tls-versions: version '1.1' is not served", "give 1.2, 1.3 or 1.2,1.3"],
+    ),
+    "empty-versions": (["--tls-versions", ","], {}, ["--tls-versions names no version"]),
+    "tls13-suite-with-only-tls12": (
+        ["--tls-versions", "1.2", "--ciphers", "TLS_AES_128_GCM_SHA256"],
+        {},
+        ["--ciphers TLS_AES_128_GCM_SHA256 is a TLS 1.3 suite", "add 1.3 to --tls-versions"],
+    ),
+    "tls12-suite-with-only-tls13": (
+        [
+            "--tls-versions",
+            "1.3",
+            "--ciphers",
+            "TLS_AES_128_GCM_SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+        ],
+        {},
+        ["--ciphers ECDHE-RSA-AES128-GCM-SHA256 is a TLS 1.2 suite", "serves only 1.3"],
+    ),
+    "hybrid-group-with-only-tls12": (
+        ["--tls-versions", "1.2", "--groups", "x25519mlkem768"],
+        {},
+        ["--groups X25519MLKEM768 is a TLS 1.3 group", "add 1.3 to --tls-versions"],
+    ),
+    "only-the-hybrid-group-with-tls12": (
+        ["--tls-versions", "1.3,1.2", "--groups", "X25519MLKEM768"],
+        {},
+        ["leaves TLS 1.2 no key exchange", "add x25519", "--tls-versions 1.3"],
+    ),
     "empty-ciphers": (["--ciphers", ""], {}, ["--ciphers names no cipher suite"]),
     "empty-groups": (["--groups", ":"], {}, ["--groups names no group"]),
     "empty-alpn": (["--alpn", ""], {}, ["--alpn names no protocol"]),

@@ -10,12 +10,8 @@ import pytest
 from trio_tls import inspect_client_hello
 from trio_tls.engine.wire.codec import Reader
 from trio_tls.engine.wire.errors import DecodeError, UnexpectedMessage
-from trio_tls.engine.wire.messages import (
-    ClientHello,
-    SupportedGroups,
-    UnknownExtension,
-    encode_handshake,
-)
+from trio_tls.engine.wire.extensions import SupportedGroups, UnknownExtension
+from trio_tls.engine.wire.messages import ClientHello, encode_handshake
 from trio_tls.observe.iana import is_grease
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "clienthellos"
@@ -82,9 +78,10 @@ def test_chromium_extensions_in_the_order_sent() -> None:
     assert by_name["compress_certificate"].summary == "brotli"
     assert by_name["application_settings"].summary == "h2"
     assert by_name["trust_anchors"].spec == "draft-ietf-tls-trust-anchor-ids"
-    # What this TLS 1.2 server reads, and what only a TLS 1.3 server would.
+    # What the server reads, and what it ignores.
     assert by_name["supported_groups"].read_by_server
-    assert not by_name["key_share"].read_by_server
+    assert by_name["key_share"].read_by_server
+    assert not by_name["compress_certificate"].read_by_server
     grease = [entry for entry in report.extensions if entry.type.grease]
     assert len(grease) == 2
     assert all(entry.spec == "RFC 8701" and entry.type.name == "GREASE" for entry in grease)
@@ -161,13 +158,19 @@ def test_a_malformed_extension_the_server_ignores_is_shown_not_fatal() -> None:
         b"",
         (0xC02F,),
         b"\x00",
-        (SupportedGroups((29,)), UnknownExtension(51, b"\x00\x05\x00"), UnknownExtension(45, b"")),
+        (SupportedGroups((29,)), UnknownExtension(27, b"\x05\x00"), UnknownExtension(28, b"")),
     )
     report = inspect_client_hello(encode_handshake(hello))
     assert [entry.summary for entry in report.extensions] == [
         "x25519",
-        "malformed (3 bytes)",
+        "malformed (2 bytes)",
         "malformed (0 bytes)",
     ]
-    assert report.key_shares == ()
-    assert report.psk_key_exchange_modes == ()
+
+
+def test_a_malformed_extension_the_server_reads_fails_as_the_server_would() -> None:
+    hello = ClientHello(
+        0x0303, bytes(32), b"", (0xC02F,), b"\x00", (UnknownExtension(51, b"\x00\x05\x00"),)
+    )
+    with pytest.raises(DecodeError):
+        inspect_client_hello(encode_handshake(hello))

@@ -67,6 +67,10 @@ def no_suites(leaf: trustme.LeafCert) -> object:
     return ServerConfig([certified_key(leaf)], cipher_suites=[])
 
 
+def no_tls13_suites(leaf: trustme.LeafCert) -> object:
+    return ServerConfig([certified_key(leaf)], tls13_suites=[])
+
+
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
@@ -76,7 +80,8 @@ def no_suites(leaf: trustme.LeafCert) -> object:
         (no_certificates, ValueError, "a server needs at least one certificate"),
         (unknown_group, ValueError, "unsupported groups: [4660]"),
         (no_groups, ValueError, "unsupported groups: []"),
-        (no_suites, ValueError, "at least one cipher suite is needed"),
+        (no_suites, ValueError, "at least one TLS 1.2 cipher suite is needed"),
+        (no_tls13_suites, ValueError, "at least one TLS 1.3 cipher suite is needed"),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )

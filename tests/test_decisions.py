@@ -1,7 +1,8 @@
 """What the engine says it decided and why (the Decision observations `--trace` and the inspect
 handler show), for the ClientHellos that lead to each kind of answer.
 
-Each reason is pinned word for word: it is what a person reads to learn why the server chose a
+These are the TLS 1.2 decisions (the configs serve 1.2 only). Each reason is pinned word for
+word: it is what a person reads to learn why the server chose a
 suite, a certificate, a group or a full handshake.
 """
 
@@ -22,7 +23,7 @@ from trio_tls.engine.config import CertifiedKey, ServerConfig
 from trio_tls.engine.connection import ServerConnection
 from trio_tls.engine.events import NEED_DATA, Decision, Observation
 from trio_tls.engine.sessions import SessionCache, SessionState, TicketKey, TicketKeys
-from trio_tls.engine.wire.enums import ExtensionType
+from trio_tls.engine.wire.enums import TLS12, ExtensionType
 
 from .conftest import certified_key
 from .scripted_client import ScriptedClient, extension
@@ -43,7 +44,12 @@ RFCS = {
     "signature scheme": "RFC 5246 §7.4.1.4.1",
     "group": "RFC 8422 §5.1.1",
 }
-VERSION = ("version", "TLS 1.2", "the client's version is 0x0303, and 1.2 is ours")
+VERSION = (
+    "version",
+    "TLS 1.2",
+    "the client sends no supported_versions: it speaks at most TLS 1.2 (its version is 0x0303); "
+    "this server speaks TLS 1.2",
+)
 EMS = ("master secret", "extended (session hash)", "the client offers extended_master_secret")
 NO_EMS = (
     "master secret",
@@ -90,7 +96,7 @@ def unnamed_certificate() -> CertifiedKey:
 @pytest.fixture(scope="module")
 def two_names(ca: trustme.CA) -> ServerConfig:
     leaf = ca.issue_cert("a.example", "b.example", key_type=trustme.KeyType.RSA)
-    return ServerConfig([certified_key(leaf)], alpn_protocols=[b"h2"])
+    return ServerConfig([certified_key(leaf)], versions={TLS12}, alpn_protocols=[b"h2"])
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +104,11 @@ def unnamed() -> ServerConfig:
     cache = SessionCache()
     cache.store(SESSION_ID, STATE)
     return ServerConfig(
-        [unnamed_certificate()], session_cache=cache, ticket_keys=TICKET_KEYS, clock=lambda: NOW
+        [unnamed_certificate()],
+        versions={TLS12},
+        session_cache=cache,
+        ticket_keys=TICKET_KEYS,
+        clock=lambda: NOW,
     )
 
 
@@ -162,7 +172,8 @@ def test_supported_versions_and_an_unnamed_certificate_explained(unnamed: Server
         (
             "version",
             "TLS 1.2",
-            "supported_versions lists 0x0304, 0x0303; this server speaks TLS 1.2 only",
+            "the highest both speak: supported_versions lists 0x0304, 0x0303; this server speaks "
+            "TLS 1.2",
         ),
         EMS,
         NO_SESSION,

@@ -19,10 +19,9 @@ from ja4plus.fingerprinters.ja4 import generate_ja4, get_raw_fingerprint
 from ja4plus.utils.tls_utils import parse_tls_handshake
 
 from trio_tls.engine.wire.codec import Reader
-from trio_tls.engine.wire.messages import (
+from trio_tls.engine.wire.extensions import (
     AnyExtension,
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
     ECPointFormats,
     ExtendedMasterSecret,
     RenegotiationInfo,
@@ -32,8 +31,8 @@ from trio_tls.engine.wire.messages import (
     SupportedGroups,
     SupportedVersions,
     UnknownExtension,
-    encode_handshake,
 )
+from trio_tls.engine.wire.messages import ClientHello, encode_handshake
 from trio_tls.observe import fingerprint
 from trio_tls.observe.clienthello import inspect_client_hello
 
@@ -53,7 +52,7 @@ def spec_extensions() -> tuple[AnyExtension, ...]:
         UnknownExtension(GREASE_EXTENSION, b""),
         UnknownExtension(0x001B, b"\x02\x00\x02"),  # compress_certificate: brotli
         ServerName("example.com"),
-        UnknownExtension(0x0033, b"\x00\x26\x00\x1d\x00\x20" + bytes(32)),  # key_share x25519
+        UnknownExtension(0x0033, b"\x00\x24\x00\x1d\x00\x20" + bytes(32)),  # key_share x25519
         ApplicationLayerProtocolNegotiation((b"h2", b"http/1.1")),
         UnknownExtension(0x4469, b"\x00\x03\x02h2"),  # ALPS
         ExtendedMasterSecret(),

@@ -34,6 +34,7 @@ from trio_tls.engine.events import (
 )
 from trio_tls.engine.wire.codec import Reader
 from trio_tls.engine.wire.enums import (
+    TLS12,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     AlertDescription,
     AlertLevel,
@@ -43,12 +44,8 @@ from trio_tls.engine.wire.enums import (
     NamedGroup,
 )
 from trio_tls.engine.wire.errors import LocalProtocolError, RemoteProtocolError
-from trio_tls.engine.wire.messages import (
-    ClientHello,
-    ExtendedMasterSecret,
-    RenegotiationInfo,
-    SupportedGroups,
-)
+from trio_tls.engine.wire.extensions import ExtendedMasterSecret, RenegotiationInfo, SupportedGroups
+from trio_tls.engine.wire.messages import ClientHello
 
 from .client_certs import ALICE, BOB_RSA, T61_V3, client_auth
 from .scripted_client import ScriptedClient, split_handshake, split_records
@@ -56,6 +53,18 @@ from .scripted_client import ScriptedClient, split_handshake, split_records
 FIXTURES_DIR = pathlib.Path(__file__).parent / "fixtures" / "clienthellos"
 FIXTURES = {path.name: path.read_bytes() for path in sorted(FIXTURES_DIR.glob("*.bin"))}
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# These harnesses check TLS 1.2 flights (ServerKeyExchange, 1.2 records): the captured hellos
+# offer TLS 1.3, so the server here speaks 1.2 only.
+@pytest.fixture(scope="module")
+def rsa_config(rsa_config: ServerConfig) -> ServerConfig:
+    return attrs.evolve(rsa_config, versions={TLS12})
+
+
+@pytest.fixture(scope="module")
+def dual_config(dual_config: ServerConfig) -> ServerConfig:
+    return attrs.evolve(dual_config, versions={TLS12})
 
 
 def test_fixtures_are_present() -> None:

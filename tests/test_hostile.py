@@ -31,6 +31,7 @@ from trio_tls.engine.events import (
 )
 from trio_tls.engine.sessions import SessionCache, SessionState, TicketKeys
 from trio_tls.engine.wire.enums import (
+    TLS12,
     TLS_FALLBACK_SCSV,
     AlertDescription,
     AlertLevel,
@@ -71,7 +72,7 @@ from .scripted_client import (
 )
 
 Phase = Literal["start", "hello", "cke", "traffic"]
-ConfigName = Literal["rsa", "alpn", "resume", "client-auth", "client-auth-optional"]
+ConfigName = Literal["rsa", "tls12", "alpn", "resume", "client-auth", "client-auth-optional"]
 
 A = AlertDescription
 HS = ContentType.handshake
@@ -244,11 +245,13 @@ TABLE = [
             lambda c: c.client_hello(version=0x0301, suites=(TLS_FALLBACK_SCSV, *DEFAULT_SUITES)),
             A.protocol_version),
     # RFC 8446 §4.2.1: supported_versions, when present, is the client's whole list.
+    # A server of TLS 1.2 only: nothing in the list is ours.
     Hostile("supported-versions-only-tls13", hello_with_extra_extension(
-                ExtensionType.supported_versions, b"\x02\x03\x04"), A.protocol_version),
+                ExtensionType.supported_versions, b"\x02\x03\x04"), A.protocol_version,
+            config="tls12"),
     Hostile("supported-versions-tls13-and-drafts", hello_with_extra_extension(
                 ExtensionType.supported_versions, b"\x06\x03\x04\x7f\x1c\x0a\x0a"),
-            A.protocol_version),
+            A.protocol_version, config="tls12"),
     Hostile("supported-versions-only-below-tls12", hello_with_extra_extension(
                 ExtensionType.supported_versions, b"\x04\x03\x02\x03\x01"),
             A.protocol_version),
@@ -275,19 +278,13 @@ TABLE = [
                 extensions=[*c.default_extensions(),
                             extension(ExtensionType.session_ticket, KNOWN_TICKET)]),
             A.illegal_parameter, config="resume"),
-    # RFC 7627 §5.3: an EMS session offered without EMS MUST be refused; a session without
-    # EMS offered without EMS SHOULD be (offered with EMS, it gets a full handshake).
+    # RFC 7627 §5.3: an EMS session offered without EMS MUST be refused. (A session without
+    # EMS gets a full handshake, with or without EMS: test_resumption, test_tlslite.)
     Hostile("ems-session-id-offered-without-ems", lambda c: c.client_hello(
                 session_id=KNOWN_SESSION_ID, extensions=without_ems(c)),
             A.handshake_failure, config="resume"),
     Hostile("ems-ticket-offered-without-ems", lambda c: c.client_hello(extensions=[
                 *without_ems(c), extension(ExtensionType.session_ticket, KNOWN_TICKET)]),
-            A.handshake_failure, config="resume"),
-    Hostile("non-ems-session-id-offered-without-ems", lambda c: c.client_hello(
-                session_id=LEGACY_SESSION_ID, extensions=without_ems(c)),
-            A.handshake_failure, config="resume"),
-    Hostile("non-ems-ticket-offered-without-ems", lambda c: c.client_hello(extensions=[
-                *without_ems(c), extension(ExtensionType.session_ticket, LEGACY_TICKET)]),
             A.handshake_failure, config="resume"),
     Hostile("compression-without-null", lambda c: c.client_hello(compression=b"\x01"),
             A.illegal_parameter),
@@ -359,6 +356,24 @@ TABLE = [
             A.decode_error),
     Hostile("extended-master-secret-not-empty", hello_replacing_extension(
                 ExtensionType.extended_master_secret, b"\x00"),
+            A.decode_error),
+    # ---- TLS 1.3 extensions, decoded from every ClientHello (RFC 8446 §4.2)
+    Hostile("key-share-group-twice", hello_with_extra_extension(
+                ExtensionType.key_share, b"\x00\x0a" + b"\x00\x1d\x00\x01\x01" * 2),
+            A.illegal_parameter),
+    Hostile("key-share-empty-body", hello_with_extra_extension(ExtensionType.key_share, b""),
+            A.decode_error),
+    Hostile("key-share-empty-key", hello_with_extra_extension(
+                ExtensionType.key_share, b"\x00\x04\x00\x1d\x00\x00"),
+            A.decode_error),
+    Hostile("pre-shared-key-two-identities-one-binder", hello_with_extra_extension(
+                ExtensionType.pre_shared_key,
+                b"\x00\x0e" + (b"\x00\x01t" + bytes(4)) * 2 + b"\x00\x21\x20" + bytes(32)),
+            A.illegal_parameter),
+    Hostile("psk-key-exchange-modes-empty", hello_with_extra_extension(
+                ExtensionType.psk_key_exchange_modes, b"\x00"),
+            A.decode_error),
+    Hostile("cookie-empty", hello_with_extra_extension(ExtensionType.cookie, b"\x00\x00"),
             A.decode_error),
     Hostile("extension-length-overruns-block", lambda c: c.client_hello(
                 body=c.client_hello_body(extensions=[])
@@ -628,6 +643,7 @@ def configs(rsa_config: ServerConfig) -> dict[ConfigName, ServerConfig]:
     cache.store(LEGACY_SESSION_ID, LEGACY)
     return {
         "rsa": rsa_config,
+        "tls12": attrs.evolve(rsa_config, versions={TLS12}),
         "alpn": attrs.evolve(rsa_config, alpn_protocols=(b"h2",)),
         "resume": attrs.evolve(rsa_config, session_cache=cache, ticket_keys=TICKET_KEYS),
         "client-auth": attrs.evolve(rsa_config, client_auth=client_auth("required")),
@@ -763,7 +779,8 @@ def test_versions_at_or_above_tls12_get_tls12(
 
 
 def test_tls12_with_fallback_scsv_is_fine(rsa_config: ServerConfig) -> None:
-    server = ServerConnection(rsa_config)
+    """Fine when 1.2 is our highest version (with 1.3 served it is inappropriate_fallback)."""
+    server = ServerConnection(attrs.evolve(rsa_config, versions={TLS12}))
     client = ScriptedClient(suites=(*DEFAULT_SUITES, TLS_FALLBACK_SCSV))
     assert full_handshake(server, client) == []
 

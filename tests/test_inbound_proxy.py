@@ -18,8 +18,9 @@ from trio_tls.server.proxy_protocol import V2_SIGNATURE, encode_v1, encode_v2
 from trio_tls.server.stream import TLSStream
 
 from .openssl_peer import client_context
-from .test_proxy import logged, read_to_eof
+from .test_proxy import VERSIONS, logged, read_to_eof
 from .test_server import start
+from .test_tls13 import tls13_context
 
 CLIENT = ("203.0.113.7", 40123)
 ADDRESSED = ("198.51.100.1", 443)
@@ -53,6 +54,7 @@ class HeaderFirst(trio.abc.Stream):
         await self.transport.aclose()
 
 
+@VERSIONS
 @pytest.mark.parametrize("header", [encode_v1(CLIENT, ADDRESSED), encode_v2(CLIENT, ADDRESSED)])
 @pytest.mark.parametrize("together", [False, True])
 async def test_the_header_names_the_client(
@@ -62,6 +64,7 @@ async def test_the_header_names_the_client(
     caplog: pytest.LogCaptureFixture,
     header: bytes,
     together: bool,
+    tls13: bool,
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_tls")
     port = await start(server_nursery, tell_addresses, rsa_config, proxy_protocol=(1, 2))
@@ -72,7 +75,8 @@ async def test_the_header_names_the_client(
     else:
         await tcp.send_all(header)
     proxy_port = tcp.socket.getsockname()[1]
-    client = trio.SSLStream(transport, client_context(ca), server_hostname="localhost")
+    context = tls13_context(ca) if tls13 else client_context(ca)
+    client = trio.SSLStream(transport, context, server_hostname="localhost")
     with trio.fail_after(5):
         said = (await read_to_eof(client)).decode()
     await client.aclose()

@@ -25,31 +25,34 @@ from trio_tls.engine.wire.errors import (
     LocalProtocolError,
     UnexpectedMessage,
 )
-from trio_tls.engine.wire.messages import (
-    Alert,
+from trio_tls.engine.wire.extensions import (
     AnyExtension,
     ApplicationLayerProtocolNegotiation,
-    Certificate,
-    ChangeCipherSpec,
-    ClientHello,
-    ClientKeyExchange,
     ECPointFormats,
     ExtendedMasterSecret,
     Extension,
     Extensions,
-    Finished,
-    HandshakeMessage,
-    NewSessionTicket,
+    KeyShare,
     RenegotiationInfo,
-    ServerHello,
-    ServerHelloDone,
-    ServerKeyExchange,
     ServerName,
     SessionTicket,
     SignatureAlgorithms,
     SupportedGroups,
     SupportedVersions,
     UnknownExtension,
+)
+from trio_tls.engine.wire.messages import (
+    Alert,
+    Certificate,
+    ChangeCipherSpec,
+    ClientHello,
+    ClientKeyExchange,
+    Finished,
+    HandshakeMessage,
+    NewSessionTicket,
+    ServerHello,
+    ServerHelloDone,
+    ServerKeyExchange,
     encode_body,
     encode_handshake,
 )
@@ -762,14 +765,11 @@ def unknown(hello: ClientHello, extension_type: int) -> bytes:
     return found[0].data
 
 
-def key_share_groups(data: bytes) -> list[tuple[int, int]]:
+def key_share_groups(hello: ClientHello) -> list[tuple[int, int]]:
     """RFC 8446 §4.2.8 KeyShareClientHello: (group, key_exchange length) of each entry."""
-    shares = Reader(data).vec16()
-    entries = []
-    while not shares.at_end():
-        group = shares.u16()
-        entries.append((group, len(shares.opaque16(minimum=1))))
-    return entries
+    found = hello.extension(KeyShare)
+    assert found is not None
+    return [(share.group, len(share.key_exchange)) for share in found.shares]
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
@@ -814,8 +814,8 @@ def test_chromium_hello() -> None:
     schemes = hello.extension(SignatureAlgorithms)
     assert schemes is not None
     assert is_grease(schemes.schemes[0])
-    # The key share (51) stays raw: GREASE, X25519MLKEM768 (1184 + 32 bytes), x25519.
-    assert key_share_groups(unknown(hello, 51)) == [
+    # The key shares: GREASE, X25519MLKEM768 (1184 + 32 bytes), x25519.
+    assert key_share_groups(hello) == [
         (groups.groups[0], 1),
         (0x11EC, 1216),
         (29, 32),
@@ -843,7 +843,7 @@ def test_curl_default_hello() -> None:
     assert hello.cipher_suites[-1] == 0x00FF
     assert hello.extension(RenegotiationInfo) is None
     assert all(byte == 0 for byte in unknown(hello, 21))  # padding (RFC 7685)
-    assert key_share_groups(unknown(hello, 51)) == [(29, 32)]
+    assert key_share_groups(hello) == [(29, 32)]
     assert hello.extension(ServerName) is None  # this capture carries no server_name
     assert hello.extension(ApplicationLayerProtocolNegotiation) == (
         ApplicationLayerProtocolNegotiation((b"h2", b"http/1.1"))
@@ -891,7 +891,7 @@ def test_gnutls_default_hello() -> None:
     # GnuTLS uses the extension, not the SCSV, for renegotiation.
     assert hello.extension(RenegotiationInfo) == RenegotiationInfo(b"")
     assert 0x00FF not in hello.cipher_suites
-    assert key_share_groups(unknown(hello, 51)) == [(23, 65), (29, 32)]
+    assert key_share_groups(hello) == [(23, 65), (29, 32)]
     groups = hello.extension(SupportedGroups)
     assert groups is not None
     assert groups.groups[0] == 23  # secp256r1 preferred

@@ -36,6 +36,9 @@ from trio_tls.server.proxy_protocol import (
 from .client_certs import T61_V3, client_auth
 from .openssl_peer import client_context
 from .test_server import start
+from .test_tls13 import tls13_context
+
+VERSIONS = pytest.mark.parametrize("tls13", [False, True], ids=["tls1.2", "tls1.3"])
 
 UpstreamHandler = Callable[[trio.SocketStream], Awaitable[None]]
 
@@ -64,9 +67,14 @@ async def proxy_to(
 
 
 async def connect(
-    ca: trustme.CA, port: int, sni: str = "localhost", alpn: list[str] | None = None
+    ca: trustme.CA,
+    port: int,
+    sni: str = "localhost",
+    alpn: list[str] | None = None,
+    *,
+    tls13: bool = False,
 ) -> trio.SSLStream[trio.SocketStream]:
-    context = client_context(ca)
+    context = tls13_context(ca) if tls13 else client_context(ca)
     context.check_hostname = False
     if alpn:
         context.set_alpn_protocols(alpn)
@@ -146,11 +154,13 @@ async def test_a_slow_reader_slows_the_writer(
         await client.aclose()
 
 
+@VERSIONS
 async def test_client_close_notify_half_closes_the_upstream(
     ca: trustme.CA,
     rsa_config: ServerConfig,
     server_nursery: trio.Nursery,
     caplog: pytest.LogCaptureFixture,
+    tls13: bool,
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_tls")
     seen = trio.Event()
@@ -163,7 +173,7 @@ async def test_client_close_notify_half_closes_the_upstream(
 
     async with upstream(reader) as upstream_port:
         port = await proxy_to(server_nursery, rsa_config, f"upstream=127.0.0.1:{upstream_port}")
-        client = await connect(ca, port)
+        client = await connect(ca, port, tls13=tls13)
         await client.send_all(b"the whole request")
         await client.aclose()  # close_notify
         with trio.fail_after(5):
@@ -173,15 +183,16 @@ async def test_client_close_notify_half_closes_the_upstream(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], lines
 
 
+@VERSIONS
 async def test_upstream_eof_becomes_close_notify(
-    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery, tls13: bool
 ) -> None:
     async def say_bye(stream: trio.SocketStream) -> None:
         await stream.send_all(b"bye")
 
     async with upstream(say_bye) as upstream_port:
         port = await proxy_to(server_nursery, rsa_config, f"upstream=127.0.0.1:{upstream_port}")
-        client = await connect(ca, port)  # trio.SSLStream: EOF without close_notify raises
+        client = await connect(ca, port, tls13=tls13)  # EOF without close_notify raises
         with trio.fail_after(5):
             assert await read_to_eof(client) == b"bye"
         await client.aclose()
@@ -238,8 +249,9 @@ async def test_connect_timeout(
     await logged(caplog, f"aborted: upstream {address}: connect timed out after 0.5 s")
 
 
+@VERSIONS
 async def test_routes_by_sni_then_alpn_then_default(
-    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery
+    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery, tls13: bool
 ) -> None:
     def named(name: bytes) -> UpstreamHandler:
         async def answer(stream: trio.SocketStream) -> None:
@@ -269,7 +281,7 @@ async def test_routes_by_sni_then_alpn_then_default(
             ("localhost", ["localhost"], b"a"),
             ("localhost", None, b"default"),
         ]:
-            client = await connect(ca, port, sni, alpn)
+            client = await connect(ca, port, sni, alpn, tls13=tls13)
             with trio.fail_after(5):
                 assert await read_to_eof(client) == expected, (sni, alpn)
             await client.aclose()
@@ -328,9 +340,14 @@ async def test_an_upstream_reset_mid_relay_is_an_abortive_close(
     assert not [r for r in caplog.records if r.exc_info], lines
 
 
+@VERSIONS
 @pytest.mark.parametrize("version", [1, 2])
 async def test_proxy_protocol_to_the_upstream(
-    ca: trustme.CA, rsa_config: ServerConfig, server_nursery: trio.Nursery, version: int
+    ca: trustme.CA,
+    rsa_config: ServerConfig,
+    server_nursery: trio.Nursery,
+    version: int,
+    tls13: bool,
 ) -> None:
     headers: list[bytes] = []
     recorded = trio.Event()
@@ -347,7 +364,7 @@ async def test_proxy_protocol_to_the_upstream(
             f"upstream=127.0.0.1:{upstream_port}",
             f"proxy-protocol=v{version}",
         )
-        client = await connect(ca, port, alpn=["h2"])
+        client = await connect(ca, port, alpn=["h2"], tls13=tls13)
         client_port = client.transport_stream.socket.getsockname()[1]
         await client.send_all(b"payload")
         await client.aclose()
@@ -365,8 +382,8 @@ async def test_proxy_protocol_to_the_upstream(
         assert tlvs[PP2_TYPE_AUTHORITY] == b"localhost"
         ssl = tlvs[PP2_TYPE_SSL]
         assert ssl[0] == 1  # PP2_CLIENT_SSL
-        assert bytes([PP2_SUBTYPE_SSL_VERSION, 0, 7]) + b"TLSv1.2" in ssl
-        cipher = b"ECDHE-RSA-AES128-GCM-SHA256"
+        assert bytes([PP2_SUBTYPE_SSL_VERSION, 0, 7]) + (b"TLSv1.3" if tls13 else b"TLSv1.2") in ssl
+        cipher = b"TLS_AES_128_GCM_SHA256" if tls13 else b"ECDHE-RSA-AES128-GCM-SHA256"
         assert bytes([PP2_SUBTYPE_SSL_CIPHER, 0, len(cipher)]) + cipher in ssl
 
 

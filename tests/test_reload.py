@@ -44,12 +44,15 @@ def fingerprint(leaf: trustme.LeafCert) -> str:
 class Client:
     """A keep-alive HTTPS connection to `hello`; `served_by` is the certificate's SHA-256."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, version: ssl.TLSVersion | None = None) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        if version is not None:
+            context.minimum_version = context.maximum_version = version
         raw = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.tls = context.wrap_socket(raw, server_hostname="localhost")
+        assert version is None or self.tls.version() == version.name.replace("_", ".")
         der = self.tls.getpeercert(binary_form=True)
         assert der is not None
         self.served_by = hashlib.sha256(der).hexdigest()
@@ -66,8 +69,8 @@ class Client:
         self.tls.close()
 
 
-def served_by(port: int) -> str:
-    client = Client(port)
+def served_by(port: int, version: ssl.TLSVersion | None = None) -> str:
+    client = Client(port, version)
     client.get()
     client.close()
     return client.served_by
@@ -79,28 +82,31 @@ def reload(server: Server, pid: int, done: str, times: int) -> None:
     server.wait_for_stderr(done, 10, count=before + times)
 
 
+@pytest.mark.parametrize(
+    "version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"]
+)
 @pytest.mark.parametrize("count", [1, 2], ids=["single", "workers"])
 def test_sighup_swaps_the_certificate_for_new_handshakes_only(
-    tmp_path: Path, ca: trustme.CA, count: int
+    tmp_path: Path, ca: trustme.CA, count: int, version: ssl.TLSVersion
 ) -> None:
     old, new = ca.issue_cert("localhost"), ca.issue_cert("localhost")
     certfile = tmp_path / "server.pem"
     install(old, certfile)
     with running_server(tmp_path, "--certfile", str(certfile), "--workers", str(count)) as server:
-        kept = Client(server.port)
+        kept = Client(server.port, version)
         kept.get()
         assert kept.served_by == fingerprint(old)
 
         install(new, certfile)
         reload(server, server.proc.pid, "reloaded: new handshakes use certificates", count)
         # Every worker reloaded: whichever takes a connection, it has the new certificate.
-        assert {served_by(server.port) for _ in range(4 * count)} == {fingerprint(new)}
+        assert {served_by(server.port, version) for _ in range(4 * count)} == {fingerprint(new)}
         kept.get()  # the open connection is untouched
         kept.close()
 
         certfile.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
         reload(server, server.proc.pid, "reload failed, still serving the previous", count)
-        assert served_by(server.port) == fingerprint(new)
+        assert served_by(server.port, version) == fingerprint(new)
         assert server.stop() == 0
         assert "Traceback" not in server.stderr
         # Said once at start: not again by each worker, nor by a reload (its log line names them).

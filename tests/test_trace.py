@@ -17,7 +17,8 @@ from trio_tls.engine.events import KeyDerived, Observation, SecretsEstablished
 from trio_tls.engine.sessions import SessionCache
 from trio_tls.engine.wire.codec import Reader
 from trio_tls.engine.wire.enums import ExtensionType
-from trio_tls.engine.wire.messages import ClientHello, UnknownExtension, encode_handshake
+from trio_tls.engine.wire.extensions import UnknownExtension
+from trio_tls.engine.wire.messages import ClientHello, encode_handshake
 from trio_tls.observe.recorder import HandshakeRecorder, combine
 from trio_tls.observe.trace import HandshakeTrace, describe_message
 

@@ -76,7 +76,7 @@ def test_trace_file_with_workers_gets_every_workers_trace(tmp_path: Path) -> Non
         server.wait_for_stderr("closed", 10, count=2)
         assert server.stop() == 0
     text = trace.read_text()
-    assert text.count("ClientHello") == 2, text
+    assert text.count("C -> S ClientHello") == 2, text
     assert "\x1b[" not in text  # a file is not a terminal: no colour
 
 

@@ -312,3 +312,64 @@ def test_workers_follow_a_key_file_rotated_by_another_program(tmp_path: Path) ->
             assert resumes(server.port, ctx, before)
             assert not resumes(server.port, ctx, after)
         assert server.stop() == 0
+
+
+OPENSSL = shutil.which("openssl")
+LOG_LINE = re.compile(r"\[(\d+)\] 127\.0\.0\.1:\d+ sni=\S+ alpn=\S+ suite=(\S+) resumed=(\w+) ")
+
+
+def s_client(port: int, *args: str) -> str:
+    assert OPENSSL is not None
+    result = subprocess.run(
+        [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", *args],
+        input=b"",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return (result.stdout + result.stderr).decode("utf-8", "replace")
+
+
+def wait_for_session_file(path: Path, holder: subprocess.Popen[bytes]) -> None:
+    """s_client writes -sess_out when the NewSessionTicket arrives, after the handshake."""
+    deadline = time.monotonic() + 20
+    while not (path.exists() and b"END SSL SESSION PARAMETERS" in path.read_bytes()):
+        assert holder.poll() is None, "s_client ended before a ticket arrived"
+        assert time.monotonic() < deadline, "no TLS 1.3 ticket arrived"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+def test_a_tls13_ticket_resumes_on_the_worker_that_did_not_issue_it(tmp_path: Path) -> None:
+    """The issuing connection is held open, so its worker (at --max-connections 1) leaves the
+    next ones to the other: each of those resumes the ticket, over TLS 1.3, through the keys
+    both read from --ticket-key-file."""
+    session = tmp_path / "session.pem"
+    args = ("--workers", "2", "--max-connections", "1", "--ticket-key-file", "tickets.keys")
+    with running_server(tmp_path, *args) as server:
+        pids = worker_pids(server, 2)
+        assert OPENSSL is not None
+        argv = [OPENSSL, "s_client", "-connect", f"127.0.0.1:{server.port}", "-tls1_3"]
+        holder = subprocess.Popen(
+            [*argv, "-sess_out", str(session)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_session_file(session, holder)
+            for _ in range(3):
+                output = s_client(server.port, "-sess_in", str(session))
+                assert "Reused, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256" in output, output
+        finally:
+            out, _ = holder.communicate(b"", timeout=EXIT_TIMEOUT)
+        assert b"New, TLSv1.3" in out, out
+        server.wait_for_stderr(" resumed=", EXIT_TIMEOUT, count=4)
+        served = [
+            (int(pid), suite, resumed) for pid, suite, resumed in LOG_LINE.findall(server.stderr)
+        ]
+        (issuer,) = [pid for pid, _, resumed in served if resumed == "no"]
+        resumers = {pid for pid, _, resumed in served if resumed == "yes"}
+        assert resumers == pids - {issuer}, served
+        assert {suite for _, suite, _ in served} == {"TLS_AES_128_GCM_SHA256"}
+        assert server.stop() == 0

@@ -18,7 +18,7 @@ from trio_tls.engine.crypto.suites import SUITES_BY_ID
 from trio_tls.observe.clienthello import ClientHelloReport
 from trio_tls.observe.iana import Code
 
-from .report import ConnectionSummary, HandshakeReport, Rung
+from .report import ConnectionSummary, HandshakeReport, KeyExchange, Rung, Share
 
 STYLE = """
 :root{--client:#0b6bcb;--server:#1a7f37;--why:#8a6100;--key:#8250df;--alert:#cf222e;
@@ -86,6 +86,7 @@ def render(report: HandshakeReport) -> str:
         " the messages that went back and forth, recorded as this very connection was made."
         ' The same as JSON: <a href="/json">/json</a>.</p>',
         _decisions(report),
+        _key_exchange(report.key_exchange),
         _ladder(report),
     ]
     if report.client_hello is not None:
@@ -117,10 +118,17 @@ def _connection(negotiated: ConnectionSummary) -> str:
     rows = [
         ("Your address", negotiated.peer),
         ("Server name (SNI)", negotiated.sni or "none sent"),
-        ("Extended master secret", "yes" if negotiated.extended_master_secret else "no"),
+        ("Extended master secret", _extended_master_secret(negotiated)),
         ("Client certificate", negotiated.client_certificate or "none"),
     ]
     return _definitions((name, escape(value)) for name, value in rows if value is not None)
+
+
+def _extended_master_secret(negotiated: ConnectionSummary) -> str:
+    """RFC 7627 is a TLS 1.2 extension; TLS 1.3 binds every secret to the transcript anyway."""
+    if negotiated.version == "TLSv1.3":
+        return "built into TLS 1.3 (every secret covers the transcript)"
+    return "yes" if negotiated.extended_master_secret else "no"
 
 
 def _definitions(rows: Iterable[tuple[str, str]]) -> str:
@@ -160,12 +168,52 @@ def _ladder(report: HandshakeReport) -> str:
     )
 
 
+def _key_exchange(exchange: KeyExchange | None) -> str:
+    """TLS 1.3's key shares: what the client sent, any HelloRetryRequest, what was chosen."""
+    if exchange is None:
+        return ""
+    rows = [("Key shares you sent", _share_list(exchange.offered))]
+    if exchange.hello_retry_request is not None:
+        asked = (
+            f"yes: the server asked for a <b>{escape(exchange.hello_retry_request)}</b> share,"
+            " a round trip more <cite>RFC 8446 §4.1.4</cite>"
+        )
+        rows += [
+            ("HelloRetryRequest", asked),
+            ("Key shares sent again", _share_list(exchange.offered_again)),
+        ]
+    else:
+        rows.append(("HelloRetryRequest", "no: one of your shares was taken (1-RTT)"))
+    if exchange.server_share is not None:
+        rows.append(("Group chosen", _share_list((exchange.server_share,)) + " from the server"))
+    return (
+        "<section id=key-exchange><h2>Key exchange (TLS 1.3)</h2>"
+        "<p class=muted>A TLS 1.3 client guesses the server's group and sends its public key"
+        " (a key share) in the ClientHello; when it guessed wrong, a HelloRetryRequest asks for"
+        " another. X25519MLKEM768 is the post-quantum hybrid: an ML-KEM-768 key and an X25519"
+        " key in one share.</p>"
+        f"{_definitions(rows)}</section>"
+    )
+
+
+def _share_list(shares: tuple[Share, ...]) -> str:
+    if not shares:
+        return "<span class=muted>none</span>"
+    return ", ".join(
+        f"<b>{escape(share.group)}</b> <small>{share.length:,} "
+        f"{'byte' if share.length == 1 else 'bytes'}</small>"
+        for share in shares
+    )
+
+
 def _rung(rung: Rung) -> str:
     time = f"<span class=t>+{rung.ms:.2f} ms</span>"
     detail = f"<span class=detail>{escape(rung.detail)}{_cite(rung.rfc)}</span>"
     if rung.direction is not None:
         unit = "byte" if rung.length == 1 else "bytes"
         size = f" <small>{rung.length} {unit}</small>" if rung.length else ""
+        if rung.keys:
+            size += f" <small>encrypted with the {rung.keys} keys</small>"
         label = f"<b>{escape(rung.title)}</b>{size}"
         arrow = f"<div class=arrow>{label}{detail}</div>"
         return f"<li class='{rung.kind} {rung.direction}'>{time}{arrow}</li>"

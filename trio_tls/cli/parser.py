@@ -168,16 +168,23 @@ def _add_serve_options(run: argparse.ArgumentParser) -> None:
         help="environment variable holding the key's password (default: the key is not encrypted)",
     )
     run.add_argument(
+        "--tls-versions",
+        metavar="LIST",
+        help="protocol versions to serve: 1.2, 1.3 or 1.2,1.3 (default: 1.2,1.3)",
+    )
+    run.add_argument(
         "--ciphers",
         metavar="LIST",
-        help="cipher suites in preference order, IANA or OpenSSL names, ':'-separated "
+        help="cipher suites in preference order, TLS 1.2 and 1.3 ones together, IANA or "
+        "OpenSSL names, ':'-separated; a version none is named for keeps its defaults "
         "(default: every suite, AES-128-GCM first)",
     )
     run.add_argument(
         "--groups",
         metavar="LIST",
-        help="ECDHE groups in preference order, e.g. x25519:secp256r1 (default: x25519, "
-        "secp256r1, secp384r1)",
+        help="key exchange groups in preference order, e.g. x25519:secp256r1; "
+        "X25519MLKEM768 is TLS 1.3 only (default: X25519MLKEM768, x25519, secp256r1, "
+        "secp384r1)",
     )
     run.add_argument(
         "--alpn",

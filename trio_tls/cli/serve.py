@@ -44,6 +44,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         certfiles=args.certfile,
         keyfiles=args.keyfile,
         keyfile_password_env=args.keyfile_password_env,
+        tls_versions=args.tls_versions,
         ciphers=args.ciphers,
         groups=args.groups,
         alpn=args.alpn,

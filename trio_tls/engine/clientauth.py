@@ -1,4 +1,5 @@
-"""Client certificates (RFC 5246 §7.4.4, §7.4.6, §7.4.8): whom to ask, and checking the answer.
+"""Client certificates (RFC 5246 §7.4.4, §7.4.6, §7.4.8; RFC 8446 §4.3.2, §4.4.2): whom to ask,
+and checking the answer.
 
 A ClientAuth holds what the CertificateRequest says (certificate types, the signature schemes we
 verify, the distinguished names of the CAs we trust, unless configured to send none: a large
@@ -31,9 +32,11 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, PublicKeyAlgorithmOID
 
-from .crypto.asymmetric import CLIENT_SCHEMES, MIN_RSA_BITS, PublicKey
+from .crypto.asymmetric import CLIENT_SCHEMES, MIN_RSA_BITS, TLS13_CLIENT_SCHEMES, PublicKey
 from .wire.errors import BadCertificate, CertificateExpired, UnknownCA, UnsupportedCertificate
+from .wire.extensions import AnyExtension, CertificateAuthorities, SignatureAlgorithms
 from .wire.messages import CertificateRequest
+from .wire.messages13 import CertificateRequest13
 from .wire.printable import printable
 
 RSA_SIGN = 1  # ClientCertificateType (RFC 5246 §7.4.4)
@@ -70,6 +73,8 @@ class ClientAuth:
     mode: Mode = "required"
     send_ca_names: bool = True
     request: CertificateRequest = attrs.field(init=False)
+    # The TLS 1.3 form (RFC 8446 §4.3.2): the same schemes less PKCS#1 v1.5, the same names.
+    request13: CertificateRequest13 = attrs.field(init=False)
     epoch: bytes = attrs.field(init=False)
     _store: verification.Store = attrs.field(init=False, repr=False)
 
@@ -80,6 +85,10 @@ class ClientAuth:
         request = CertificateRequest(
             (RSA_SIGN, ECDSA_SIGN), CLIENT_SCHEMES, names if self.send_ca_names else ()
         )
+        extensions: list[AnyExtension] = [SignatureAlgorithms(TLS13_CLIENT_SCHEMES)]
+        if self.send_ca_names:
+            extensions.append(CertificateAuthorities(names))
+        object.__setattr__(self, "request13", CertificateRequest13(b"", tuple(extensions)))
         digest = hashlib.sha256(self.mode.encode())
         for root in self.roots:
             digest.update(root.public_bytes(Encoding.DER))

@@ -19,13 +19,17 @@ from .clientauth import ClientAuth
 from .crypto.asymmetric import (
     CURVE_GROUPS,
     MIN_RSA_BITS,
-    SUPPORTED_GROUPS,
     PrivateKey,
     schemes_for_key,
+    tls13_schemes_for_key,
 )
-from .crypto.suites import DEFAULT_SUITES, AuthKind, CipherSuite
+from .crypto.keyshare import TLS13_GROUPS
+from .crypto.suites import DEFAULT_SUITES, TLS13_SUITES, AuthKind, CipherSuite, Tls13Suite
 from .sessions import SessionCache, TicketKeys
+from .wire.enums import TLS12, TLS13
+from .wire.extensions import Extensions
 from .wire.messages import Certificate, encode_handshake
+from .wire.messages13 import Certificate13, CertificateEntry
 
 
 class CertificateError(Exception):
@@ -65,8 +69,13 @@ class CertifiedKey:
     curve: int | None = attrs.field(init=False)
     # What the key signs with, in our preference order; every one of them works with it.
     signature_schemes: tuple[int, ...] = attrs.field(init=False)
+    # The subset TLS 1.3 allows (RFC 8446 §4.2.3): RSA-PSS only, ECDSA with its curve's hash.
+    tls13_signature_schemes: tuple[int, ...] = attrs.field(init=False)
     certificate: Certificate = attrs.field(init=False, repr=False)
     certificate_message: bytes = attrs.field(init=False, repr=False)
+    # The TLS 1.3 form (RFC 8446 §4.4.2): an empty request context, no per-entry extensions.
+    certificate13: Certificate13 = attrs.field(init=False, repr=False)
+    certificate13_message: bytes = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.chain:
@@ -97,8 +106,12 @@ class CertifiedKey:
                 raise ValueError(f"unsupported ECDSA curve {self.key.curve.name}")
         object.__setattr__(self, "curve", curve)
         object.__setattr__(self, "signature_schemes", schemes_for_key(self.key))
+        object.__setattr__(self, "tls13_signature_schemes", tls13_schemes_for_key(self.key))
         object.__setattr__(self, "certificate", Certificate(der))
         object.__setattr__(self, "certificate_message", encode_handshake(self.certificate))
+        entries = tuple(CertificateEntry(cert, Extensions.of(())) for cert in der)
+        object.__setattr__(self, "certificate13", Certificate13(b"", entries))
+        object.__setattr__(self, "certificate13_message", encode_handshake(self.certificate13))
 
     def matches(self, host_name: str) -> bool:
         """RFC 6125 §6.4: exact match, or a wildcard standing for exactly the leftmost label."""
@@ -118,6 +131,14 @@ def _suites(value: Iterable[CipherSuite]) -> tuple[CipherSuite, ...]:
     return tuple(value)
 
 
+def _tls13_suites(value: Iterable[Tls13Suite]) -> tuple[Tls13Suite, ...]:
+    return tuple(value)
+
+
+def _versions(value: Iterable[int]) -> frozenset[int]:
+    return frozenset(value)
+
+
 def _ints(value: Iterable[int]) -> tuple[int, ...]:
     return tuple(value)
 
@@ -129,8 +150,16 @@ def _protocols(value: Iterable[bytes]) -> tuple[bytes, ...]:
 @attrs.frozen
 class ServerConfig:
     certificates: tuple[CertifiedKey, ...] = attrs.field(converter=_certificates)
+    # The protocol versions served (wire values: TLS12, TLS13).
+    versions: frozenset[int] = attrs.field(default=frozenset({TLS12, TLS13}), converter=_versions)
+    # TLS 1.2 suites; TLS 1.3 has its own (RFC 8446 §B.4), which name no key exchange.
     cipher_suites: tuple[CipherSuite, ...] = attrs.field(default=DEFAULT_SUITES, converter=_suites)
-    groups: tuple[int, ...] = attrs.field(default=SUPPORTED_GROUPS, converter=_ints)
+    tls13_suites: tuple[Tls13Suite, ...] = attrs.field(
+        default=TLS13_SUITES, converter=_tls13_suites
+    )
+    # Key exchange groups in preference order. X25519MLKEM768 exists in TLS 1.3 only; a TLS 1.2
+    # handshake skips it.
+    groups: tuple[int, ...] = attrs.field(default=TLS13_GROUPS, converter=_ints)
     alpn_protocols: tuple[bytes, ...] = attrs.field(default=(), converter=_protocols)
     # RFC 6066 §3: refuse (unrecognized_name) a host name no certificate is for.
     strict_sni: bool = False
@@ -146,16 +175,26 @@ class ServerConfig:
         if not value:
             raise ValueError("a server needs at least one certificate")
 
+    @versions.validator
+    def _check_versions(self, _: object, value: frozenset[int]) -> None:
+        if not value or not value <= {TLS12, TLS13}:
+            raise ValueError("versions must be TLS 1.2, TLS 1.3 or both")
+
     @groups.validator
     def _check_groups(self, _: object, value: tuple[int, ...]) -> None:
-        unknown = set(value) - set(SUPPORTED_GROUPS)
+        unknown = set(value) - set(TLS13_GROUPS)
         if unknown or not value:
             raise ValueError(f"unsupported groups: {sorted(unknown)}")
 
     @cipher_suites.validator
     def _check_suites(self, _: object, value: tuple[CipherSuite, ...]) -> None:
-        if not value:
-            raise ValueError("at least one cipher suite is needed")
+        if TLS12 in self.versions and not value:
+            raise ValueError("at least one TLS 1.2 cipher suite is needed")
+
+    @tls13_suites.validator
+    def _check_tls13_suites(self, _: object, value: tuple[Tls13Suite, ...]) -> None:
+        if TLS13 in self.versions and not value:
+            raise ValueError("at least one TLS 1.3 cipher suite is needed")
 
     def certificates_for(self, host_name: str | None) -> tuple[CertifiedKey, ...]:
         """Certificates in the order to try for this SNI host: those it names first.

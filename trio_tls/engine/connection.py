@@ -1,4 +1,4 @@
-"""ServerConnection: the sans-IO TLS 1.2 server (h11's contract, RFC 5246's protocol).
+"""ServerConnection: the sans-IO TLS server (h11's contract; RFC 5246 and RFC 8446's protocol).
 
 Feed it bytes with `receive_data()` (b"" for EOF), pull `next_event()` until NEED_DATA, and
 write out whatever `data_to_send()` returns after each step. It never touches a socket or a
@@ -9,6 +9,11 @@ becomes fatal: the queued handshake flight is dropped, the alert is queued (unde
 write protection, as RFC 5246 §7.2 wants), the connection enters the error state, and the
 error is re-raised as RemoteProtocolError (the peer's fault) with the same `.alert`. After that,
 `next_event()` only raises; `data_to_send()` still hands over the alert.
+
+The record rules that differ in TLS 1.3 (RFC 8446 §5, §6) switch on once the handshake states pick
+it (`enter_tls13`): no record of another type between a handshake message's fragments, no
+handshake message across a key change, every alert but close_notify and user_canceled fatal
+whatever its level, and our own keys updated before the AEAD's limit (§5.5).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from .record.protection import (
     RecordProtection,
     XorNonceAEAD,
 )
+from .record.protection13 import SKIPPED, Tls13Protection
 from .wire.codec import Reader
 from .wire.enums import AlertDescription, AlertLevel, ContentType
 from .wire.errors import (
@@ -54,13 +60,13 @@ from .wire.errors import (
     TLSError,
     UnexpectedMessage,
 )
+from .wire.extensions import ServerName
 from .wire.messages import (
     Alert,
     ChangeCipherSpec,
     ClientHello,
     ClientMessage,
     HandshakeMessage,
-    ServerName,
     encode_body,
     encode_handshake,
 )
@@ -71,6 +77,9 @@ _CHANGE_CIPHER_SPEC = encode_body(ChangeCipherSpec())
 # (OpenSSL's limits: it fails the 5th warning alert and the 33rd empty record).
 MAX_WARNINGS_IN_A_ROW = 4
 MAX_EMPTY_RECORDS_IN_A_ROW = 32
+# TLS 1.3 KeyUpdates between two application data records (OpenSSL's limit too): each costs
+# the peer five bytes and us a key derivation, and an answer when it asks for one.
+MAX_KEY_UPDATES_IN_A_ROW = 32
 
 
 class ServerConnection:
@@ -105,6 +114,10 @@ class ServerConnection:
         self._observed_records = [False, False]  # first application record received, sent
         self._warnings_in_a_row = 0  # warning alerts received and renegotiations refused
         self._empty_records_in_a_row = 0
+        self._key_updates_in_a_row = 0
+        self._tls13 = False  # the record rules of RFC 8446 apply
+        # TLS 1.3: the write protection whose record limit (§5.5) updates our keys.
+        self._rekey: Tls13Protection | None = None
         self.info: ConnectionInfo | None = None
         # The host name the client's ClientHello named, known even when the handshake then
         # fails: the log line of a failed handshake says which site the client wanted.
@@ -170,6 +183,9 @@ class ServerConnection:
         if self.info is None or self._we_closed or self._error is not None:
             raise LocalProtocolError("cannot send application data now", alert=None)
         if data:
+            rekey = self._rekey
+            if rekey is not None and rekey.next_sequence >= rekey.record_limit:
+                self._state = self._state.update_own_keys(self)
             if self._observer is not None and not self._observed_records[1]:
                 self._observe_record("sent", self._write_protection, min(len(data), MAX_PLAINTEXT))
             write_records(
@@ -216,6 +232,8 @@ class ServerConnection:
         self._events.append(self._peer_closed)
 
     def _dispatch(self, content_type: int, payload: Buffer) -> None:
+        if content_type == SKIPPED:  # TLS 1.3 early data, refused and skipped (RFC 8446 §4.2.10)
+            return
         if payload:
             self._empty_records_in_a_row = 0
         else:
@@ -227,13 +245,16 @@ class ServerConnection:
             self._handle_handshake_messages()
             return
         # RFC 5246 §6.2.1: records of other types MAY come between the fragments of a
-        # handshake message (TLS 1.3 forbids it; TLS 1.2 does not). Each is judged by the
-        # state alone: data after the handshake is data, a CCS is out of place anyway.
+        # handshake message in TLS 1.2; each is judged by the state alone: data after the
+        # handshake is data, a CCS is out of place anyway. RFC 8446 §5.1 forbids it.
+        if self._tls13 and not self._handshake.is_empty():
+            raise UnexpectedMessage("a record between the fragments of a handshake message")
         if content_type == ContentType.application_data:
             if not self._state.accepts_application_data:
                 raise UnexpectedMessage("application data before the handshake finished")
             if payload:
                 self._warnings_in_a_row = 0
+                self._key_updates_in_a_row = 0
                 self._events.append(ApplicationData(bytes(payload)))
                 if self._observer is not None and not self._observed_records[0]:
                     self._observe_record("received", self._reader.protection, len(payload))
@@ -268,6 +289,8 @@ class ServerConnection:
             self._warnings_in_a_row = 0
 
     def _handle_alert(self, payload: Buffer) -> None:
+        if self._tls13 and not payload:
+            raise UnexpectedMessage("an empty alert record")  # RFC 8446 §5.4
         reader = Reader(payload)
         alert = Alert.decode(reader)
         if not reader.at_end():
@@ -275,7 +298,11 @@ class ServerConnection:
         self._events.append(AlertReceived(alert.level, alert.description))
         if self._observer is not None:
             self._observer(AlertObserved("received", alert.level, alert.description))
-        if alert.level == AlertLevel.warning and alert.description != AlertDescription.close_notify:
+        if self._tls13:
+            self._handle_tls13_alert(alert.description)
+        elif (
+            alert.level == AlertLevel.warning and alert.description != AlertDescription.close_notify
+        ):
             self._count_warning("warning alerts")
         elif alert.description == AlertDescription.close_notify:
             # RFC 5246 §7.2.1: answer with our own close_notify, discarding pending writes;
@@ -285,6 +312,19 @@ class ServerConnection:
         elif alert.level == AlertLevel.fatal:
             # RFC 5246 §7.2.2: the connection ends at once; nothing more is read or sent, and
             # an aborted connection must never look like a clean close.
+            self._peer_closed = ConnectionClosed(close_notify=False)
+            self._we_closed = True
+
+    def _handle_tls13_alert(self, description: int) -> None:
+        """RFC 8446 §6: the level is ignored. close_notify closes, user_canceled is only
+        news (a close_notify follows it), and every other alert is an error that ends the
+        connection at once, without an answer."""
+        if description == AlertDescription.close_notify:
+            self._peer_closed = ConnectionClosed(close_notify=True)
+            self.close()
+        elif description == AlertDescription.user_canceled:
+            self._count_warning("user_canceled alerts")
+        else:
             self._peer_closed = ConnectionClosed(close_notify=False)
             self._we_closed = True
 
@@ -321,17 +361,43 @@ class ServerConnection:
     def negotiated_version(self) -> None:
         self._reader.strict_version = True
 
+    def enter_tls13(self) -> None:
+        self._tls13 = True
+
     def set_read_protection(self, protection: RecordProtection) -> None:
+        # RFC 8446 §5.1: a message before a key change must end its record. (In TLS 1.2 the
+        # states refuse any handshake byte before a ChangeCipherSpec, so this holds there too.)
+        if not self._handshake.is_empty():
+            raise UnexpectedMessage("a handshake message spans a change of keys")
         self._reader.protection = protection
 
-    def change_write_protection(self, protection: RecordProtection) -> None:
+    def set_write_protection(self, protection: RecordProtection) -> None:
+        self._flush_flight()
+        self._write_protection = protection
+        if isinstance(protection, Tls13Protection):
+            self._rekey = protection
+
+    def send_change_cipher_spec(self) -> None:
         self._flush_flight()
         self._write_protection.seal_into(
             self._outgoing, ContentType.change_cipher_spec, _CHANGE_CIPHER_SPEC
         )
-        self._write_protection = protection
         if self._observer is not None:
             self._observer(MessageObserved("sent", ChangeCipherSpec(), _CHANGE_CIPHER_SPEC))
+
+    def count_key_update(self) -> None:
+        self._key_updates_in_a_row += 1
+        if self._key_updates_in_a_row > MAX_KEY_UPDATES_IN_A_ROW:
+            raise UnexpectedMessage("too many KeyUpdates in a row")
+
+    def update_write_keys(self, key_update: HandshakeMessage, protection: RecordProtection) -> None:
+        if not self._we_closed:  # nothing may follow our close_notify
+            self.send_handshake(key_update)
+            self.set_write_protection(protection)
+
+    def change_write_protection(self, protection: RecordProtection) -> None:
+        self.send_change_cipher_spec()
+        self._write_protection = protection
 
     def refuse_renegotiation(self) -> None:
         self._count_warning("renegotiation attempts")
@@ -371,7 +437,7 @@ class ServerConnection:
         self, direction: Direction, protection: RecordProtection, length: int
     ) -> None:
         """Report the first application record each way: how its nonce and AAD were made."""
-        if not isinstance(protection, ExplicitNonceAEAD | XorNonceAEAD):
+        if not isinstance(protection, ExplicitNonceAEAD | XorNonceAEAD | Tls13Protection):
             return
         received = direction == "received"
         self._observed_records[0 if received else 1] = True

@@ -30,7 +30,7 @@ NeedData = Literal[_Sentinel.NEED_DATA]
 class ConnectionInfo:
     """The negotiated parameters of one connection, as a handler sees them on `stream.info`.
 
-    version is "TLSv1.2"; the other names are the IANA registries': cipher_suite e.g.
+    version is "TLSv1.2" or "TLSv1.3"; the other names are the IANA registries': cipher_suite e.g.
     "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", group e.g. "x25519", signature_scheme e.g.
     "rsa_pss_rsae_sha256". sni and alpn are None when the client sent none or none was chosen.
     """
@@ -166,10 +166,15 @@ class AlertObserved:
 
 @attrs.frozen
 class SecretsEstablished:
-    """The handshake's master secret, tied to its client random (what a key log records)."""
+    """A secret a key log records, tied to its client random, under its NSS key log label:
+    CLIENT_RANDOM for a TLS 1.2 master secret; in TLS 1.3 one line per traffic secret
+    (CLIENT_HANDSHAKE_TRAFFIC_SECRET, SERVER_HANDSHAKE_TRAFFIC_SECRET, CLIENT_TRAFFIC_SECRET_0,
+    SERVER_TRAFFIC_SECRET_0) and EXPORTER_SECRET, since 1.3 has no single master secret that
+    decrypts everything."""
 
     client_random: bytes
     master_secret: bytes = attrs.field(repr=False)
+    label: str = "CLIENT_RANDOM"
 
 
 Observation = (

@@ -33,21 +33,26 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .crypto.key_schedule import MASTER_SECRET_LENGTH
 from .wire.codec import Reader, Writer
+from .wire.enums import TLS12
 from .wire.errors import DecodeError
 
 KEY_NAME_LENGTH = 16
 TICKET_KEY_LENGTH = 32
 _NONCE_LENGTH = 12
-_STATE_FORMAT = 2
+_TLS12_ONLY_FORMAT = 2
+_STATE_FORMAT = 3
 SEAL_LIMIT = 2**24
 
 
 @attrs.frozen
 class SessionState:
-    """What a resumption restores. `client_chain` is the client's verified chain (DER, leaf
-    first) when it authenticated, and `auth_epoch` the client-auth settings it was verified
-    under (clientauth.ClientAuth.epoch, b"" for none): a session is only resumed under the same
-    settings, so the identity it carries is one today's settings would accept."""
+    """What a resumption restores. `master_secret` is the TLS 1.2 master secret, or in TLS 1.3
+    the resumption PSK (RFC 8446 §4.6.1); `version` says which, and a session resumes only in
+    its own version. `client_chain` is the client's verified chain (DER, leaf first) when it
+    authenticated, and `auth_epoch` the client-auth settings it was verified under
+    (clientauth.ClientAuth.epoch, b"" for none): a session is only resumed under the same
+    settings, so the identity it carries is one today's settings would accept. `age_add`
+    obscures a TLS 1.3 ticket's age on the wire (§4.6.1)."""
 
     suite_id: int
     master_secret: bytes = attrs.field(repr=False)
@@ -56,14 +61,18 @@ class SessionState:
     created: float
     client_chain: tuple[bytes, ...] = ()
     auth_epoch: bytes = b""
+    version: int = TLS12
+    age_add: int = 0
 
     def encode(self) -> bytes:
         writer = Writer()
         writer.u8(_STATE_FORMAT)
+        writer.u16(self.version)
         writer.u16(self.suite_id)
         writer.u32(int(self.created))
         writer.u8(self.extended_master_secret)
-        writer.raw(self.master_secret)
+        writer.opaque8(self.master_secret)
+        writer.u32(self.age_add)
         writer.opaque8((self.sni or "").encode("ascii"))
         writer.opaque8(self.auth_epoch)
         for der in self.client_chain:
@@ -72,13 +81,19 @@ class SessionState:
 
     @classmethod
     def decode(cls, data: bytes) -> SessionState | None:
-        """None for anything malformed: a ticket we sealed is never malformed."""
+        """None for anything malformed: a ticket we sealed is never malformed. A ticket of the
+        previous format (TLS 1.2 only, a 48-byte master secret) still opens."""
         reader = Reader(data)
         try:
-            if reader.u8() != _STATE_FORMAT:
+            state_format = reader.u8()
+            if state_format not in (_TLS12_ONLY_FORMAT, _STATE_FORMAT):
                 return None
+            version = reader.u16() if state_format == _STATE_FORMAT else TLS12
             suite_id, created, ems = reader.u16(), reader.u32(), reader.u8()
-            master_secret = reader.raw(MASTER_SECRET_LENGTH)
+            if state_format == _STATE_FORMAT:
+                secret, age_add = reader.opaque8(minimum=1), reader.u32()
+            else:
+                secret, age_add = reader.raw(MASTER_SECRET_LENGTH), 0
             sni = reader.opaque8().decode("ascii") or None
             epoch = reader.opaque8()
             chain = []
@@ -86,7 +101,9 @@ class SessionState:
                 chain.append(reader.opaque24(minimum=1))
         except (DecodeError, UnicodeDecodeError):
             return None
-        return cls(suite_id, master_secret, bool(ems), sni, float(created), tuple(chain), epoch)
+        return cls(
+            suite_id, secret, bool(ems), sni, float(created), tuple(chain), epoch, version, age_add
+        )
 
 
 class SessionCache:

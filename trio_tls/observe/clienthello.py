@@ -7,9 +7,9 @@ plain JSON types. The `inspect` handler shows the same report for the connection
 
 Parsing is the server's own: the record layer and messages.py with every length checked, so
 malformed bytes raise the TLSError (DecodeError, IllegalParameter, ...) that the server would
-answer with an alert. On top of that, the extensions this TLS 1.2 server does not read (TLS
-1.3's key_share and psk_key_exchange_modes, Chromium's ALPS and ECH, ...) are decoded here for
-display only; one that does not parse is shown as "malformed" rather than failing the report.
+answer with an alert. On top of that, the extensions the server does not read (Chromium's ALPS
+and ECH, status_request, ...) are decoded here for display only; one that does not parse is
+shown as "malformed" rather than failing the report.
 Names come from iana.py; GREASE values (RFC 8701) are kept in place and marked, and listed in
 `grease`.
 """
@@ -27,13 +27,18 @@ from ..engine.record.protection import NullProtection
 from ..engine.wire.codec import Reader, Writer
 from ..engine.wire.enums import ContentType, HandshakeType
 from ..engine.wire.errors import DecodeError, UnexpectedMessage
-from ..engine.wire.messages import (
+from ..engine.wire.extensions import (
     KNOWN_EXTENSIONS,
     AnyExtension,
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
+    CertificateAuthorities,
+    Cookie,
+    EarlyData,
     ECPointFormats,
     ExtendedMasterSecret,
+    PostHandshakeAuth,
+    PreSharedKey,
+    PskKeyExchangeModes,
     RenegotiationInfo,
     ServerName,
     SessionTicket,
@@ -42,11 +47,11 @@ from ..engine.wire.messages import (
     SupportedVersions,
     UnknownExtension,
 )
+from ..engine.wire.extensions import KeyShare as KeyShareExtension
+from ..engine.wire.messages import ClientHello
 from . import fingerprint, iana
 from .iana import Code
 
-KEY_SHARE = 51  # RFC 8446 §4.2.8
-PSK_KEY_EXCHANGE_MODES = 45  # RFC 8446 §4.2.9
 COMPRESS_CERTIFICATE = 27  # RFC 8879 §3
 RECORD_SIZE_LIMIT = 28  # RFC 8449 §4
 STATUS_REQUEST = 5  # RFC 6066 §8
@@ -250,13 +255,6 @@ def _describe(hello: ClientHello, encoded: bytes, max_entries: int | None) -> Cl
     )
 
 
-def _raw(hello: ClientHello, extension_type: int) -> bytes | None:
-    for extension in hello.extensions:
-        if isinstance(extension, UnknownExtension) and extension.extension_type == extension_type:
-            return extension.data
-    return None
-
-
 def _protocol(name: bytes) -> str:
     return name.decode("ascii", "backslashreplace")
 
@@ -265,41 +263,15 @@ def _names(codes: tuple[Code, ...] | list[Code]) -> str:
     return ", ".join(code.name for code in codes)
 
 
-def _key_share_entries(data: bytes) -> tuple[KeyShare, ...]:
-    """KeyShareClientHello: client_shares<0..2^16-1> of (group, key_exchange<1..2^16-1>)."""
-    reader = Reader(data)
-    entries = reader.vec16()
-    reader.end()
-    shares = []
-    while not entries.at_end():
-        group = iana.group(entries.u16())
-        shares.append(KeyShare(group, len(entries.opaque16(minimum=1))))
-    return tuple(shares)
-
-
-def _psk_mode_values(data: bytes) -> tuple[Code, ...]:
-    reader = Reader(data)
-    modes = reader.vec8(minimum=1).u8_list()
-    reader.end()
-    return tuple(iana.psk_key_exchange_mode(v) for v in modes)
-
-
 def _key_shares(hello: ClientHello) -> tuple[KeyShare, ...]:
-    return _parsed_or_empty(_key_share_entries, _raw(hello, KEY_SHARE))
+    found = hello.extension(KeyShareExtension)
+    shares = found.shares if found else ()
+    return tuple(KeyShare(iana.group(share.group), len(share.key_exchange)) for share in shares)
 
 
 def _psk_modes(hello: ClientHello) -> tuple[Code, ...]:
-    return _parsed_or_empty(_psk_mode_values, _raw(hello, PSK_KEY_EXCHANGE_MODES))
-
-
-def _parsed_or_empty(parse: Callable[[bytes], tuple[T, ...]], data: bytes | None) -> tuple[T, ...]:
-    """A raw extension's values; none when it is absent or malformed (its entry says which)."""
-    if data is None:
-        return ()
-    try:
-        return parse(data)
-    except DecodeError:
-        return ()
+    found = hello.extension(PskKeyExchangeModes)
+    return tuple(iana.psk_key_exchange_mode(v) for v in found.modes) if found else ()
 
 
 def _entry(extension: AnyExtension) -> ExtensionEntry:
@@ -326,7 +298,7 @@ def _encoded(extension: AnyExtension) -> bytes:
 
 
 def _summary_of_known(extension: AnyExtension) -> str:
-    """One line for an extension the server decodes (messages.KNOWN_EXTENSIONS)."""
+    """One line for an extension the server decodes (extensions.KNOWN_EXTENSIONS)."""
     match extension:
         case ServerName(host_name=host_name):
             return host_name or "empty"
@@ -346,6 +318,23 @@ def _summary_of_known(extension: AnyExtension) -> str:
             return _bytes(len(previous)) if previous else "empty: an initial handshake"
         case SessionTicket(ticket=ticket):
             return f"a {len(ticket)}-byte ticket" if ticket else "empty: the client wants a ticket"
+        case KeyShareExtension(shares=shares):
+            return ", ".join(
+                f"{iana.group(share.group).name} ({len(share.key_exchange)}-byte key)"
+                for share in shares
+            )
+        case PskKeyExchangeModes(modes=modes):
+            return _names([iana.psk_key_exchange_mode(v) for v in modes])
+        case PreSharedKey(identities=identities):
+            return "1 ticket" if len(identities) == 1 else f"{len(identities)} tickets"
+        case EarlyData():
+            return "empty: the client sends early data"
+        case PostHandshakeAuth():
+            return "empty: the client takes a CertificateRequest after the handshake"
+        case Cookie(cookie=cookie):
+            return _bytes(len(cookie))
+        case CertificateAuthorities(names=names):
+            return "1 name" if len(names) == 1 else f"{len(names)} names"
     return ""
 
 
@@ -364,15 +353,6 @@ def _summary_of_raw(code: Code, data: bytes) -> str:
 
 def _bytes(count: int) -> str:
     return "1 byte" if count == 1 else f"{count} bytes"
-
-
-def _summary_of_key_share(data: bytes) -> str:
-    shares = _key_share_entries(data)
-    return ", ".join(f"{share.group.name} ({share.key_length}-byte key)" for share in shares)
-
-
-def _summary_of_psk_modes(data: bytes) -> str:
-    return _names(_psk_mode_values(data))
 
 
 def _summary_of_certificate_compression(data: bytes) -> str:
@@ -420,8 +400,6 @@ def _summary_of_status_request(data: bytes) -> str:
 
 
 _RAW_SUMMARIES: dict[int, Callable[[bytes], str]] = {
-    KEY_SHARE: _summary_of_key_share,
-    PSK_KEY_EXCHANGE_MODES: _summary_of_psk_modes,
     COMPRESS_CERTIFICATE: _summary_of_certificate_compression,
     RECORD_SIZE_LIMIT: _summary_of_record_size_limit,
     STATUS_REQUEST: _summary_of_status_request,

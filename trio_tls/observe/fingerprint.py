@@ -1,8 +1,8 @@
 """JA3 and JA4: fingerprints of a client, computed from its ClientHello as it was sent.
 
-Both read only what the decoded ClientHello keeps in wire order (messages.py leaves GREASE and
-unknown extensions in place), and both leave GREASE (RFC 8701) out, because clients choose it at
-random per connection.
+Both read only what the decoded ClientHello keeps in wire order (wire/extensions.py leaves
+GREASE and unknown extensions in place), and both leave GREASE (RFC 8701) out, because clients
+choose it at random per connection.
 
 JA3 (Salesforce, 2017; the reference is salesforce/ja3's ja3.py): the five fields
 `SSLVersion,Ciphers,Extensions,EllipticCurves,EllipticCurvePointFormats`, each a `-`-joined list
@@ -27,14 +27,14 @@ from __future__ import annotations
 import hashlib
 
 from ..engine.wire.enums import ExtensionType
-from ..engine.wire.messages import (
+from ..engine.wire.extensions import (
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
     ECPointFormats,
     SignatureAlgorithms,
     SupportedGroups,
     SupportedVersions,
 )
+from ..engine.wire.messages import ClientHello
 from .iana import is_grease
 
 # JA4.md, "TLS and DTLS Version"; any other value is "00".

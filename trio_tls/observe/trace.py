@@ -4,7 +4,9 @@ The engine reports facts as data (events.py: messages with their bytes, decision
 reasons, key schedule steps, the first record each way, alerts); this module only formats
 them, one line per event, prefixed with the peer so that connections running at once stay
 apart. Messages read as the RFC 5246 §7.3 diagram does: `C -> S` for what the client sent,
-`C <- S` for ours, with their key fields named and the RFC section beside each.
+`C <- S` for ours, with their key fields named and the RFC section beside each. Once the server
+has chosen TLS 1.3, the lines follow RFC 8446 instead (ladder13.py): its sections, its message
+names, and the traffic keys that encrypt each message.
 
 Secret values (the pre-master and master secrets, keys, IVs) are shown only when key logging is
 on (`reveal_secrets`): whoever reads such a trace can decrypt the connection, exactly as with
@@ -18,40 +20,48 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import IO, Any
 
 from ..engine.events import (
     AlertObserved,
     Decision,
+    Direction,
     KeyDerived,
     MessageObserved,
     Observation,
     Observer,
     RecordObserved,
 )
-from ..engine.wire.messages import (
+from ..engine.wire.extensions import (
     ApplicationLayerProtocolNegotiation,
+    EarlyData,
+    ExtendedMasterSecret,
+    KeyShare,
+    PreSharedKey,
+    PskKeyExchangeModes,
+    RenegotiationInfo,
+    ServerName,
+    SessionTicket,
+    SignatureAlgorithms,
+    SupportedGroups,
+    SupportedVersions,
+)
+from ..engine.wire.messages import (
     Certificate,
     CertificateRequest,
     CertificateVerify,
     ChangeCipherSpec,
     ClientHello,
     ClientKeyExchange,
-    ExtendedMasterSecret,
     Finished,
     NewSessionTicket,
-    RenegotiationInfo,
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
-    ServerName,
-    SessionTicket,
-    SignatureAlgorithms,
-    SupportedGroups,
 )
 from ..engine.wire.printable import byte_count, printable
-from . import iana
+from . import iana, ladder13
 
 # The RFC section that defines each message, shown beside it.
 _SECTIONS: dict[type, str] = {
@@ -69,9 +79,29 @@ _SECTIONS: dict[type, str] = {
 }
 
 
-def message_section(message: object) -> str:
-    """The RFC section that defines a handshake message ("" for one not in the table)."""
+def message_section(message: object, tls13: bool = False) -> str:
+    """The RFC section that defines a handshake message ("" for one not in the table), in the
+    version the server chose (a ClientHello offering 1.3 is RFC 8446's either way)."""
+    if tls13 or ladder13.is_tls13_server_hello(message):
+        return ladder13.section(message)
+    if isinstance(message, ClientHello) and ladder13.offers_tls13(message):
+        return ladder13.SECTIONS[ClientHello]
     return _SECTIONS.get(type(message), "")
+
+
+def message_title(message: object, tls13: bool = False) -> str:
+    """The message's name as its RFC spells it (a HelloRetryRequest is a ServerHello)."""
+    return ladder13.title(message) if tls13 else type(message).__name__
+
+
+def alert_section(tls13: bool) -> str:
+    return ladder13.ALERT_SECTION if tls13 else "RFC 5246 §7.2"
+
+
+def record_section(observation: RecordObserved, tls13: bool) -> str:
+    if tls13:
+        return ladder13.RECORD_SECTION
+    return "RFC 5288 §3" if observation.explicit_nonce else "RFC 7905 §2"
 
 
 _COLOURS = {"C -> S": "36", "C <- S": "32", "why": "33", "key": "35", "record": "34", "alert": "31"}
@@ -82,24 +112,59 @@ MAX_NAMES = 64
 
 
 def _names(values: tuple[int, ...], name: Callable[[int], iana.Code]) -> str:
-    named = ", ".join(
-        f"GREASE {code.value:#06x}" if code.grease else code.name
-        for code in map(name, values[:MAX_NAMES])
-    )
+    return _listed([ladder13.code_name(code) for code in map(name, values[:MAX_NAMES])], values)
+
+
+def _listed(labels: list[str], values: Sized) -> str:
+    """The first MAX_NAMES labels of `values`, and how many more there are."""
+    named = ", ".join(labels[:MAX_NAMES])
     more = len(values) - MAX_NAMES
     return f"{named}, ... and {more} more" if more > 0 else named
 
 
-def describe_message(message: object) -> str:
+def _tls13_offers(hello: ClientHello) -> list[str]:
+    """What a ClientHello offering TLS 1.3 adds: versions, key shares (§4.2.8), PSK."""
+    versions = hello.extension(SupportedVersions)
+    assert versions is not None
+    parts = [f"supported_versions: {_names(versions.versions, iana.version)}"]
+    found = hello.extension(KeyShare)
+    if found is not None:
+        shares = [
+            f"{ladder13.group_name(share.group)} ({byte_count(len(share.key_exchange))})"
+            for share in found.shares[:MAX_NAMES]
+        ]
+        parts.append(f"key shares: {_listed(shares, found.shares) or 'none (the server picks)'}")
+    modes = hello.extension(PskKeyExchangeModes)
+    if modes is not None:
+        parts.append(f"psk modes: {_names(modes.modes, iana.psk_key_exchange_mode)}")
+    psk = hello.extension(PreSharedKey)
+    if psk is not None:
+        parts.append(f"pre_shared_key: {len(psk.identities)} identity(ies) with binders")
+    if hello.extension(EarlyData) is not None:
+        parts.append("early_data (refused: skipped)")
+    return parts
+
+
+def describe_message(
+    message: object, tls13: bool = False, direction: Direction = "received"
+) -> str:
     """The fields of a handshake message that a student would look for, in one line."""
+    if tls13 or ladder13.is_tls13_server_hello(message):
+        described = ladder13.describe(message, direction)
+        if described is not None:
+            return described
     if isinstance(message, ClientHello):
         suites = _names(message.cipher_suites, iana.cipher_suite)
         types = message.extensions.types()
+        offers_tls13 = ladder13.offers_tls13(message)
+        version = "legacy_version" if offers_tls13 else "client_version"
         parts = [
-            f"client_version {message.client_version:#06x}",
+            f"{version} {message.client_version:#06x}",
             f"{len(message.cipher_suites)} suites: {suites}",
             f"extensions: {_names(types, iana.extension)}",
         ]
+        if offers_tls13:
+            parts += _tls13_offers(message)
         groups = message.extension(SupportedGroups)
         if groups is not None:
             parts.append(f"groups: {_names(groups.groups, iana.group)}")
@@ -185,6 +250,7 @@ class HandshakeTrace:
         self._colour = out.isatty() if colour is None else colour
         self._clock = clock
         self._start = clock()
+        self._epochs = ladder13.Epochs()
 
     def __call__(self, observation: Observation) -> None:
         entry = self._entry(observation)
@@ -198,16 +264,21 @@ class HandshakeTrace:
         self._out.flush()
 
     def _entry(self, observation: Observation) -> dict[str, Any] | None:
+        keys = self._epochs.follow(observation)
+        tls13 = self._epochs.tls13
         if isinstance(observation, MessageObserved):
-            message = observation.message
-            return {
+            message, direction = observation.message, observation.direction
+            entry = {
                 "event": "message",
-                "arrow": "C -> S" if observation.direction == "received" else "C <- S",
-                "message": type(message).__name__,
+                "arrow": "C -> S" if direction == "received" else "C <- S",
+                "message": message_title(message, tls13),
                 "bytes": len(observation.encoded),
-                "details": describe_message(message),
-                "rfc": _SECTIONS.get(type(message), ""),
+                "details": describe_message(message, tls13, direction),
+                "rfc": message_section(message, tls13),
             }
+            if keys is not None:  # TLS 1.3: which traffic keys encrypt it (§7.3)
+                entry["keys"] = keys
+            return entry
         if isinstance(observation, Decision):
             return {
                 "event": "decision",
@@ -235,7 +306,7 @@ class HandshakeTrace:
                 "explicit_nonce": observation.explicit_nonce.hex(),
                 "additional_data": observation.additional_data.hex(),
                 "tag_length": observation.tag_length,
-                "rfc": "RFC 5288 §3" if observation.explicit_nonce else "RFC 7905 §2",
+                "rfc": record_section(observation, tls13),
             }
         if isinstance(observation, AlertObserved):
             return {
@@ -244,7 +315,7 @@ class HandshakeTrace:
                 "level": "fatal" if observation.level == 2 else "warning",
                 "alert": observation.name,
                 "reason": observation.reason,
-                "rfc": "RFC 5246 §7.2",
+                "rfc": alert_section(tls13),
             }
         return None  # SecretsEstablished: the key log's business
 
@@ -252,24 +323,20 @@ class HandshakeTrace:
         kind = entry["event"]
         if kind == "message":
             tag = entry["arrow"]
-            body = f"{entry['message']} ({byte_count(entry['bytes'])}): {entry['details']}"
+            keys = f", encrypted with the {entry['keys']} keys" if "keys" in entry else ""
+            size = byte_count(entry["bytes"])
+            body = f"{entry['message']} ({size}{keys}): {entry['details']}"
         elif kind == "decision":
             tag = "why"
             body = f"{entry['topic']}: {entry['choice']} — {entry['reason']}"
         elif kind == "key":
             tag = "key"
             value = entry["value"] or "hidden (shown with --key-log-file)"
-            body = f"{entry['name']}: {value}"
+            body = f"{ladder13.KEY_STEPS.get(entry['name'], entry['name'])}: {value}"
         elif kind == "record":
             tag = "record"
-            aad = entry["additional_data"]
-            body = (
-                f"first application record {entry['direction']}: {byte_count(entry['length'])}, "
-                f"seq {entry['sequence']}, nonce {entry['nonce']} (explicit part "
-                f"{entry['explicit_nonce'] or 'none: iv xor seq'}), AAD seq {aad[:16]} type "
-                f"0x{aad[16:18]} version 0x{aad[18:22]} length 0x{aad[22:26]}, tag "
-                f"{entry['tag_length']} bytes"
-            )
+            tls13 = entry["rfc"] == ladder13.RECORD_SECTION
+            body = _tls13_record(entry) if tls13 else _tls12_record(entry)
         else:
             tag = "alert"
             reason = f" ({entry['reason']})" if entry["reason"] else ""
@@ -277,6 +344,31 @@ class HandshakeTrace:
         tag = f"\x1b[{_COLOURS[tag]}m{tag:6}\x1b[0m" if self._colour else f"{tag:6}"
         rfc = f"  [{entry['rfc']}]" if entry.get("rfc") else ""
         return f"{self._peer} +{entry['ms']:.1f}ms {tag} {printable(body)}{rfc}"
+
+
+def _tls12_record(entry: dict[str, Any]) -> str:
+    """RFC 5246 §6.2.3.3: the AAD is seq, type, version and length; GCM sends part of the
+    nonce (RFC 5288 §3), ChaCha20 none (RFC 7905 §2)."""
+    aad = entry["additional_data"]
+    return (
+        f"first application record {entry['direction']}: {byte_count(entry['length'])}, "
+        f"seq {entry['sequence']}, nonce {entry['nonce']} (explicit part "
+        f"{entry['explicit_nonce'] or 'none: iv xor seq'}), AAD seq {aad[:16]} type "
+        f"0x{aad[16:18]} version 0x{aad[18:22]} length 0x{aad[22:26]}, tag "
+        f"{entry['tag_length']} bytes"
+    )
+
+
+def _tls13_record(entry: dict[str, Any]) -> str:
+    """RFC 8446 §5.2: no explicit nonce, and the AAD is the record header itself (type 23,
+    legacy version 0x0303, the length of the encrypted inner plaintext with its tag)."""
+    aad = entry["additional_data"]
+    return (
+        f"first application record {entry['direction']}: {byte_count(entry['length'])} "
+        f"(+1 content type byte), seq {entry['sequence']}, nonce {entry['nonce']} (iv xor "
+        f"seq), AAD = record header: type 0x{aad[:2]} version 0x{aad[2:6]} length "
+        f"0x{aad[6:10]}, tag {entry['tag_length']} bytes"
+    )
 
 
 def tracer(

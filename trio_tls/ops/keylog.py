@@ -1,10 +1,12 @@
 """NSS key log output (the SSLKEYLOGFILE format Wireshark reads), as a connection observer.
 
-Each full handshake appends `CLIENT_RANDOM <client random hex> <master secret hex>`. The file is
-opened for append, so several servers (or a client and a server) can share one, under the rules
-of secretfiles: never through a symbolic link, created 0600 with O_EXCL, and refused if it exists
-with access for other users or belongs to another user. Anyone holding this file can decrypt the
-recorded traffic: it is for debugging only, and the CLI warns at start-up whenever it is on.
+Each TLS 1.2 handshake appends `CLIENT_RANDOM <client random hex> <master secret hex>`; each TLS
+1.3 handshake five lines, one per traffic secret and the exporter secret, each under its label.
+The file is opened for append, so several servers (or a client and a server) can share one,
+under the rules of secretfiles: never through a symbolic link, created 0600 with O_EXCL, and
+refused if it exists with access for other users or belongs to another user. Anyone holding this
+file can decrypt the recorded traffic: it is for debugging only, and the CLI warns at start-up
+whenever it is on.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class KeyLogFile:
     def __call__(self, observation: Observation) -> None:
         if isinstance(observation, SecretsEstablished):
             self._file.write(
-                f"CLIENT_RANDOM {observation.client_random.hex()} "
+                f"{observation.label} {observation.client_random.hex()} "
                 f"{observation.master_secret.hex()}\n"
             )
             self._file.flush()

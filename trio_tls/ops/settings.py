@@ -23,10 +23,17 @@ from cryptography import x509
 
 from ..engine.clientauth import ClientAuth
 from ..engine.config import CertificateError, CertifiedKey, ServerConfig
-from ..engine.crypto.asymmetric import SUPPORTED_GROUPS
-from ..engine.crypto.suites import DEFAULT_SUITES, CipherSuite, suite_by_name
+from ..engine.crypto.keyshare import TLS13_GROUPS
+from ..engine.crypto.suites import (
+    ALL_SUITES,
+    DEFAULT_SUITES,
+    TLS13_SUITES,
+    CipherSuite,
+    Tls13Suite,
+    suite_by_name,
+)
 from ..engine.sessions import SessionCache, TicketKeys
-from ..engine.wire.enums import NamedGroup
+from ..engine.wire.enums import TLS12, TLS13, NamedGroup
 from .certs import (
     ensure_dev_certificate,
     fingerprint_sha256,
@@ -48,6 +55,7 @@ _GROUP_ALIASES = {
     "p-256": NamedGroup.secp256r1,
     "secp384r1": NamedGroup.secp384r1,
     "p-384": NamedGroup.secp384r1,
+    "x25519mlkem768": NamedGroup.X25519MLKEM768,
 }
 
 
@@ -68,6 +76,7 @@ class Settings:
     certfiles: Sequence[str] = ()
     keyfiles: Sequence[str] = ()
     keyfile_password_env: str | None = None
+    tls_versions: str | None = None
     ciphers: str | None = None
     groups: str | None = None
     alpn: str | None = None
@@ -97,15 +106,85 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.replace(":", ",").split(",") if part.strip()]
 
 
-def parse_suites(text: str) -> list[CipherSuite]:
-    """IANA or OpenSSL names, separated by ':' or ','; the order given is the preference."""
-    try:
-        suites = [suite_by_name(name) for name in _split(text)]
-    except ValueError as exc:
-        raise UsageError(f"--ciphers: {exc}") from None
-    if not suites:
+_TLS13_SUITES_BY_NAME = {suite.name: suite for suite in TLS13_SUITES}
+
+
+def parse_suites(text: str) -> tuple[list[CipherSuite], list[Tls13Suite]]:
+    """--ciphers: TLS 1.2 and TLS 1.3 suites together, IANA or OpenSSL names (the same for 1.3),
+    separated by ':' or ','; within each version the order given is the preference."""
+    suites: list[CipherSuite] = []
+    suites13: list[Tls13Suite] = []
+    for name in _split(text):
+        if name in _TLS13_SUITES_BY_NAME:
+            suites13.append(_TLS13_SUITES_BY_NAME[name])
+            continue
+        try:
+            suites.append(suite_by_name(name))
+        except ValueError:
+            known12 = ", ".join(suite.openssl_name for suite in ALL_SUITES)
+            known13 = ", ".join(_TLS13_SUITES_BY_NAME)
+            raise UsageError(
+                f"--ciphers: unknown or unsupported cipher suite {name!r} "
+                f"(TLS 1.2: {known12}; TLS 1.3: {known13})"
+            ) from None
+    if not suites and not suites13:
         raise UsageError("--ciphers names no cipher suite; leave it out for the defaults")
-    return suites
+    return suites, suites13
+
+
+_VERSIONS = {"1.2": TLS12, "1.3": TLS13}
+_VERSION_NAMES = {TLS12: "1.2", TLS13: "1.3"}
+DEFAULT_VERSIONS = frozenset({TLS12, TLS13})
+
+
+def parse_versions(text: str) -> frozenset[int]:
+    """--tls-versions: "1.2", "1.3" or both, in any order."""
+    versions = set()
+    for name in _split(text):
+        version = _VERSIONS.get(name.removeprefix("TLSv").removeprefix("tls"))
+        if version is None:
+            raise UsageError(
+                f"--tls-versions: version {name!r} is not served (known: 1.2, 1.3); "
+                "give 1.2, 1.3 or 1.2,1.3"
+            )
+        versions.add(version)
+    if not versions:
+        raise UsageError("--tls-versions names no version; leave it out for the defaults")
+    return frozenset(versions)
+
+
+def _only(versions: frozenset[int]) -> str:
+    return " and ".join(_VERSION_NAMES[v] for v in sorted(versions))
+
+
+def _check_suites_versions(
+    suites: Sequence[CipherSuite], suites13: Sequence[Tls13Suite], versions: frozenset[int]
+) -> None:
+    """A suite of a version not served would never be used: the operator meant something else."""
+    for version, given in ((TLS12, suites), (TLS13, suites13)):
+        if given and version not in versions:
+            name = _VERSION_NAMES[version]
+            raise UsageError(
+                f"--ciphers {given[0].openssl_name} is a TLS {name} suite, and --tls-versions "
+                f"serves only {_only(versions)}: add {name} to --tls-versions, or leave the "
+                f"TLS {name} suites out of --ciphers"
+            )
+
+
+def _check_groups_versions(groups: Sequence[int], versions: frozenset[int]) -> None:
+    """X25519MLKEM768 exists in TLS 1.3 only: with 1.2 alone it is a dead entry, and 1.2
+    needs a classical group to have any key exchange at all."""
+    hybrid = NamedGroup.X25519MLKEM768
+    if TLS13 not in versions and hybrid in groups:
+        raise UsageError(
+            "--groups X25519MLKEM768 is a TLS 1.3 group, and --tls-versions serves only 1.2: "
+            "add 1.3 to --tls-versions, or leave X25519MLKEM768 out of --groups"
+        )
+    if TLS12 in versions and all(group == hybrid for group in groups):
+        raise UsageError(
+            "--groups X25519MLKEM768 alone leaves TLS 1.2 no key exchange: add x25519 (or "
+            "secp256r1, secp384r1) to --groups, or serve only 1.3 with --tls-versions 1.3"
+        )
 
 
 def parse_groups(text: str) -> list[int]:
@@ -301,14 +380,28 @@ def build_config(
     if settings.session_cache_size > 0:
         cache = SessionCache(settings.session_cache_size, settings.session_lifetime)
     certified = load_certificates(settings, notices)
-    suites = DEFAULT_SUITES  # these serve whichever kinds of certificate there are
+    versions = DEFAULT_VERSIONS
+    if settings.tls_versions is not None:
+        versions = parse_versions(settings.tls_versions)
+    # Each version keeps its default suites unless --ciphers names some of its own.
+    suites, suites13 = DEFAULT_SUITES, TLS13_SUITES  # these serve any kind of certificate
     if settings.ciphers is not None:
-        suites = tuple(parse_suites(settings.ciphers))
-        _check_suites_fit(suites, certified, notices)
+        given, given13 = parse_suites(settings.ciphers)
+        _check_suites_versions(given, given13, versions)
+        if given:
+            suites = tuple(given)
+            _check_suites_fit(suites, certified, notices)
+        suites13 = tuple(given13) or suites13
+    groups = TLS13_GROUPS
+    if settings.groups is not None:
+        groups = tuple(parse_groups(settings.groups))
+        _check_groups_versions(groups, versions)
     config = ServerConfig(
         certified,
+        versions=versions,
         cipher_suites=suites,
-        groups=parse_groups(settings.groups) if settings.groups is not None else SUPPORTED_GROUPS,
+        tls13_suites=suites13,
+        groups=groups,
         alpn_protocols=alpn,
         strict_sni=settings.strict_sni,
         session_cache=cache,

@@ -21,6 +21,7 @@ from ..wire.enums import NamedGroup, SignatureScheme
 from ..wire.errors import DecryptError, IllegalParameter
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 # Below 2048 bits RSA is breakable (NIST SP 800-57), and RSA-PSS with SHA-512 cannot sign with
 # a key under 1040 bits: our key either serves every scheme we offer or is refused; a client's
 # is refused too.
@@ -32,7 +33,8 @@ _CURVES: dict[int, ec.EllipticCurve] = {
 }
 # The reverse: which group an ECDSA certificate's curve is (RFC 8422 §5.1 matches them).
 CURVE_GROUPS = {curve.name: group for group, curve in _CURVES.items()}
-SUPPORTED_GROUPS = (NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)
+# The ECDHE groups of TLS 1.2 (RFC 8422); TLS 1.3 adds a hybrid (keyshare.py).
+TLS12_GROUPS = (NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)
 
 
 class EphemeralKey:
@@ -102,6 +104,18 @@ def schemes_for_key(key: PrivateKey) -> tuple[int, ...]:
     return (*matching, *others)
 
 
+def tls13_schemes_for_key(key: PrivateKey) -> tuple[int, ...]:
+    """What TLS 1.3 lets `key` sign a CertificateVerify with (RFC 8446 §4.2.3, §4.4.3): never
+    PKCS#1 v1.5, and ECDSA only with the hash its curve is paired with."""
+    return tuple(scheme for scheme in schemes_for_key(key) if _tls13_allows(SCHEMES[scheme], key))
+
+
+def _tls13_allows(info: SchemeInfo, key: PrivateKey | PublicKey) -> bool:
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return info.kind == "rsa_pss"
+    return info.kind == "ecdsa" and info.curve == key.curve.name
+
+
 def choose_scheme(ours: tuple[int, ...], offered: frozenset[int]) -> int | None:
     """Our most preferred scheme (of `schemes_for_key`) the client offered, or None."""
     for scheme in ours:
@@ -127,7 +141,10 @@ def sign(key: PrivateKey, scheme: int, data: bytes) -> bytes:
 # What a client may sign its CertificateVerify with: every scheme we can check, none with SHA-1
 # (RFC 9155 §2), offered in CertificateRequest and nothing else accepted.
 CLIENT_SCHEMES: tuple[int, ...] = tuple(SCHEMES)
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+# In TLS 1.3: no PKCS#1 v1.5 (RFC 8446 §4.4.3).
+TLS13_CLIENT_SCHEMES: tuple[int, ...] = tuple(
+    s for s, i in SCHEMES.items() if i.kind != "rsa_pkcs1"
+)
 
 
 def verify(key: PublicKey, scheme: int, data: bytes, signature: bytes) -> None:
@@ -147,3 +164,12 @@ def verify(key: PublicKey, scheme: int, data: bytes, signature: bytes) -> None:
             key.verify(signature, data, ec.ECDSA(info.hash()))
     except InvalidSignature:
         raise DecryptError("the client's CertificateVerify signature does not verify") from None
+
+
+def verify_tls13(key: PublicKey, scheme: int, data: bytes, signature: bytes) -> None:
+    """`verify` under TLS 1.3's narrower rules: a PKCS#1 v1.5 scheme, or an ECDSA scheme of
+    another curve than the key's, is illegal_parameter (RFC 8446 §4.4.3)."""
+    info = SCHEMES.get(scheme)
+    if info is None or not _tls13_allows(info, key):
+        raise IllegalParameter(f"CertificateVerify with scheme {scheme:#06x}, not allowed here")
+    verify(key, scheme, data, signature)

@@ -114,3 +114,10 @@ class Transcript:
 
     def digest(self) -> bytes:
         return self._hash.copy().digest()
+
+    def digest_with(self, more: bytes) -> bytes:
+        """The hash of the transcript followed by `more`, leaving the transcript as it is: a
+        PSK binder covers a ClientHello cut short (RFC 8446 §4.2.11.2)."""
+        hash_ = self._hash.copy()
+        hash_.update(more)
+        return hash_.digest()

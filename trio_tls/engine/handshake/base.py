@@ -14,6 +14,7 @@ from typing import ClassVar, Protocol
 
 import attrs
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..clientauth import subject_text
 from ..config import CertifiedKey, ServerConfig
@@ -29,6 +30,7 @@ from ..wire.enums import (
     SignatureScheme,
 )
 from ..wire.errors import (
+    InternalError,
     UnexpectedMessage,
 )
 from ..wire.messages import (
@@ -51,13 +53,39 @@ class HandshakeContext(Protocol):
         ...
 
     def negotiated_version(self) -> None:
-        """From now on every record must carry version TLS 1.2."""
+        """From now on every record must carry version TLS 1.2 (legacy_record_version in 1.3)."""
         ...
 
-    def set_read_protection(self, protection: RecordProtection) -> None: ...
+    def enter_tls13(self) -> None:
+        """From now on the record rules of TLS 1.3 apply (connection.py's docstring)."""
+        ...
+
+    def set_read_protection(self, protection: RecordProtection) -> None:
+        """Open later records with `protection`; unexpected_message if a handshake message
+        is cut by the change (RFC 8446 §5.1)."""
+        ...
 
     def change_write_protection(self, protection: RecordProtection) -> None:
         """Send ChangeCipherSpec, then protect every later record with `protection`."""
+        ...
+
+    def set_write_protection(self, protection: RecordProtection) -> None:
+        """Send what is queued, then protect every later record with `protection` (TLS 1.3:
+        no ChangeCipherSpec marks the change)."""
+        ...
+
+    def send_change_cipher_spec(self) -> None:
+        """Send what is queued, then a ChangeCipherSpec record: in TLS 1.3 only for middlebox
+        compatibility (RFC 8446 App. D.4), and without changing keys."""
+        ...
+
+    def count_key_update(self) -> None:
+        """Count a KeyUpdate received; unexpected_message past the limit of a row of them."""
+        ...
+
+    def update_write_keys(self, key_update: HandshakeMessage, protection: RecordProtection) -> None:
+        """Send our KeyUpdate, then protect later records with `protection`: unless our
+        close_notify is out, after which nothing more is sent."""
         ...
 
     def refuse_renegotiation(self) -> None:
@@ -94,6 +122,10 @@ class State:
     def handle_change_cipher_spec(self, ctx: HandshakeContext) -> State:
         raise UnexpectedMessage(f"ChangeCipherSpec in state {type(self).__name__}")
 
+    def update_own_keys(self, ctx: HandshakeContext) -> State:
+        """Update our write keys before their record limit (TLS 1.3's traffic state only)."""
+        raise InternalError(f"no key update in state {type(self).__name__}")
+
 
 class AwaitingSignature(State):
     """A state that goes on once its signature is made (HandshakeContext.request_signature);
@@ -124,18 +156,54 @@ class Negotiated:
     client_chain: tuple[x509.Certificate, ...] | None = None
 
     def info(self) -> ConnectionInfo:
-        return ConnectionInfo(
-            version="TLSv1.2",
-            cipher_suite=self.suite.name,
-            sni=self.sni,
-            alpn=self.alpn.decode("ascii", "replace") if self.alpn is not None else None,
+        return describe(
+            "TLSv1.2",
+            self.suite.name,
+            self.sni,
+            self.alpn,
             resumed=self.resumed,
             extended_master_secret=self.extended_master_secret,
-            group=wire_name(NamedGroup, self.group),
-            signature_scheme=wire_name(SignatureScheme, self.signature_scheme),
-            client_certificate=self.client_chain,
-            client_subject=subject_text(self.client_chain[0]) if self.client_chain else None,
+            group=self.group,
+            signature_scheme=self.signature_scheme,
+            client_chain=self.client_chain,
         )
+
+
+def describe(
+    version: str,
+    suite_name: str,
+    sni: str | None,
+    alpn: bytes | None,
+    *,
+    resumed: bool,
+    extended_master_secret: bool,
+    group: int | None,
+    signature_scheme: int | None,
+    client_chain: tuple[x509.Certificate, ...] | None,
+) -> ConnectionInfo:
+    """What a handler learns of a handshake, in either version: names, not code points."""
+    return ConnectionInfo(
+        version=version,
+        cipher_suite=suite_name,
+        sni=sni,
+        alpn=alpn.decode("ascii", "replace") if alpn is not None else None,
+        resumed=resumed,
+        extended_master_secret=extended_master_secret,
+        group=wire_name(NamedGroup, group),
+        signature_scheme=wire_name(SignatureScheme, signature_scheme),
+        client_certificate=client_chain,
+        client_subject=subject_text(client_chain[0]) if client_chain else None,
+    )
+
+
+def kept_identity(
+    config: ServerConfig, client_chain: tuple[x509.Certificate, ...] | None
+) -> tuple[tuple[bytes, ...], bytes]:
+    """What a session keeps of the client's identity: its leaf alone (the chain was verified
+    now, and a resumption is re-checked against the same settings, negotiate.py, so tickets
+    stay small) and the client-auth settings' epoch it was verified under."""
+    leaf = (client_chain[0].public_bytes(Encoding.DER),) if client_chain else ()
+    return leaf, config.client_auth.epoch if config.client_auth is not None else b""
 
 
 def wire_name(enum: type[NamedGroup] | type[SignatureScheme], value: int | None) -> str | None:

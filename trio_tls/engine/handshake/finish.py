@@ -6,7 +6,6 @@ from __future__ import annotations
 import hmac
 
 import attrs
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..crypto.key_schedule import (
     VERIFY_DATA_LENGTH,
@@ -25,7 +24,7 @@ from ..wire.messages import (
     HandshakeMessage,
     NewSessionTicket,
 )
-from .base import HandshakeContext, Negotiated, State, accepting
+from .base import HandshakeContext, Negotiated, State, accepting, kept_identity
 
 
 @attrs.define
@@ -75,23 +74,22 @@ class ExpectFinished(Keyed):
         return Traffic()
 
     def _remember_session(self, ctx: HandshakeContext) -> None:
-        """RFC 5077 §3.3: a ticket goes out before our ChangeCipherSpec; or cache by ID."""
+        """RFC 5077 §3.3: a ticket goes out before our ChangeCipherSpec; or cache by ID.
+
+        A session without the extended master secret is never resumed (negotiate.py's
+        find_session), so the cache does not keep one; but a client that asks for a ticket gets
+        one, as RFC 5077 says, and meets a full handshake when it offers it back."""
         config = ctx.config
         negotiated = self.negotiated
+        client_chain, auth_epoch = kept_identity(config, negotiated.client_chain)
         state = SessionState(
             suite_id=negotiated.suite.id,
             master_secret=self.master_secret,
             extended_master_secret=negotiated.extended_master_secret,
             sni=negotiated.sni,
             created=config.clock(),
-            # The leaf alone names the client; its chain was verified now, and a resumption
-            # is re-checked against the same settings (negotiate.py): tickets stay small.
-            client_chain=(
-                (negotiated.client_chain[0].public_bytes(Encoding.DER),)
-                if negotiated.client_chain
-                else ()
-            ),
-            auth_epoch=config.client_auth.epoch if config.client_auth is not None else b"",
+            client_chain=client_chain,
+            auth_epoch=auth_epoch,
         )
         if negotiated.issue_ticket and config.ticket_keys is not None:
             ticket = NewSessionTicket(
@@ -100,7 +98,7 @@ class ExpectFinished(Keyed):
             self.transcript.update(ctx.send_handshake(ticket))
         elif (
             negotiated.session_id
-            and negotiated.extended_master_secret  # RFC 7627 §5.3 (handshake/hello.py)
+            and negotiated.extended_master_secret
             and config.session_cache is not None
         ):
             config.session_cache.store(negotiated.session_id, state)

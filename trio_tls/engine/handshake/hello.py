@@ -20,24 +20,27 @@ from ..crypto.suites import SUITES_BY_ID
 from ..events import SecretsEstablished
 from ..wire.enums import (
     TLS12,
+    TLS13,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     ECPointFormat,
 )
-from ..wire.messages import (
+from ..wire.extensions import (
     AnyExtension,
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
     ECPointFormats,
     ExtendedMasterSecret,
-    Finished,
-    HandshakeMessage,
     RenegotiationInfo,
-    ServerHello,
-    ServerHelloDone,
-    ServerKeyExchange,
     ServerName,
     SessionTicket,
     SupportedGroups,
+)
+from ..wire.messages import (
+    ClientHello,
+    Finished,
+    HandshakeMessage,
+    ServerHello,
+    ServerHelloDone,
+    ServerKeyExchange,
 )
 from .base import (
     AwaitingSignature,
@@ -56,12 +59,15 @@ from .negotiate import (
     choose_alpn,
     choose_group,
     choose_suite,
+    choose_version,
     explain_full_handshake,
     explain_version,
     find_session,
     server_name,
+    server_random,
     why_not_resumed,
 )
+from .tls13.hello import start_tls13
 
 
 def _server_hello_extensions(
@@ -123,8 +129,11 @@ class ExpectClientHello(State):
             return super().handle_handshake(ctx, message, raw)
         hello = message
         config = ctx.config
+        version = choose_version(config, hello)
+        explain_version(ctx, hello, version)
+        if version == TLS13:
+            return start_tls13(ctx, hello, raw)
         check_hello(hello)
-        explain_version(ctx, hello)
         sni = server_name(config, hello)
         ems = hello.extension(ExtendedMasterSecret) is not None
         alpn = choose_alpn(config, hello.extension(ApplicationLayerProtocolNegotiation))
@@ -163,23 +172,22 @@ class ExpectClientHello(State):
         config = ctx.config
         suite, certified, scheme = choose_suite(config, hello, sni)
         group = choose_group(config, hello.extension(SupportedGroups))
-        # RFC 7627 §5.3: a session without the extended master secret can never be resumed,
-        # so none is kept: no ticket, and nothing cached (finish.py). Its ServerHello still
-        # names a fresh session ID, as for a cached one: the client meets a cache miss if it
-        # offers it back, and no two ServerHellos share an ID (one empty ID, repeated, reads
-        # as a broken random source: tlsfuzzer's test-ecdhe-rsa-key-share-random).
-        issue_ticket = (
-            ems and config.ticket_keys is not None and hello.extension(SessionTicket) is not None
-        )
-        name_session = config.session_cache is not None and not issue_ticket
+        # A server that resumes names a fresh session ID in every full handshake, kept in the
+        # cache only when the session goes there (finish.py: not when a ticket carries it, nor
+        # without the extended master secret, RFC 7627 §5.3). A client offering a ticket can
+        # then tell a full handshake from a resumption by the ID (RFC 5077 §3.4; an empty ID
+        # echoed back reads as one to tlslite-ng), and no two ServerHellos share an ID (one
+        # empty ID, repeated, reads as a broken random source: tlsfuzzer's
+        # test-ecdhe-rsa-key-share-random).
+        issue_ticket = config.ticket_keys is not None and hello.extension(SessionTicket) is not None
         negotiated = Negotiated(
             suite=suite,
             client_random=hello.random,
-            server_random=os.urandom(32),
+            server_random=server_random(config),
             extended_master_secret=ems,
             sni=sni,
             alpn=alpn,
-            session_id=os.urandom(32) if name_session else b"",
+            session_id=os.urandom(32) if issue_ticket or config.session_cache is not None else b"",
             issue_ticket=issue_ticket,
             certified=certified,
             group=group,
@@ -212,7 +220,7 @@ class ExpectClientHello(State):
         negotiated = Negotiated(
             suite=SUITES_BY_ID[session.suite_id],
             client_random=hello.random,
-            server_random=os.urandom(32),
+            server_random=server_random(ctx.config),
             extended_master_secret=session.extended_master_secret,
             sni=session.sni,
             alpn=alpn,

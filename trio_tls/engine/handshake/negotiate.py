@@ -9,18 +9,22 @@ offered by ticket or ID is resumed when it may be. hello.py sends what is chosen
 from __future__ import annotations
 
 import datetime
+import os
 
 import attrs
 from cryptography import x509
 
 from ..clientauth import subject_text
 from ..config import CertifiedKey, ServerConfig
-from ..crypto.asymmetric import choose_scheme
+from ..crypto.asymmetric import TLS12_GROUPS, choose_scheme
 from ..crypto.suites import CipherSuite
 from ..sessions import SessionState
 from ..wire.enums import (
+    TLS10,
     TLS12,
     TLS13,
+    TLS13_DOWNGRADE_TLS12,
+    TLS_FALLBACK_SCSV,
     ECPointFormat,
     NamedGroup,
     SignatureScheme,
@@ -28,13 +32,13 @@ from ..wire.enums import (
 from ..wire.errors import (
     HandshakeFailure,
     IllegalParameter,
+    InappropriateFallback,
     NoApplicationProtocol,
     ProtocolVersionError,
     UnrecognizedName,
 )
-from ..wire.messages import (
+from ..wire.extensions import (
     ApplicationLayerProtocolNegotiation,
-    ClientHello,
     ECPointFormats,
     RenegotiationInfo,
     ServerName,
@@ -43,6 +47,7 @@ from ..wire.messages import (
     SupportedGroups,
     SupportedVersions,
 )
+from ..wire.messages import ClientHello
 from ..wire.printable import byte_count
 from .base import (
     HandshakeContext,
@@ -52,25 +57,50 @@ from .base import (
 )
 
 
-def _check_version(hello: ClientHello) -> None:
-    """TLS 1.2 or nothing: protocol_version otherwise (RFC 5246 App. E.1).
+def choose_version(config: ServerConfig, hello: ClientHello) -> int:
+    """The version to speak: the highest both sides have (RFC 8446 §4.2.1, RFC 5246 App. E.1).
 
-    A client that sends supported_versions is judged by that list alone (RFC 8446 §4.2.1; a TLS
-    1.3 client's legacy_version says 1.2): it gets 1.2 if it lists 1.2. A client below 1.2 gets
-    protocol_version even with TLS_FALLBACK_SCSV, since RFC 7507 §3 puts an unsupported
-    version before inappropriate_fallback; a 1.2 server never sends the latter.
+    A client that sends supported_versions is judged by that list alone (a TLS 1.3 client's
+    legacy_version says 1.2), though a legacy_version below TLS 1.0 is refused as OpenSSL does.
+    A client without it speaks at most TLS 1.2, whatever its legacy_version says above that.
+    A client below 1.2 gets protocol_version even with TLS_FALLBACK_SCSV, since RFC 7507 §3
+    puts an unsupported version before inappropriate_fallback. A 1.2 client that signals a
+    fallback while this server speaks 1.3 was pushed down by an attacker (RFC 7507 §3).
     """
     versions = hello.extension(SupportedVersions)
     if versions is not None:
-        if TLS12 not in versions.versions:
-            raise ProtocolVersionError("supported_versions does not list TLS 1.2")
+        if hello.client_version < TLS10:
+            raise ProtocolVersionError(f"legacy_version {hello.client_version:#06x}")
+        offered = (v for v in (TLS13, TLS12) if v in config.versions and v in versions.versions)
+        chosen = next(offered, None)
+        if chosen is None:
+            served = " or ".join(_version_name(v) for v in (TLS13, TLS12) if v in config.versions)
+            raise ProtocolVersionError(f"supported_versions does not list {served}")
     elif hello.client_version < TLS12:
         raise ProtocolVersionError(f"client version {hello.client_version:#06x} is below TLS 1.2")
+    elif TLS12 not in config.versions:
+        raise ProtocolVersionError("a TLS 1.2 client (no supported_versions); only 1.3 is served")
+    else:
+        chosen = TLS12
+    if chosen == TLS12 and TLS13 in config.versions and TLS_FALLBACK_SCSV in hello.cipher_suites:
+        raise InappropriateFallback("TLS_FALLBACK_SCSV from a TLS 1.2 client; TLS 1.3 is served")
+    return chosen
+
+
+def _version_name(version: int) -> str:
+    return f"TLS 1.{(version & 0xFF) - 1}"
+
+
+def server_random(config: ServerConfig) -> bytes:
+    """A TLS 1.2 ServerHello.random; from a server that also speaks 1.3 it ends with the
+    downgrade sentinel, which a 1.3 client checks to detect a forced downgrade (RFC 8446 §4.1.3)."""
+    if TLS13 in config.versions:
+        return os.urandom(24) + TLS13_DOWNGRADE_TLS12
+    return os.urandom(32)
 
 
 def check_hello(hello: ClientHello) -> None:
-    """The ClientHello rules that hold whatever is negotiated."""
-    _check_version(hello)
+    """The ClientHello rules of a TLS 1.2 handshake."""
     if 0 not in hello.compression_methods:
         raise IllegalParameter("the client does not offer null compression")
     renegotiation = hello.extension(RenegotiationInfo)
@@ -100,7 +130,7 @@ def choose_group(config: ServerConfig, offered: SupportedGroups | None) -> int:
     """
     client_groups = offered.groups if offered is not None else (NamedGroup.secp256r1,)
     for group in config.groups:
-        if group in client_groups:
+        if group in client_groups and group in TLS12_GROUPS:
             return group
     raise HandshakeFailure("no ECDHE group in common with the client")
 
@@ -166,12 +196,12 @@ def find_session(
     offer — means a full handshake. A client that offers a session but not its cipher suite
     breaks RFC 5246 §7.4.1.2's MUST (illegal_parameter, as OpenSSL and NSS answer). And a
     session resumes only if it was made with the extended master secret and the client
-    offers it again (RFC 7627 §5.3, handshake_failure where it says to abort): an EMS session
-    offered without EMS is a downgrade (MUST abort); a session without EMS is never resumed,
-    with a full handshake for a client that now offers EMS (MUST NOT resume, SHOULD do a full
-    handshake) and an abort for one that does not (SHOULD abort; OpenSSL resumes it, as
-    "legacy insecure resumption"). This server makes no such session (see hello.py's
-    _full_handshake), so one only comes from an older server sharing the ticket keys.
+    offers it again (RFC 7627 §5.3): an EMS session offered without EMS is a downgrade (MUST
+    abort, handshake_failure); a session without EMS is never resumed, with a full handshake
+    whether the client now offers EMS (MUST NOT resume, SHOULD do a full handshake) or not
+    (SHOULD abort; OpenSSL resumes it, as "legacy insecure resumption"). Not the abort: the
+    ticket came from this server (hello.py's _full_handshake), and a client must not fail for
+    offering back what it was given.
     """
     now = config.clock()
     state = None
@@ -180,7 +210,7 @@ def find_session(
         state = config.ticket_keys.open(ticket.ticket, now)
     if state is None and hello.session_id and config.session_cache is not None:
         state = config.session_cache.lookup(hello.session_id, now)
-    if state is None or state.sni != sni:
+    if state is None or state.version != TLS12 or state.sni != sni:
         return None
     if all(suite.id != state.suite_id for suite in config.cipher_suites):
         return None
@@ -189,13 +219,11 @@ def find_session(
     if state.extended_master_secret and not ems:
         raise HandshakeFailure("resuming an extended-master-secret session without it")
     if not state.extended_master_secret:
-        if not ems:
-            raise HandshakeFailure("resuming a session without the extended master secret")
         return None
-    return _with_identity(config, state, now)
+    return with_identity(config, state, now)
 
 
-def _with_identity(config: ServerConfig, state: SessionState, now: float) -> Resumable | None:
+def with_identity(config: ServerConfig, state: SessionState, now: float) -> Resumable | None:
     """A session resumes only under the client-auth settings it was made under, and only while
     the client certificate it carries is still valid: today's settings would refuse it else."""
     client_auth = config.client_auth
@@ -211,16 +239,24 @@ def _with_identity(config: ServerConfig, state: SessionState, now: float) -> Res
     return Resumable(state, chain)
 
 
-def explain_version(ctx: HandshakeContext, hello: ClientHello) -> None:
+def explain_version(ctx: HandshakeContext, hello: ClientHello, version: int) -> None:
     if ctx.observer is None:
         return
+    config = ctx.config
+    ours = " and ".join(_version_name(v) for v in sorted(config.versions, reverse=True))
     versions = hello.extension(SupportedVersions)
     if versions is None:
-        reason = f"the client's version is {hello.client_version:#06x}, and 1.2 is ours"
+        reason = (
+            f"the client sends no supported_versions: it speaks at most TLS 1.2 (its version "
+            f"is {hello.client_version:#06x}); this server speaks {ours}"
+        )
     else:
         listed = ", ".join(f"{v:#06x}" for v in versions.versions)
-        reason = f"supported_versions lists {listed}; this server speaks TLS 1.2 only"
-    explain(ctx, "version", "TLS 1.2", reason, "RFC 5246 App. E.1, RFC 8446 §4.2.1")
+        reason = (
+            f"the highest both speak: supported_versions lists {listed}; this server speaks {ours}"
+        )
+    rfc = "RFC 8446 §4.2.1" if version == TLS13 else "RFC 5246 App. E.1, RFC 8446 §4.2.1"
+    explain(ctx, "version", _version_name(version), reason, rfc)
 
 
 def explain_full_handshake(

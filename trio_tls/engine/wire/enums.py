@@ -1,4 +1,4 @@
-"""Wire constants from the TLS registries (RFC 5246 §7.2, §7.4, IANA TLS parameters).
+"""Wire constants from the TLS registries (RFC 5246 §7.2, §7.4, RFC 8446 §4, IANA TLS parameters).
 
 Messages keep wire values as plain ints, so a value we do not know (GREASE, a new extension) stays
 what it was on the wire; these IntEnums compare equal to those ints and name the ones we act on.
@@ -6,6 +6,7 @@ what it was on the wire; these IntEnums compare equal to those ints and name the
 
 from enum import IntEnum
 
+TLS10 = 0x0301
 TLS12 = 0x0303
 TLS13 = 0x0304
 
@@ -22,6 +23,8 @@ class HandshakeType(IntEnum):
     client_hello = 1
     server_hello = 2
     new_session_ticket = 4
+    end_of_early_data = 5
+    encrypted_extensions = 8
     certificate = 11
     server_key_exchange = 12
     certificate_request = 13
@@ -29,6 +32,8 @@ class HandshakeType(IntEnum):
     certificate_verify = 15
     client_key_exchange = 16
     finished = 20
+    key_update = 24
+    message_hash = 254  # RFC 8446 §4.4.1: stands for ClientHello1 in the transcript after HRR
 
 
 class AlertLevel(IntEnum):
@@ -58,8 +63,12 @@ class AlertDescription(IntEnum):
     inappropriate_fallback = 86
     user_canceled = 90
     no_renegotiation = 100
+    missing_extension = 109
     unsupported_extension = 110
     unrecognized_name = 112
+    bad_certificate_status_response = 113
+    unknown_psk_identity = 115
+    certificate_required = 116
     no_application_protocol = 120
 
 
@@ -79,7 +88,15 @@ class ExtensionType(IntEnum):
     application_layer_protocol_negotiation = 16
     extended_master_secret = 23
     session_ticket = 35
+    pre_shared_key = 41
+    early_data = 42
     supported_versions = 43
+    cookie = 44
+    psk_key_exchange_modes = 45
+    certificate_authorities = 47
+    post_handshake_auth = 49
+    signature_algorithms_cert = 50
+    key_share = 51
     renegotiation_info = 0xFF01
 
 
@@ -87,6 +104,7 @@ class NamedGroup(IntEnum):
     secp256r1 = 23
     secp384r1 = 24
     x25519 = 29
+    X25519MLKEM768 = 0x11EC
 
 
 class SignatureScheme(IntEnum):
@@ -99,10 +117,30 @@ class SignatureScheme(IntEnum):
     rsa_pss_rsae_sha256 = 0x0804
     rsa_pss_rsae_sha384 = 0x0805
     rsa_pss_rsae_sha512 = 0x0806
+    # Named for the trace only: we never sign or verify with these.
+    ed25519 = 0x0807
+    ed448 = 0x0808
+    rsa_pss_pss_sha256 = 0x0809
+    rsa_pss_pss_sha384 = 0x080A
+    rsa_pss_pss_sha512 = 0x080B
 
 
 class ECPointFormat(IntEnum):
     uncompressed = 0
+
+
+class PskKeyExchangeMode(IntEnum):
+    """RFC 8446 §4.2.9: resumption alone, or resumption with a fresh (EC)DHE exchange."""
+
+    psk_ke = 0
+    psk_dhe_ke = 1
+
+
+class KeyUpdateRequest(IntEnum):
+    """RFC 8446 §4.6.3: whether the receiver of a KeyUpdate must answer with its own."""
+
+    update_not_requested = 0
+    update_requested = 1
 
 
 # Signalling cipher suite values: not suites, flags carried in the cipher_suites list.
@@ -111,3 +149,11 @@ TLS_FALLBACK_SCSV = 0x5600  # RFC 7507 §2
 
 CURVE_TYPE_NAMED_CURVE = 3  # RFC 8422 §5.4 ECCurveType.named_curve
 COMPRESSION_NULL = 0
+
+# RFC 8446 §4.1.3: a ServerHello whose random is SHA-256("HelloRetryRequest") is a
+# HelloRetryRequest; and a TLS 1.3 server that negotiates TLS 1.2 ends its random with
+# DOWNGRD\x01, which a 1.3 client checks to detect a downgrade.
+HELLO_RETRY_REQUEST_RANDOM = bytes.fromhex(
+    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+)
+TLS13_DOWNGRADE_TLS12 = b"DOWNGRD\x01"

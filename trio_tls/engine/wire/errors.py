@@ -65,7 +65,7 @@ class HandshakeFailure(LocalProtocolError):
 
 
 class ProtocolVersionError(LocalProtocolError):
-    """The peer does not speak TLS 1.2."""
+    """The peer speaks no version we serve."""
 
     alert = AlertDescription.protocol_version
 
@@ -122,6 +122,24 @@ class UnknownCA(LocalProtocolError):
     """The client's chain leads to no CA we were configured to trust."""
 
     alert = AlertDescription.unknown_ca
+
+
+class InappropriateFallback(LocalProtocolError):
+    """RFC 7507 §3: a fallback signal from a client whose version is below our highest."""
+
+    alert = AlertDescription.inappropriate_fallback
+
+
+class MissingExtension(LocalProtocolError):
+    """RFC 8446 §4.2: a TLS 1.3 handshake lacks an extension it requires."""
+
+    alert = AlertDescription.missing_extension
+
+
+class CertificateRequired(LocalProtocolError):
+    """RFC 8446 §4.4.2.4: we require a client certificate and the client sent none."""
+
+    alert = AlertDescription.certificate_required
 
 
 class InternalError(LocalProtocolError):
