@@ -147,7 +147,10 @@ def test_each_classic_group_is_taken_from_the_clients_share(
     ca: trustme.CA, rsa_config: ServerConfig, curve: str, group: str
 ) -> None:
     ctx = tls13_context(ca)
-    ctx.set_ecdh_curve(curve)  # OpenSSL then offers this group alone, and its share
+    try:
+        ctx.set_ecdh_curve(curve)  # OpenSSL then offers this group alone, and its share
+    except ssl.SSLError:  # Python < 3.11.4's ssl takes only curves OpenSSL calls EC curves
+        pytest.skip("this Python's ssl cannot offer X25519 alone")
     observed: list[Observation] = []
     client = connect(serve13(rsa_config), ctx, observed)
     info = client.server.info
