@@ -20,7 +20,6 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from tlslite.constants import GroupName
-from tlslite.extensions import TLSExtension
 
 from trio_tls.engine.config import ServerConfig
 from trio_tls.engine.connection import ServerConnection
@@ -46,6 +45,7 @@ from .tlslite13_peer import (
     Client13,
     KeyShare,
     handshake,
+    raw_extension,
     record,
 )
 
@@ -88,10 +88,6 @@ def advance(server: ServerConnection, client: Client13, phase: Phase) -> None:
 
 
 # -- building blocks ----------------------------------------------------------------------------
-
-
-def raw_extension(ext_type: int, data: bytes) -> TLSExtension:
-    return TLSExtension(extType=ext_type).create(bytearray(data))
 
 
 def hello(**changes: Any) -> Callable[[Client13, ServerConnection], bytes]:
@@ -164,7 +160,7 @@ def retried(**changes: Any) -> Callable[[Client13, ServerConnection], bytes]:
     return inject
 
 
-def early_data_extension() -> TLSExtension:
+def early_data_extension() -> Any:
     return raw_extension(42, b"")
 
 

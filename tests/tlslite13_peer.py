@@ -3,7 +3,7 @@
 Its ClientHello and extensions are tlslite-ng's classes, its key shares tlslite-ng's key exchange
 (pure-Python X25519 and python-ecdsa's curves, kyber-py's ML-KEM), its key schedule tlslite-ng's
 HKDF-Expand-Label, and its records are sealed and opened by tlslite-ng's AEADs: the bytes the
-server checks come from another implementation than the engine's. With `fast`, X25519 and the
+server checks come from another implementation than the engine's. With `fast`, the ECDH and the
 AEADs are `cryptography`'s instead (the fuzz harness runs a million of these).
 
 The client stops wherever a test wants: `hello()` builds a ClientHello to bend, `read_flight()`
@@ -21,8 +21,10 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tlslite.constants import GroupName, SignatureScheme
 from tlslite.extensions import (
     ClientKeyShareExtension,
@@ -50,6 +52,7 @@ SCHEMES = (
 )
 HRR_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
 X25519MLKEM768 = 0x11EC
+FAST_CURVES = {GroupName.secp256r1: ec.SECP256R1(), GroupName.secp384r1: ec.SECP384R1()}
 
 
 def record(content_type: int, payload: bytes, version: int = 0x0303) -> bytes:
@@ -58,6 +61,11 @@ def record(content_type: int, payload: bytes, version: int = 0x0303) -> bytes:
 
 def handshake(msg_type: int, body: bytes) -> bytes:
     return bytes((msg_type,)) + len(body).to_bytes(3, "big") + body
+
+
+def raw_extension(extension_type: int, data: bytes) -> TLSExtension:
+    """An extension of any type with `data` as its body, as it is."""
+    return TLSExtension(extType=extension_type).create(bytearray(data))
 
 
 def split_records(data: bytes | bytearray) -> list[tuple[int, bytes]]:
@@ -131,13 +139,20 @@ class Direction:
 
 
 class KeyShare:
-    """A client key share by tlslite-ng (or, fast, `cryptography`'s X25519)."""
+    """A client key share by tlslite-ng (or, fast, `cryptography`'s X25519 and ECDH)."""
 
     def __init__(self, group: int, *, fast: bool) -> None:
         self.group = group
+        self._fast: Any = None
         if fast and group == GroupName.x25519:
-            self._x25519 = X25519PrivateKey.generate()
-            self.public = self._x25519.public_key().public_bytes_raw()
+            self._fast = X25519PrivateKey.generate()
+            self.public = self._fast.public_key().public_bytes_raw()
+            return
+        if fast and group in FAST_CURVES:
+            self._fast = ec.generate_private_key(FAST_CURVES[group])
+            self.public = self._fast.public_key().public_bytes(
+                Encoding.X962, PublicFormat.UncompressedPoint
+            )
             return
         self._kex: Any = (
             KEMKeyExchange(group, (3, 4))
@@ -148,8 +163,11 @@ class KeyShare:
         self.public = bytes(self._kex.calc_public_value(self._private))
 
     def shared(self, server_share: bytes) -> bytes:
-        if self.group == GroupName.x25519 and hasattr(self, "_x25519"):
-            return self._x25519.exchange(X25519PublicKey.from_public_bytes(server_share))
+        if isinstance(self._fast, X25519PrivateKey):
+            return self._fast.exchange(X25519PublicKey.from_public_bytes(server_share))
+        if self._fast is not None:
+            peer = ec.EllipticCurvePublicKey.from_encoded_point(self._fast.curve, server_share)
+            return self._fast.exchange(ec.ECDH(), peer)
         return bytes(self._kex.calc_shared_key(self._private, bytearray(server_share)))
 
 
