@@ -108,6 +108,7 @@ import trustme  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305  # noqa: E402
 from cryptography.hazmat.primitives.serialization import (  # noqa: E402
     Encoding,
     load_pem_private_key,
@@ -992,7 +993,7 @@ def run_once(data: bytes, *, whole: bool = False) -> Driver:
     elif header.mode == CLIENT_AUTH:
         run_client_auth(driver, header, inp, eof)
     elif header.mode >= TLS13_AFTER_HELLO:
-        run_tls13(driver, header, inp, eof)
+        driver = run_tls13(header, inp, eof, config)
     else:
         run_full(driver, header, inp, eof)
     driver.check_observations()
@@ -1048,7 +1049,7 @@ def tls13_hello(
     return client.hello_record(hello, version=record_version)
 
 
-def run_tls13(driver: Driver, header: Header, inp: Input, eof: bool) -> None:
+def run_tls13(header: Header, inp: Input, eof: bool, config: ServerConfig) -> Driver:
     """The TLS 1.3 modes, with tlslite13_peer's client (fast: `cryptography`'s ECDH and AEADs).
 
     Options: suites (bits 0-1, of TLS13_SUITE_CHOICES), groups (bits 3-4, TLS13_GROUP_CHOICES;
@@ -1061,37 +1062,16 @@ def run_tls13(driver: Driver, header: Header, inp: Input, eof: bool) -> None:
     KeyUpdate) under the client's handshake key, so mutations reach the Certificate,
     CertificateVerify and Finished decoders; tls13-traffic does the same after a genuine
     Finished, under the application keys, where KeyUpdate and the alerts live.
+
+    The connection up to where the input takes over depends on the options only, and costs
+    several times what the input does: it is made once per option set and copied (snapshot).
     """
-    options = header.options
-    groups, shares = TLS13_GROUP_CHOICES[(options.bits >> 3) & 0b11]
-    client = Client13(
-        groups=groups,
-        share_groups=shares,
-        suites=TLS13_SUITE_CHOICES[options.bits & 0b11],
-        session_id=b"\x5a" * 32 if options.ems else b"",
-        fast=True,
-        random=CLIENT_RANDOM,
-    )
-    early_data = bool(options.specific & 1)
-    if not driver.feed([tls13_hello(client, options, early_data=early_data)]):
-        return
-    if client.read_flight(driver.take_output()) == "retry":
-        assert client.retry_group is not None
-        client.shares = {client.retry_group: KeyShare(client.retry_group, fast=True)}
-        client.random = CLIENT_RANDOM
-        # 0x0301 is only for the first hello (RFC 8446 §5.1).
-        second = tls13_hello(client, options, early_data=False, record_version=0x0303)
-        if not driver.feed([second]):
-            return
-        require(client.read_flight(driver.take_output()) == "flight", "a second retry")
-    driver.reader = ClientReader(client)  # type: ignore[arg-type]
+    driver, client = snapshot(header, config)
+    if not driver.alive:
+        return driver
     if header.mode == TLS13_AFTER_HELLO:
         driver.feed(header.chunks(inp.rest()), eof=eof)
-        return
-    if header.mode == TLS13_TRAFFIC:
-        if not driver.feed([client.finished()]):
-            return
-        require(driver.handshake_done, "a genuine Finished did not complete the handshake")
+        return driver
 
     def make(kind: int, payload: bytes, tamper: bool) -> bytes:
         if kind < K_FINISHED:
@@ -1107,6 +1087,76 @@ def run_tls13(driver: Driver, header: Header, inp: Input, eof: bool) -> None:
         return client.sealed_inner(payload)  # the whole TLSInnerPlaintext, padding and all
 
     driver.feed(header.chunks(record_stream(inp, make)), eof=eof)
+    return driver
+
+
+# Snapshots of 1.3 connections, by what made them; cleared when full (a few thousand option
+# sets exist, most inputs use a few).
+SNAPSHOTS: dict[tuple[object, ...], tuple[Driver, Client13]] = {}
+MAX_SNAPSHOTS = 512
+TLS13_OPTION_BITS = 0x1FFB  # the options run_tls13 reads
+# What a snapshot shares with its copies: the configs (keys, certificates, ticket keys); and the
+# AEADs (stateless: the sequence numbers are ours) and hash objects (copied by their own copy()).
+_SHARED = {
+    id(o): o
+    for c in (CONFIG13, CLIENT_AUTH_CONFIG13)
+    for o in (c, *attrs.astuple(c, recurse=False))
+    if o is not None
+}
+copy._deepcopy_dispatch[AESGCM] = lambda aead, memo: aead  # type: ignore[attr-defined]
+copy._deepcopy_dispatch[ChaCha20Poly1305] = lambda aead, memo: aead  # type: ignore[attr-defined]
+copy._deepcopy_dispatch[type(hashlib.sha256())] = lambda h, memo: h.copy()  # type: ignore[attr-defined]
+
+
+def snapshot(header: Header, config: ServerConfig) -> tuple[Driver, Client13]:
+    """A copy of the connection (and its client) after our flight was read, or after the
+    client's genuine Finished in tls13-traffic."""
+    options, observe = header.options, bool(header.feed & FEED_OBSERVER)
+    key = (
+        header.mode == TLS13_TRAFFIC,
+        options.bits & TLS13_OPTION_BITS,
+        options.custom_sni,
+        observe,
+    )
+    made = SNAPSHOTS.get(key)
+    if made is None:
+        if len(SNAPSHOTS) >= MAX_SNAPSHOTS:
+            SNAPSHOTS.clear()
+        made = SNAPSHOTS[key] = tls13_prefix(header, config)
+    driver, client = copy.deepcopy(made, dict(_SHARED))
+    if observe:
+        driver.server._observer = driver.observations.append
+    return driver, client
+
+
+def tls13_prefix(header: Header, config: ServerConfig) -> tuple[Driver, Client13]:
+    options = header.options
+    driver = Driver(config, observe=bool(header.feed & FEED_OBSERVER))
+    groups, shares = TLS13_GROUP_CHOICES[(options.bits >> 3) & 0b11]
+    client = Client13(
+        groups=groups,
+        share_groups=shares,
+        suites=TLS13_SUITE_CHOICES[options.bits & 0b11],
+        session_id=b"\x5a" * 32 if options.ems else b"",
+        fast=True,
+        random=CLIENT_RANDOM,
+    )
+    early_data = bool(options.specific & 1)
+    if not driver.feed([tls13_hello(client, options, early_data=early_data)]):
+        return driver, client
+    if client.read_flight(driver.take_output()) == "retry":
+        assert client.retry_group is not None
+        client.shares = {client.retry_group: KeyShare(client.retry_group, fast=True)}
+        # 0x0301 is only for the first hello (RFC 8446 §5.1).
+        second = tls13_hello(client, options, early_data=False, record_version=0x0303)
+        if not driver.feed([second]):
+            return driver, client
+        require(client.read_flight(driver.take_output()) == "flight", "a second retry")
+    client.shares = {}  # spent; private keys are not copied
+    driver.reader = ClientReader(client)  # type: ignore[arg-type]
+    if header.mode == TLS13_TRAFFIC and driver.feed([client.finished()]):
+        require(driver.handshake_done, "a genuine Finished did not complete the handshake")
+    return driver, client
 
 
 # CertificateVerify kinds in the client-auth mode.
