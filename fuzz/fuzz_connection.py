@@ -1034,10 +1034,11 @@ K13_KEY_UPDATE = K_RENEGOTIATE  # in the 1.3 modes, kind 5 is a KeyUpdate (paylo
 def tls13_hello(
     client: Client13, options: ClientOptions, *, early_data: bool, record_version: int = 0x0301
 ) -> bytes:
-    extensions = client.extensions(server_name=options.sni)
-    if options.alpn is not None:
-        names = b"".join(bytes((len(n),)) + n for n in options.alpn)
-        alpn = len(names).to_bytes(2, "big") + names
+    # SNI and ALPN's other choices are the 1.2 modes' business: here they would multiply the
+    # snapshots (see SNAPSHOTS) for little.
+    extensions = client.extensions(server_name=b"localhost")
+    if options.bits & 0x100:
+        alpn = b"\x00\x0c\x02h2\x08http/1.1"
         extensions.append(raw_extension(ExtensionType.application_layer_protocol_negotiation, alpn))
     if early_data:
         extensions.append(raw_extension(ExtensionType.early_data, b""))
@@ -1054,8 +1055,9 @@ def run_tls13(header: Header, inp: Input, eof: bool, config: ServerConfig) -> Dr
 
     Options: suites (bits 0-1, of TLS13_SUITE_CHOICES), groups (bits 3-4, TLS13_GROUP_CHOICES;
     choice 1 sends no share, so a HelloRetryRequest comes first), a session ID for the
-    middlebox-compatibility CCS (bit 5), SNI, ALPN, a resumable ticket as a PSK (bit 10), a
-    client certificate asked for (bit 11), early_data offered (specific bit 0).
+    middlebox-compatibility CCS (bit 5), ALPN h2 and http/1.1 (bit 8; the SNI is localhost), a
+    resumable ticket as a PSK (bit 10), a client certificate asked for (bit 11), early_data
+    offered (specific bit 0).
     tls13-after-hello feeds the input as it is once our encrypted flight is read (the client's
     flight in clear: CCS, plaintext alerts, skipped 0-RTT records, anything); tls13-handshake
     seals record items (as sealed_stream reads them; kind 4 the genuine Finished, kind 5 a
@@ -1090,11 +1092,10 @@ def run_tls13(header: Header, inp: Input, eof: bool, config: ServerConfig) -> Dr
     return driver
 
 
-# Snapshots of 1.3 connections, by what made them: at most 2 * 2^12 (the option bits run_tls13
-# reads), a few KiB each, so that once warm nearly every input starts from a copy. A custom SNI
-# (the input's own bytes) is never kept.
+# Snapshots of 1.3 connections, by what made them: at most 2 * 2^9 (the option bits run_tls13
+# reads), a few KiB each, so that once warm nearly every input starts from a copy.
 SNAPSHOTS: dict[tuple[bool, int], tuple[Driver, Client13]] = {}
-TLS13_OPTION_BITS = 0x1FFB
+TLS13_OPTION_BITS = 0x1D3B
 # What a snapshot shares with its copies: the configs (keys, certificates, ticket keys); and the
 # AEADs (stateless: the sequence numbers are ours) and hash objects (copied by their own copy()).
 _SHARED = {
@@ -1112,12 +1113,8 @@ def snapshot(header: Header, config: ServerConfig) -> tuple[Driver, Client13]:
     """A copy of the connection (and its client) after our flight was read, or after the
     client's genuine Finished in tls13-traffic. Made with an observer (its observations of the
     prefix checked then); the copy keeps observing only if the input says so."""
-    options = header.options
-    if options.sni_choice == 3:
-        made = tls13_prefix(header, config)
-    else:
-        key = (header.mode == TLS13_TRAFFIC, options.bits & TLS13_OPTION_BITS)
-        made = SNAPSHOTS.get(key) or SNAPSHOTS.setdefault(key, tls13_prefix(header, config))
+    key = (header.mode == TLS13_TRAFFIC, header.options.bits & TLS13_OPTION_BITS)
+    made = SNAPSHOTS.get(key) or SNAPSHOTS.setdefault(key, tls13_prefix(header, config))
     driver, client = copy.deepcopy(made, dict(_SHARED))
     observe = bool(header.feed & FEED_OBSERVER)
     driver.server._observer = driver.observations.append if observe else None
