@@ -198,8 +198,8 @@ class Client13:
         self.hash_name = "sha256"
         self.read_dir: Direction | None = None
         self.write_dir: Direction | None = None
-        self.hello_retry: bytes | None = None  # the HelloRetryRequest's group, as asked
-        self.retry_group: int | None = None
+        self.retry_group: int | None = None  # the group a HelloRetryRequest asked for
+        self._psk: tuple[bytes, str] | None = None
         self.server_messages: list[bytes] = []
         self.client_handshake_secret = b""
         self.master_secret = b""
@@ -278,6 +278,7 @@ class Client13:
 
     def bind(self, hello: ClientHello, *, tamper: bool = False) -> ClientHello:
         """Fill in the binder of the offer made by psk_extensions() (RFC 8446 §4.2.11.2)."""
+        assert self._psk is not None, "psk_extensions() first"
         psk, hash_name = self._psk
         size = hashlib.new(hash_name).digest_size
         early = hmac.new(bytes(size), psk, hash_name).digest()
@@ -330,7 +331,8 @@ class Client13:
         group, length = struct.unpack_from("!HH", share)
         shared = self.shares[group].shared(share[4 : 4 + length])
         size = hashlib.new(self.hash_name).digest_size
-        psk = getattr(self, "_psk", (bytes(size),))[0] if 41 in extensions else bytes(size)
+        # pre_shared_key (41) in the ServerHello: the server took our PSK (§4.2.11).
+        psk = self._psk[0] if self._psk is not None and 41 in extensions else bytes(size)
         early = hmac.new(bytes(size), psk, self.hash_name).digest()
         salt = self._derive(early, b"derived", hashlib.new(self.hash_name).digest())
         handshake_secret = hmac.new(salt, shared, self.hash_name).digest()
