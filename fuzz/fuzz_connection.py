@@ -41,7 +41,18 @@ client from the tests) up to a stage picked by the input, and lets the input tak
                 in mode 3. Certificates are hostile until verified: cryptography parses them
                 lazily, so a flipped byte can surface anywhere in the verifier.
 
-Input layout (all modes): byte 0 = mode (mod 7); byte 1 = how to feed the fuzz-controlled part
+  7 tls13-after-hello, 8 tls13-handshake, 9 tls13-traffic
+                TLS 1.3 (RFC 8446), with the client of tests/tlslite13_peer.py: after our
+                encrypted flight, the input as it is (the client's flight in clear: CCS, alerts,
+                refused 0-RTT records); or record items sealed under the client's handshake key
+                (Certificate, CertificateVerify and Finished decoding, and every path behind the
+                1.3 record layer); or, after a genuine Finished, under its application key
+                (KeyUpdate, alerts, data). The options pick suites, groups (one choice sends no
+                share, so a HelloRetryRequest comes first), a session ID, a resumable ticket as a
+                PSK, a server asking for a client certificate, and early_data (see run_tls13).
+
+Input layout (all modes): byte 0 = mode (mod 10; with `--modes a,b,...`, a mode not named is
+replaced by one that is); byte 1 = how to feed the fuzz-controlled part
 (bits 0-1: 0 whole, 1 byte by byte, 2-3 cut at positions read from the input; bit 5: compare
 with whole; bit 6: attach an observer; bit 7: EOF at the end); bytes 2-3 = client options
 (suites, groups, EMS, SNI, ALPN, ticket, strict-SNI config, mode specifics; see `ClientOptions`);
@@ -62,6 +73,7 @@ Run (new inputs go to the first directory, the checked-in seeds are only read)::
     python fuzz/fuzz_connection.py .fuzz-artifacts/crash-...   # replay one input, with traceback
 
 fuzz/tls.dict holds TLS tokens (record headers, suites, extension types) for the mutator.
+`--modes tls13-after-hello,tls13-handshake,tls13-traffic` runs a campaign over those modes only.
 `--keep-going` records each distinct crash (by exception type and innermost frame) next to the
 artifact prefix, with its traceback, and carries on instead of stopping at the first one: for
 long campaigns. `--write-seeds DIR` regenerates the seed corpus. To fold finds back into the
@@ -96,6 +108,7 @@ import trustme  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305  # noqa: E402
 from cryptography.hazmat.primitives.serialization import (  # noqa: E402
     Encoding,
     load_pem_private_key,
@@ -125,6 +138,8 @@ with atheris.instrument_imports(include=["trio_tls"]):
     from trio_tls.engine.sessions import SessionCache, SessionState, TicketKey, TicketKeys
     from trio_tls.engine.wire.codec import Reader, Writer
     from trio_tls.engine.wire.enums import (
+        TLS12,
+        TLS13,
         TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
         AlertDescription,
         AlertLevel,
@@ -150,6 +165,7 @@ from tests.scripted_client import (  # noqa: E402
     split_handshake,
     split_records,
 )
+from tests.tlslite13_peer import Client13, KeyShare, raw_extension  # noqa: E402
 
 # -- the server under test, made once -------------------------------------------------------------
 
@@ -293,19 +309,50 @@ CLIENT_AUTH_CONFIGS = {
     for mode in ("required", "optional")
 }
 
+# TLS 1.3 beside 1.2 (the 1.3 modes), and with a client certificate asked for.
+CONFIG13 = attrs.evolve(CONFIG, versions=frozenset({TLS12, TLS13}))
+CLIENT_AUTH_CONFIG13 = attrs.evolve(CLIENT_AUTH_CONFIGS["optional"], versions=CONFIG13.versions)
+# A TLS 1.3 ticket with a known PSK, so the 1.3 modes can resume (binder and all).
+PSK13 = bytes(range(32))
+TICKET13 = _TICKET_KEYS.seal(
+    SessionState(0x1301, PSK13, True, "localhost", CLOCK - 60, version=TLS13, age_add=7)
+)
+
 # A renegotiation ClientHello (a whole handshake message), sealed as-is in the later stages.
 RENEGOTIATION_HELLO = handshake(HandshakeType.client_hello, ScriptedClient().client_hello_body())
 
 # -- reading the input ----------------------------------------------------------------------------
 
-MODES = ("raw", "after-hello", "after-ccs", "traffic", "mutate", "resume", "client-auth")
-RAW, AFTER_HELLO, AFTER_CCS, TRAFFIC, MUTATE, RESUME, CLIENT_AUTH = range(len(MODES))
+MODES = (
+    "raw",
+    "after-hello",
+    "after-ccs",
+    "traffic",
+    "mutate",
+    "resume",
+    "client-auth",
+    "tls13-after-hello",
+    "tls13-handshake",
+    "tls13-traffic",
+)
+RAW, AFTER_HELLO, AFTER_CCS, TRAFFIC, MUTATE, RESUME, CLIENT_AUTH = range(7)
+TLS13_AFTER_HELLO, TLS13_HANDSHAKE, TLS13_TRAFFIC = range(7, 10)
 FEED_NAMES = ("whole", "byte by byte", "cut", "cut")
 FEED_COMPARE = 0x20
 FEED_OBSERVER = 0x40
 FEED_EOF = 0x80
 # Byte-by-byte feeding of a stretched flood would take minutes; past this, the rest goes whole.
 BYTEWISE_LIMIT = 16_384
+
+
+# `--modes a,b`: byte 0 picks among these only (a campaign over some modes).
+SELECTED_MODES: tuple[int, ...] = tuple(range(len(MODES)))
+
+
+def mode_of(byte: int) -> int:
+    """Byte 0's mode (mod the number of modes), or, when that one is not selected, one that is."""
+    mode = byte % len(MODES)
+    return mode if mode in SELECTED_MODES else SELECTED_MODES[byte % len(SELECTED_MODES)]
 
 
 class Input:
@@ -411,7 +458,7 @@ class Header:
 
     @classmethod
     def read(cls, inp: Input) -> Header:
-        header = cls(inp.u8() % len(MODES), inp.u8(), ClientOptions(inp.u16()))
+        header = cls(mode_of(inp.u8()), inp.u8(), ClientOptions(inp.u16()))
         if header.feed & 0b10:
             header.cuts = [inp.u16() for _ in range(inp.u8() % 16 + 1)]
         if header.options.sni_choice == 3:
@@ -660,6 +707,24 @@ def sealed_stream(client: ScriptedClient, inp: Input) -> bytes:
     is a target that the first <=16 payload bytes are repeated to, 0x20 a count byte follows and
     the record is sent count+1 times (floods).
     """
+
+    def make(kind: int, payload: bytes, tamper: bool) -> bytes:
+        if kind < K_FINISHED:
+            return client.sealed(SEALED_TYPES[kind], payload, tamper=tamper)
+        if kind == K_FINISHED:
+            return client.finished(change_cipher_spec=False, tamper=tamper)
+        if kind == K_RENEGOTIATE:
+            return client.sealed(ContentType.handshake, RENEGOTIATION_HELLO, tamper=tamper)
+        if kind == K_PLAIN:
+            return payload
+        content_type = payload[0] if payload else 0
+        return client.sealed(content_type, payload[1:], tamper=tamper)
+
+    return record_stream(inp, make)
+
+
+def record_stream(inp: Input, make: Callable[[int, bytes, bool], bytes]) -> bytes:
+    """The rest of the input read as record items (see sealed_stream), each made by `make`."""
     out = bytearray()
     while inp.remaining() >= 3 and len(out) < MAX_STREAM:
         kind_byte, length = inp.u8(), inp.u16()
@@ -676,17 +741,7 @@ def sealed_stream(client: ScriptedClient, inp: Input) -> bytes:
         for _ in range(count):
             if len(out) >= MAX_STREAM:
                 break
-            if kind < K_FINISHED:
-                out += client.sealed(SEALED_TYPES[kind], payload, tamper=tamper)
-            elif kind == K_FINISHED:
-                out += client.finished(change_cipher_spec=False, tamper=tamper)
-            elif kind == K_RENEGOTIATE:
-                out += client.sealed(ContentType.handshake, RENEGOTIATION_HELLO, tamper=tamper)
-            elif kind == K_PLAIN:
-                out += payload
-            else:
-                content_type = payload[0] if payload else 0
-                out += client.sealed(content_type, payload[1:], tamper=tamper)
+            out += make(kind, payload, tamper)
     return bytes(out)
 
 
@@ -895,7 +950,7 @@ def reframe(tree: Node) -> bytes:
 def run(data: bytes) -> Driver:
     """One input; with FEED_COMPARE, a chunked feeding must match the same stream fed whole."""
     driver = run_once(data)
-    STATS.modes[MODES[data[0] % len(MODES)] if data else "raw"] += 1
+    STATS.modes[MODES[mode_of(data[0] if data else 0)]] += 1
     feed = data[1] if len(data) > 1 else 0
     if feed & FEED_COMPARE and feed & 0b11:
         chunked, whole = driver.verdict(), run_once(data, whole=True).verdict()
@@ -914,6 +969,8 @@ def run_once(data: bytes, *, whole: bool = False) -> Driver:
     config = options.config
     if header.mode == CLIENT_AUTH:
         config = CLIENT_AUTH_CONFIGS["optional" if options.specific & 0b100 else "required"]
+    elif header.mode >= TLS13_AFTER_HELLO:
+        config = CLIENT_AUTH_CONFIG13 if options.bits & 0x800 else CONFIG13
     driver = Driver(config, observe=bool(header.feed & FEED_OBSERVER))
     eof = bool(header.feed & FEED_EOF)
 
@@ -935,6 +992,8 @@ def run_once(data: bytes, *, whole: bool = False) -> Driver:
         run_resume(driver, header, inp, eof)
     elif header.mode == CLIENT_AUTH:
         run_client_auth(driver, header, inp, eof)
+    elif header.mode >= TLS13_AFTER_HELLO:
+        driver = run_tls13(header, inp, eof, config)
     else:
         run_full(driver, header, inp, eof)
     driver.check_observations()
@@ -957,6 +1016,141 @@ def run_full(driver: Driver, header: Header, inp: Input, eof: bool) -> None:
             return
         require(driver.handshake_done, "a genuine Finished did not complete the handshake")
     driver.feed(header.chunks(sealed_stream(client, inp)), eof=eof)
+
+
+# -- the TLS 1.3 modes -----------------------------------------------------------------------------
+
+TLS13_SUITE_CHOICES = ((0x1301, 0x1302, 0x1303), (0x1301,), (0x1302,), (0x1303,))
+# (supported_groups, the groups with a share): with none shared, a HelloRetryRequest first.
+TLS13_GROUP_CHOICES: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (
+    ((NamedGroup.x25519, NamedGroup.secp256r1), (NamedGroup.x25519,)),
+    ((NamedGroup.x25519, NamedGroup.secp256r1), ()),
+    ((NamedGroup.secp256r1, NamedGroup.x25519), (NamedGroup.secp256r1,)),
+    ((NamedGroup.secp384r1,), (NamedGroup.secp384r1,)),
+)
+K13_KEY_UPDATE = K_RENEGOTIATE  # in the 1.3 modes, kind 5 is a KeyUpdate (payload[0] its request)
+
+
+def tls13_hello(
+    client: Client13, options: ClientOptions, *, early_data: bool, record_version: int = 0x0301
+) -> bytes:
+    # SNI and ALPN's other choices are the 1.2 modes' business: here they would multiply the
+    # snapshots (see SNAPSHOTS) for little.
+    extensions = client.extensions(server_name=b"localhost")
+    if options.bits & 0x100:
+        alpn = b"\x00\x0c\x02h2\x08http/1.1"
+        extensions.append(raw_extension(ExtensionType.application_layer_protocol_negotiation, alpn))
+    if early_data:
+        extensions.append(raw_extension(ExtensionType.early_data, b""))
+    if options.ticket:
+        extensions += client.psk_extensions(TICKET13, PSK13, "sha256")
+        hello = client.bind(client.hello(extensions=extensions))
+    else:
+        hello = client.hello(extensions=extensions)
+    return client.hello_record(hello, version=record_version)
+
+
+def run_tls13(header: Header, inp: Input, eof: bool, config: ServerConfig) -> Driver:
+    """The TLS 1.3 modes, with tlslite13_peer's client (fast: `cryptography`'s ECDH and AEADs).
+
+    Options: suites (bits 0-1, of TLS13_SUITE_CHOICES), groups (bits 3-4, TLS13_GROUP_CHOICES;
+    choice 1 sends no share, so a HelloRetryRequest comes first), a session ID for the
+    middlebox-compatibility CCS (bit 5), ALPN h2 and http/1.1 (bit 8; the SNI is localhost), a
+    resumable ticket as a PSK (bit 10), a client certificate asked for (bit 11), early_data
+    offered (specific bit 0).
+    tls13-after-hello feeds the input as it is once our encrypted flight is read (the client's
+    flight in clear: CCS, plaintext alerts, skipped 0-RTT records, anything); tls13-handshake
+    seals record items (as sealed_stream reads them; kind 4 the genuine Finished, kind 5 a
+    KeyUpdate) under the client's handshake key, so mutations reach the Certificate,
+    CertificateVerify and Finished decoders; tls13-traffic does the same after a genuine
+    Finished, under the application keys, where KeyUpdate and the alerts live.
+
+    The connection up to where the input takes over depends on the options only, and costs
+    several times what the input does: it is made once per option set and copied (snapshot).
+    """
+    driver, client = snapshot(header, config)
+    if not driver.alive:
+        return driver
+    if header.mode == TLS13_AFTER_HELLO:
+        driver.feed(header.chunks(inp.rest()), eof=eof)
+        return driver
+
+    def make(kind: int, payload: bytes, tamper: bool) -> bytes:
+        if kind < K_FINISHED:
+            return client.sealed(SEALED_TYPES[kind], payload, tamper=tamper)
+        if kind == K_FINISHED:
+            if tamper:
+                return client.sealed(ContentType.handshake, client.finished_message(), tamper=True)
+            return client.finished()
+        if kind == K13_KEY_UPDATE:
+            return client.key_update(payload[0] if payload else 0)
+        if kind == K_PLAIN:
+            return payload
+        return client.sealed_inner(payload)  # the whole TLSInnerPlaintext, padding and all
+
+    driver.feed(header.chunks(record_stream(inp, make)), eof=eof)
+    return driver
+
+
+# Snapshots of 1.3 connections, by what made them: at most 2 * 2^9 (the option bits run_tls13
+# reads), a few KiB each, so that once warm nearly every input starts from a copy.
+SNAPSHOTS: dict[tuple[bool, int], tuple[Driver, Client13]] = {}
+TLS13_OPTION_BITS = 0x1D3B
+# What a snapshot shares with its copies: the configs (keys, certificates, ticket keys); and the
+# AEADs (stateless: the sequence numbers are ours) and hash objects (copied by their own copy()).
+_SHARED = {
+    id(o): o
+    for c in (CONFIG13, CLIENT_AUTH_CONFIG13)
+    for o in (c, *attrs.astuple(c, recurse=False), *c.certificates)
+    if o is not None
+}
+copy._deepcopy_dispatch[AESGCM] = lambda aead, memo: aead  # type: ignore[attr-defined]
+copy._deepcopy_dispatch[ChaCha20Poly1305] = lambda aead, memo: aead  # type: ignore[attr-defined]
+copy._deepcopy_dispatch[type(hashlib.sha256())] = lambda h, memo: h.copy()  # type: ignore[attr-defined]
+
+
+def snapshot(header: Header, config: ServerConfig) -> tuple[Driver, Client13]:
+    """A copy of the connection (and its client) after our flight was read, or after the
+    client's genuine Finished in tls13-traffic. Made with an observer (its observations of the
+    prefix checked then); the copy keeps observing only if the input says so."""
+    key = (header.mode == TLS13_TRAFFIC, header.options.bits & TLS13_OPTION_BITS)
+    made = SNAPSHOTS.get(key) or SNAPSHOTS.setdefault(key, tls13_prefix(header, config))
+    driver, client = copy.deepcopy(made, dict(_SHARED))
+    observe = bool(header.feed & FEED_OBSERVER)
+    driver.server._observer = driver.observations.append if observe else None
+    return driver, client
+
+
+def tls13_prefix(header: Header, config: ServerConfig) -> tuple[Driver, Client13]:
+    options = header.options
+    driver = Driver(config, observe=True)
+    groups, shares = TLS13_GROUP_CHOICES[(options.bits >> 3) & 0b11]
+    client = Client13(
+        groups=groups,
+        share_groups=shares,
+        suites=TLS13_SUITE_CHOICES[options.bits & 0b11],
+        session_id=b"\x5a" * 32 if options.ems else b"",
+        fast=True,
+        random=CLIENT_RANDOM,
+    )
+    early_data = bool(options.specific & 1)
+    if not driver.feed([tls13_hello(client, options, early_data=early_data)]):
+        return driver, client
+    if client.read_flight(driver.take_output()) == "retry":
+        assert client.retry_group is not None
+        client.shares = {client.retry_group: KeyShare(client.retry_group, fast=True)}
+        # 0x0301 is only for the first hello (RFC 8446 §5.1).
+        second = tls13_hello(client, options, early_data=False, record_version=0x0303)
+        if not driver.feed([second]):
+            return driver, client
+        require(client.read_flight(driver.take_output()) == "flight", "a second retry")
+    client.shares = {}  # spent; private keys are not copied
+    driver.reader = ClientReader(client)  # type: ignore[arg-type]
+    if header.mode == TLS13_TRAFFIC and driver.feed([client.finished()]):
+        require(driver.handshake_done, "a genuine Finished did not complete the handshake")
+    driver.check_observations()
+    driver.observations.clear()  # checked: not copied for every input
+    return driver, client
 
 
 # CertificateVerify kinds in the client-auth mode.
@@ -1301,6 +1495,50 @@ def seeds() -> dict[str, bytes]:
             + verify
             + item(K_APPDATA, b"GET / HTTP/1.1\r\n\r\n")
         )
+    # TLS 1.3: options are suites (0-3), groups (0-3, 1 = retry), session ID, SNI, ALPN, ticket,
+    # client auth, early data (see run_tls13).
+    close = item(K_ALERT, bytes((AlertLevel.warning, AlertDescription.close_notify)))
+    out["tls13-after-hello-ccs-alert"] = (
+        bytes((TLS13_AFTER_HELLO,))
+        + whole
+        + _options(0, ems=True)
+        + record(ContentType.change_cipher_spec, b"\x01")
+        + record(ContentType.alert, b"\x02\x2a")
+    )
+    out["tls13-after-hello-early-data"] = (
+        bytes((TLS13_AFTER_HELLO,))
+        + whole
+        + _options(1, ems=False, specific=1)
+        + record(ContentType.application_data, bytes(300))
+    )
+    out["tls13-handshake-finished-data-update"] = (
+        bytes((TLS13_HANDSHAKE,))
+        + whole
+        + _options(2, 0)
+        + item(K_FINISHED)
+        + item(K_APPDATA, b"GET / HTTP/1.1\r\n\r\n")
+        + item(K13_KEY_UPDATE, b"\x01")
+        + close
+    )
+    out["tls13-handshake-retry-empty-certificate"] = (
+        bytes((TLS13_HANDSHAKE,))
+        + whole
+        + _options(3, 1, strict=True)
+        + item(K_HANDSHAKE, handshake(HandshakeType.certificate, b"\x00\x00\x00\x00"))
+        + item(K_FINISHED)
+    )
+    out["tls13-handshake-resumed-p256"] = (
+        bytes((TLS13_HANDSHAKE,)) + whole + _options(1, 2, ticket=True) + item(K_FINISHED) + close
+    )
+    out["tls13-traffic-updates-padding"] = (
+        bytes((TLS13_TRAFFIC,))
+        + whole
+        + _options(0, 0, alpn=1)
+        + item(K_APPDATA, b"hello")
+        + item(K13_KEY_UPDATE, b"\x01", flags=REPEAT, repeat=3)
+        + item(K_TYPED, b"x\x17" + bytes(40))
+        + close
+    )
     out["resume-id"] = bytes((RESUME,)) + whole + _options(specific=0) + finished_then_data
     out["resume-ticket-chacha"] = (
         bytes((RESUME,)) + whole + _options(ems=False, specific=0b111) + finished_then_data
@@ -1331,8 +1569,12 @@ _REPORT_AT_EXIT = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(_final_r
 
 
 def main(argv: list[str]) -> None:
-    global KEEP_GOING, ARTIFACT_PREFIX  # noqa: PLW0603
+    global KEEP_GOING, ARTIFACT_PREFIX, SELECTED_MODES  # noqa: PLW0603
     args = list(argv)
+    if "--modes" in args:
+        index = args.index("--modes")
+        SELECTED_MODES = tuple(MODES.index(name) for name in args[index + 1].split(","))
+        del args[index : index + 2]
     if "--write-seeds" in args:
         write_seeds(pathlib.Path(args[args.index("--write-seeds") + 1]))
         return

@@ -222,6 +222,13 @@ def test_change_cipher_spec_passes_through_untouched() -> None:
     assert opener.next_sequence == 0
 
 
+def test_a_protected_change_cipher_spec_is_an_unexpected_message() -> None:
+    """RFC 8446 §5: only the unprotected CCS may be dropped; sealed, it is refused."""
+    sealer, opener = pair(AES128)
+    wire = seal(sealer, CCS, b"\x01")
+    raises_exactly(UnexpectedMessage, lambda: open_record(opener, wire))
+
+
 @pytest.mark.parametrize("content_type", [HANDSHAKE, 24, 0, 255])
 def test_other_unprotected_types_are_unexpected_messages(content_type: int) -> None:
     _, opener = pair(AES128)

@@ -103,7 +103,12 @@ class Tls13Protection(_AEADRecords):
             raise UnexpectedMessage("protected record without a content type")
         if end > MAX_PLAINTEXT:
             raise RecordOverflow(f"protected record holding {end} bytes")
-        return inner[end], memoryview(inner)[:end]
+        content_type = inner[end]
+        if content_type == _CHANGE_CIPHER_SPEC:
+            # §5: only the unprotected CCS exists in TLS 1.3; a protected one is refused here,
+            # where it can still be told apart from the unprotected one the states may drop.
+            raise UnexpectedMessage("a protected change_cipher_spec record")
+        return content_type, memoryview(inner)[:end]
 
     def _open_unprotected(self, content_type: int, fragment: Buffer) -> tuple[int, Buffer]:
         if content_type == _CHANGE_CIPHER_SPEC:

@@ -186,7 +186,8 @@ def _retry(
         (SelectedVersion(TLS13), KeyShareRetry(group)),
     )
     transcript.update(ctx.send_handshake(retry_request))
-    ctx.negotiated_version()
+    # The record version is held to 0x0303 only from our ServerHello on: §5.1 lets the second
+    # ClientHello's records say 0x0301 like the first's, and OpenSSL takes them.
     if hello.session_id:
         ctx.send_change_cipher_spec()
     if hello.extension(EarlyData) is not None:
